@@ -1,0 +1,3 @@
+"""Wire protocol version 1: the CPython reference of docs/protocol.md."""
+
+PROTOCOL_VERSION = 1

@@ -1,0 +1,108 @@
+"""EIP-712 hashing for the nanotoll domain: vouchers, receipts and catalogs.
+
+Everything here is pure hashing; keys and signatures live in ``signing``.
+"""
+
+from __future__ import annotations
+
+from eth_utils import keccak
+
+DOMAIN_NAME = "nanotoll"
+DOMAIN_VERSION = "1"
+
+DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+VOUCHER_TYPE = "Voucher(uint32 channelId,uint64 cumulativeAmount)"
+RECEIPT_TYPE = (
+    "Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
+)
+CATALOG_TYPE = "Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
+
+DOMAIN_TYPEHASH = keccak(DOMAIN_TYPE.encode())
+VOUCHER_TYPEHASH = keccak(VOUCHER_TYPE.encode())
+RECEIPT_TYPEHASH = keccak(RECEIPT_TYPE.encode())
+CATALOG_TYPEHASH = keccak(CATALOG_TYPE.encode())
+
+MAX_CHANNEL_ID = (1 << 32) - 1
+MAX_AMOUNT = (1 << 64) - 1
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _address_bytes(address: str | bytes) -> bytes:
+    if isinstance(address, bytes):
+        raw = address
+    else:
+        text = address[2:] if address.startswith(("0x", "0X")) else address
+        raw = bytes.fromhex(text)
+    if len(raw) != 20:
+        raise ValueError(f"an address has 20 bytes, got {len(raw)}")
+    return raw
+
+
+def check_channel_id(channel_id: int) -> int:
+    if not isinstance(channel_id, int) or not 1 <= channel_id <= MAX_CHANNEL_ID:
+        raise ValueError(f"channel id must be in 1..{MAX_CHANNEL_ID}, got {channel_id!r}")
+    return channel_id
+
+
+def check_amount(amount: int) -> int:
+    if not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        raise ValueError(f"cumulative amount must be in 1..{MAX_AMOUNT}, got {amount!r}")
+    return amount
+
+
+def domain_separator(chain_id: int, verifying_contract: str | bytes) -> bytes:
+    """keccak256 of the EIP-712 domain; compute once per (chain, contract) and keep it."""
+    if not isinstance(chain_id, int) or chain_id <= 0:
+        raise ValueError(f"chain id must be a positive integer, got {chain_id!r}")
+    return keccak(
+        DOMAIN_TYPEHASH
+        + keccak(DOMAIN_NAME.encode())
+        + keccak(DOMAIN_VERSION.encode())
+        + _word(chain_id)
+        + bytes(12)
+        + _address_bytes(verifying_contract)
+    )
+
+
+def typed_digest(separator: bytes, struct_hash: bytes) -> bytes:
+    return keccak(b"\x19\x01" + separator + struct_hash)
+
+
+def voucher_struct_hash(channel_id: int, cumulative: int) -> bytes:
+    check_channel_id(channel_id)
+    check_amount(cumulative)
+    return keccak(VOUCHER_TYPEHASH + _word(channel_id) + _word(cumulative))
+
+
+def voucher_digest(separator: bytes, channel_id: int, cumulative: int) -> bytes:
+    return typed_digest(separator, voucher_struct_hash(channel_id, cumulative))
+
+
+def receipt_digest(
+    separator: bytes, channel_id: int, cumulative: int, request_hash: bytes, data_hash: bytes
+) -> bytes:
+    check_channel_id(channel_id)
+    check_amount(cumulative)
+    if len(request_hash) != 32 or len(data_hash) != 32:
+        raise ValueError("request and data hashes have 32 bytes each")
+    struct_hash = keccak(
+        RECEIPT_TYPEHASH + _word(channel_id) + _word(cumulative) + request_hash + data_hash
+    )
+    return typed_digest(separator, struct_hash)
+
+
+def catalog_digest(
+    separator: bytes, seq: int, valid_from: int, valid_until: int, products_hash: bytes
+) -> bytes:
+    for name, value in (("seq", seq), ("valid_from", valid_from), ("valid_until", valid_until)):
+        if not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
+            raise ValueError(f"catalog {name} must be a uint64, got {value!r}")
+    if len(products_hash) != 32:
+        raise ValueError("products hash has 32 bytes")
+    struct_hash = keccak(
+        CATALOG_TYPEHASH + _word(seq) + _word(valid_from) + _word(valid_until) + products_hash
+    )
+    return typed_digest(separator, struct_hash)
