@@ -1,0 +1,23 @@
+"""Shared pytest set-up: import paths and real local servers on free loopback ports."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(ROOT / "gateway") not in sys.path:
+    sys.path.insert(0, str(ROOT / "gateway"))
+
+from nanotoll.services import Mosquitto  # noqa: E402
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real mosquitto on a free loopback port, stopped after the test."""
+    with Mosquitto(workdir=tmp_path / "broker") as broker:
+        yield broker
