@@ -1,0 +1,524 @@
+# nanotoll device: an asyncio MQTT 3.1.1 client.
+#
+# Persistent session (clean_session=0), keepalive pings, last will, SUBSCRIBE,
+# PUBLISH QoS 0/1 with retransmission under the original packet id (DUP set)
+# until PUBACK, receiving QoS 0/1 (PUBACK sent), reconnect with exponential
+# backoff, bounded queues and a timeout on every wait.
+#
+# The transport is a "link": an object with `async open()` returning an asyncio
+# Stream (readexactly, write, drain) and `close(stream)`. TcpLink opens a socket;
+# StreamLink wraps any pollable byte stream such as a UART. Both use the same code.
+
+import asyncio
+from time import ticks_ms, ticks_diff, ticks_add
+from micropython import const
+
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
+_DUP = const(0x08)
+_HEAD_KEEP = const(300)  # bytes kept of an oversized packet (topic + packet id)
+
+
+class MQTTError(Exception):
+    pass
+
+
+class MQTTTimeout(MQTTError):
+    pass
+
+
+class TcpLink:
+    """TCP (or TLS when the port has ssl: pass ssl=True or an SSLContext)."""
+
+    def __init__(self, host, port, ssl=None):
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+
+    async def open(self):
+        if self.ssl:
+            stream, _ = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        else:
+            stream, _ = await asyncio.open_connection(self.host, self.port)
+        return stream
+
+    def close(self, stream):
+        try:
+            stream.s.close()
+        except Exception:
+            pass
+
+
+class StreamLink:
+    """Any byte stream the asyncio poller can wait on (a UART, a pipe)."""
+
+    def __init__(self, device, reset=None):
+        self.device = device
+        self.reset = reset  # optional callable run before each (re)connect
+
+    async def open(self):
+        if self.reset:
+            self.reset()
+        return asyncio.StreamReader(self.device)
+
+    def close(self, stream):
+        pass
+
+
+class Inbox:
+    """A bounded FIFO of received (topic, payload); the oldest is dropped when full."""
+
+    def __init__(self, size):
+        self._items = []
+        self._size = size
+        self._event = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, item):
+        if len(self._items) >= self._size:
+            self._items.pop(0)
+            self.dropped += 1
+        self._items.append(item)
+        self._event.set()
+
+    def __len__(self):
+        return len(self._items)
+
+    async def get(self, timeout_ms):
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        while not self._items:
+            self._event.clear()
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                raise MQTTTimeout("no message")
+            try:
+                await asyncio.wait_for_ms(self._event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return self._items.pop(0)
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return out
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    n = len(s)
+    if n > 0xFFFF:
+        raise MQTTError("string too long")
+    return bytes((n >> 8, n & 0xFF)) + s
+
+
+def _packet(first, body):
+    return bytes((first,)) + _varint(len(body)) + body
+
+
+class MQTTClient:
+    def __init__(
+        self,
+        link,
+        client_id,
+        keepalive=60,
+        clean=False,
+        will=None,
+        user=None,
+        password=None,
+        timeout_ms=5000,
+        response_ms=3000,
+        max_repubs=3,
+        max_packet=10240,
+        inbox_size=8,
+        max_inflight=4,
+        backoff_min_ms=250,
+        backoff_max_ms=30000,
+        random=None,
+        log=None,
+    ):
+        # will = (topic, payload, retain, qos)
+        self.link = link
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.clean = clean
+        self.will = will
+        self.user = user
+        self.password = password
+        self.timeout_ms = timeout_ms
+        self.response_ms = response_ms
+        self.max_repubs = max_repubs
+        self.max_packet = max_packet
+        self.max_inflight = max_inflight
+        self.backoff_min_ms = backoff_min_ms
+        self.backoff_max_ms = backoff_max_ms
+        self._random = random  # callable(n) -> n random bytes, for backoff jitter
+        self.log = log
+        self.inbox = Inbox(inbox_size)
+        self._subs = []  # [(topic, qos)]
+        self._inflight = {}  # pid -> Event set by PUBACK
+        self._subacks = {}  # pid -> [Event, return code]
+        self._pid = 0
+        self._stream = None
+        self._gen = 0  # connection generation, bumped on every CONNACK
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._tasks = []
+        self._runner = None
+        self._running = False
+        self._last_rx = 0
+        self._last_tx = 0
+        self.session_present = False
+        self.last_error = None
+        # counters, useful in tests and logs
+        self.connects = 0
+        self.retransmits = 0
+        self.oversized = 0
+        self._puback = bytearray(b"\x40\x02\x00\x00")
+
+    # ---------------------------------------------------------------- public
+
+    def isconnected(self):
+        return self._up.is_set()
+
+    async def start(self, timeout_ms=None):
+        """Start the connection supervisor and wait for the first CONNACK."""
+        if self._runner is None:
+            self._running = True
+            self._runner = asyncio.create_task(self._supervise())
+        await self.wait_connected(timeout_ms or self.timeout_ms)
+
+    async def wait_connected(self, timeout_ms):
+        if self._up.is_set():
+            return
+        try:
+            await asyncio.wait_for_ms(self._up.wait(), timeout_ms)
+        except asyncio.TimeoutError:
+            raise MQTTTimeout("not connected: %r" % (self.last_error,))
+
+    async def stop(self):
+        """DISCONNECT cleanly (the broker then drops the will) and stop every task."""
+        self._running = False
+        if self._up.is_set():
+            try:
+                await self._send(b"\xe0\x00")
+            except Exception:
+                pass
+        if self._runner is not None:
+            self._runner.cancel()
+            self._runner = None
+        self._teardown()
+
+    def drop(self, reason="dropped"):
+        """Force the link down (tests, or a caller that knows it is dead)."""
+        self._fail(MQTTError(reason))
+
+    async def subscribe(self, topic, qos=1, timeout_ms=None):
+        for t, _ in self._subs:
+            if t == topic:
+                break
+        else:
+            self._subs.append((topic, qos))
+        if self._up.is_set():
+            await self._subscribe(topic, qos, timeout_ms or self.timeout_ms)
+
+    async def publish(self, topic, payload, qos=1, retain=False, timeout_ms=None):
+        """Publish; for QoS 1 return once the broker acknowledged (PUBACK).
+
+        Unacknowledged messages are resent with DUP under their original packet id,
+        after response_ms on the same connection and at once after a reconnect.
+        Raises MQTTTimeout when timeout_ms passes without PUBACK.
+        """
+        deadline = ticks_add(ticks_ms(), timeout_ms or self.timeout_ms)
+        topic = _str(topic)
+        flags = _PUBLISH | (2 if qos else 0) | (1 if retain else 0)
+        if not qos:
+            await self._wait_up(deadline)
+            await self._send(_packet(flags, topic + payload))
+            return 0
+        while len(self._inflight) >= self.max_inflight:
+            if ticks_diff(deadline, ticks_ms()) <= 0:
+                raise MQTTTimeout("in-flight window full")
+            await asyncio.sleep_ms(20)
+        pid = self._next_pid()
+        event = asyncio.Event()
+        self._inflight[pid] = event
+        body = topic + bytes((pid >> 8, pid & 0xFF)) + payload
+        sent_gen = -1
+        sent_at = 0
+        tries = 0
+        try:
+            while not event.is_set():
+                now = ticks_ms()
+                if ticks_diff(deadline, now) <= 0:
+                    raise MQTTTimeout("no PUBACK for packet %d" % pid)
+                if self._up.is_set():
+                    gen = self._gen
+                    due = gen != sent_gen or ticks_diff(now, sent_at) >= self.response_ms
+                    if due:
+                        if gen == sent_gen:
+                            tries += 1
+                            if tries > self.max_repubs:
+                                # the link looks dead: reconnect, then resend
+                                tries = 0
+                                self._fail(MQTTError("no PUBACK"))
+                                continue
+                        first = flags | (_DUP if sent_gen >= 0 else 0)
+                        if sent_gen >= 0:
+                            self.retransmits += 1
+                        try:
+                            await self._send(_packet(first, body))
+                        except Exception as exc:
+                            self._fail(exc)
+                            continue
+                        sent_gen = gen
+                        sent_at = ticks_ms()
+                try:
+                    await asyncio.wait_for_ms(event.wait(), 100)
+                except asyncio.TimeoutError:
+                    pass
+            return pid
+        finally:
+            self._inflight.pop(pid, None)
+
+    # ---------------------------------------------------------------- internals
+
+    def _log(self, *args):
+        if self.log:
+            self.log(*args)
+
+    def _next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self._inflight and self._pid not in self._subacks:
+                return self._pid
+
+    async def _wait_up(self, deadline):
+        left = ticks_diff(deadline, ticks_ms())
+        if left <= 0:
+            raise MQTTTimeout("not connected")
+        await self.wait_connected(left)
+
+    async def _send(self, packet):
+        stream = self._stream
+        if stream is None:
+            raise MQTTError("not connected")
+        async with self._lock:
+            stream.write(packet)
+            try:
+                await asyncio.wait_for_ms(stream.drain(), self.timeout_ms)
+            except asyncio.TimeoutError:
+                raise MQTTTimeout("write stalled")
+        self._last_tx = ticks_ms()
+
+    def _fail(self, exc):
+        if self._running and not self._down.is_set():
+            self._log("mqtt: link down:", repr(exc))
+            self.last_error = exc
+        self._up.clear()
+        self._down.set()
+
+    def _teardown(self):
+        self._up.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if self._stream is not None:
+            self.link.close(self._stream)
+            self._stream = None
+        # waiters on a SUBACK of the dead connection give up
+        for pid in self._subacks:
+            self._subacks[pid][0].set()
+
+    async def _supervise(self):
+        backoff = self.backoff_min_ms
+        while self._running:
+            self._down.clear()
+            try:
+                await self._connect()
+                backoff = self.backoff_min_ms
+                await self._down.wait()
+            except asyncio.CancelledError:
+                self._teardown()
+                raise
+            except Exception as exc:  # OSError, EOFError, MQTTError, TimeoutError
+                self.last_error = exc
+                self._log("mqtt: connect failed:", repr(exc))
+            self._teardown()
+            if not self._running:
+                break
+            jitter = 0
+            if self._random:
+                jitter = self._random(1)[0] * backoff // 512
+            await asyncio.sleep_ms(backoff + jitter)
+            backoff = min(backoff * 2, self.backoff_max_ms)
+
+    def _connect_packet(self):
+        flags = 0x02 if self.clean else 0
+        payload = _str(self.client_id)
+        if self.will:
+            topic, message, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            payload += _str(topic) + _str(message)
+        if self.user is not None:
+            flags |= 0x80
+            payload += _str(self.user)
+            if self.password is not None:
+                flags |= 0x40
+                payload += _str(self.password)
+        ka = self.keepalive
+        var = b"\x00\x04MQTT\x04" + bytes((flags, ka >> 8, ka & 0xFF))
+        return _packet(_CONNECT, var + payload)
+
+    async def _connect(self):
+        try:
+            stream = await asyncio.wait_for_ms(self.link.open(), self.timeout_ms)
+        except asyncio.TimeoutError:
+            raise MQTTTimeout("link open")
+        self._stream = stream
+        await self._send(self._connect_packet())
+        try:
+            first, body = await asyncio.wait_for_ms(self._read_packet(), self.timeout_ms)
+        except asyncio.TimeoutError:
+            raise MQTTTimeout("no CONNACK")
+        if first != _CONNACK or len(body) != 2:
+            raise MQTTError("expected CONNACK, got 0x%02x" % first)
+        if body[1]:
+            raise MQTTError("connection refused, code %d" % body[1])
+        self.session_present = bool(body[0] & 1)
+        self._last_rx = ticks_ms()
+        self.connects += 1
+        self._tasks = [asyncio.create_task(self._reader())]
+        if self.keepalive:
+            self._tasks.append(asyncio.create_task(self._pinger()))
+        # Retained messages (the catalog) come only with a SUBSCRIBE: always renew.
+        for topic, qos in self._subs:
+            await self._subscribe(topic, qos, self.timeout_ms)
+        self._gen += 1
+        self._up.set()
+        self._log("mqtt: connected, session present:", self.session_present)
+
+    async def _subscribe(self, topic, qos, timeout_ms):
+        pid = self._next_pid()
+        entry = [asyncio.Event(), None]
+        self._subacks[pid] = entry
+        try:
+            body = bytes((pid >> 8, pid & 0xFF)) + _str(topic) + bytes((qos,))
+            await self._send(_packet(_SUBSCRIBE, body))
+            try:
+                await asyncio.wait_for_ms(entry[0].wait(), timeout_ms)
+            except asyncio.TimeoutError:
+                raise MQTTTimeout("no SUBACK")
+            if entry[1] is None:
+                raise MQTTError("link lost before SUBACK")
+            if entry[1] == 0x80:
+                raise MQTTError("subscription refused: %s" % topic)
+        finally:
+            self._subacks.pop(pid, None)
+
+    async def _read_packet(self):
+        stream = self._stream
+        first = (await stream.readexactly(1))[0]
+        size = 0
+        shift = 0
+        while True:
+            b = (await stream.readexactly(1))[0]
+            size |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MQTTError("bad remaining length")
+        if size <= self.max_packet:
+            body = await stream.readexactly(size) if size else b""
+            return first, body
+        # Oversized: keep the head (topic and packet id, for the PUBACK), skip the rest.
+        self.oversized += 1
+        head = await stream.readexactly(_HEAD_KEEP)
+        left = size - _HEAD_KEEP
+        while left:
+            n = min(left, 512)
+            await stream.readexactly(n)
+            left -= n
+        return first | 0x100, head
+
+    async def _reader(self):
+        try:
+            while True:
+                first, body = await self._read_packet()
+                self._last_rx = ticks_ms()
+                kind = first & 0xF0
+                if kind == _PUBLISH:
+                    await self._on_publish(first, body)
+                elif kind == _PUBACK and len(body) == 2:
+                    event = self._inflight.get(body[0] << 8 | body[1])
+                    if event:
+                        event.set()
+                elif kind == _SUBACK and len(body) >= 3:
+                    entry = self._subacks.get(body[0] << 8 | body[1])
+                    if entry:
+                        entry[1] = body[2]
+                        entry[0].set()
+                elif kind == _PINGRESP:
+                    pass
+                else:
+                    raise MQTTError("unexpected packet 0x%02x" % first)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    async def _on_publish(self, first, body):
+        oversized = first & 0x100
+        qos = (first >> 1) & 3
+        if len(body) < 2:
+            raise MQTTError("short PUBLISH")
+        n = body[0] << 8 | body[1]
+        pos = 2 + n
+        if qos:
+            if pos + 2 > len(body):
+                raise MQTTError("short PUBLISH")
+            pid = body[pos] << 8 | body[pos + 1]
+            pos += 2
+        if qos == 1:
+            ack = self._puback
+            ack[2] = pid >> 8
+            ack[3] = pid & 0xFF
+            await self._send(ack)
+        elif qos:
+            raise MQTTError("QoS 2 is not supported")
+        if oversized:
+            self._log("mqtt: dropped an oversized message")
+            return
+        self.inbox.put((bytes(body[2 : 2 + n]).decode(), body[pos:]))
+
+    async def _pinger(self):
+        period = self.keepalive * 1000
+        try:
+            while True:
+                await asyncio.sleep_ms(period // 4)
+                now = ticks_ms()
+                if ticks_diff(now, self._last_rx) > period:
+                    self._fail(MQTTTimeout("keepalive: broker silent"))
+                    return
+                if ticks_diff(now, self._last_tx) >= period // 2:
+                    await self._send(b"\xc0\x00")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
