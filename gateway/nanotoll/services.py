@@ -151,3 +151,21 @@ class Mosquitto(ManagedProcess):
         """Stop and start on the same port and store: what a broker crash looks like."""
         self.stop()
         self.start()
+
+
+def micropython_binary() -> str:
+    """The MicroPython unix port that make setup built from Debian's source package."""
+    return find_tool("micropython", "NANOTOLL_MICROPYTHON",
+                     REPO_ROOT / ".toolchain" / "bin" / "micropython")
+
+
+def _foundry_tool(name: str) -> Path:
+    return REPO_ROOT / "node_modules" / "@foundry-rs" / f"{name}-linux-amd64" / "bin" / name
+
+
+def forge_binary() -> str:
+    return find_tool("forge", "NANOTOLL_FORGE", _foundry_tool("forge"))
+
+
+def anvil_binary() -> str:
+    return find_tool("anvil", "NANOTOLL_ANVIL", _foundry_tool("anvil"))
