@@ -1,0 +1,449 @@
+# nanotoll device: the payment agent.
+#
+#   agent = Agent(wallet, client, store, policy, provider, channel)
+#   await agent.start()
+#   data = await agent.buy("weather", {"lat": 52520008, ...}, max_price=2000)
+#   agent.receipt   -> the last verified receipt [channel, cumulative, req hash, data hash, sig]
+#
+# Request state machine (docs/protocol.md 4.1): the new cumulative amount and the
+# request bytes are written to the state record BEFORE the voucher leaves the device;
+# a request without an answer stays pending and is re-sent byte for byte (after a
+# timeout, a reconnect or a reboot), so a retry is never a second charge.
+
+import asyncio
+from time import ticks_ms, ticks_diff, ticks_add
+from micropython import const
+import wallet as W
+import errors as E
+from errors import (
+    BudgetExhausted,
+    PolicyDenied,
+    PriceTooHigh,
+    ProtocolError,
+    ProviderError,
+    StateError,
+    Timeout,
+)
+from mqtt import MQTTTimeout
+
+_MAX_REQUEST = const(512)
+_MAX_RESPONSE = const(8192)
+_MAX_CATALOG = const(2048)
+_MAX_RID = const(0xFFFFFFFF)
+_MAX_AMOUNT = (1 << 64) - 1
+_BUSY_WAIT_MS = const(500)
+
+
+def _is_uint(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+class Catalog:
+    def __init__(self, seq, valid_from, valid_until, prices):
+        self.seq = seq
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        self.prices = prices  # {name: unit price}
+
+    def valid_at(self, now):
+        return now is None or self.valid_from <= now < self.valid_until
+
+
+class Agent:
+    def __init__(
+        self,
+        wallet,
+        client,
+        store,
+        policy,
+        provider,
+        channel,
+        clock=None,
+        log=None,
+        timeout_ms=15000,
+        resend_ms=4000,
+        retries=2,
+    ):
+        self.wallet = wallet
+        self.client = client
+        self.store = store
+        self.policy = policy
+        self.provider = provider  # 20 bytes
+        self.channel = channel
+        self.clock = clock  # () -> unix seconds, or None when the clock is not set
+        self.log = log
+        self.timeout_ms = timeout_ms
+        self.resend_ms = resend_ms
+        self.retries = retries  # automatic re-signs after STALE_VOUCHER / PRICE_CHANGED
+        prov = W.hexaddr(provider)
+        dev = W.hexaddr(wallet.address)
+        self.provider_hex = prov
+        self.device_hex = dev
+        self.t_catalog = "nt/1/%s/catalog" % prov
+        self.t_req = "nt/1/%s/req/%s" % (prov, dev)
+        self.t_resp = "nt/1/%s/resp/%s" % (prov, dev)
+        self.t_status = "nt/1/%s/status/%s" % (prov, dev)
+        self.catalog = None
+        self.bad_catalogs = 0
+        self.bad_messages = 0
+        self.receipt = None
+        self.last_price = 0
+        self.resyncs = 0
+        self._catalog_event = asyncio.Event()
+        self._response_event = asyncio.Event()
+        self._waiting = -1
+        self._response = None
+        self._lock = asyncio.Lock()
+        self._pump_task = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def state(self):
+        return self.store.state
+
+    def _log(self, *args):
+        if self.log:
+            self.log(*args)
+
+    def _now(self):
+        return self.clock() if self.clock else None
+
+    async def start(self, timeout_ms=None):
+        """Connect, subscribe to the responses and the catalog, re-send a pending request."""
+        if self.store.state is None and self.store.corrupt is None:
+            self.store.load()
+        if self.store.corrupt:
+            self._log("agent: state record corrupt (%s): refusing to sign" % self.store.corrupt)
+        if self._pump_task is None:
+            self._pump_task = asyncio.create_task(self._pump())
+        await self.client.subscribe(self.t_resp, 1)
+        await self.client.subscribe(self.t_catalog, 1)
+        await self.client.start(timeout_ms or self.timeout_ms)
+        try:
+            await self.client.publish(self.t_status, b"online", retain=True)
+        except MQTTTimeout:
+            pass
+        if self.state is not None and self.state.pending:
+            try:
+                await self._finish_pending(timeout_ms or self.timeout_ms)
+            except Timeout:
+                self._log("agent: pending request still unanswered")
+
+    async def stop(self):
+        try:
+            if self.client.isconnected():
+                await self.client.publish(self.t_status, b"offline", retain=True, timeout_ms=2000)
+        except Exception:
+            pass
+        await self.client.stop()
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            self._pump_task = None
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _pump(self):
+        while True:
+            try:
+                topic, payload = await self.client.inbox.get(60000)
+            except MQTTTimeout:
+                continue
+            try:
+                if topic == self.t_resp:
+                    self._on_response(payload)
+                elif topic == self.t_catalog:
+                    self._on_catalog(payload)
+            except Exception as exc:  # a bad message never stops the pump
+                self.bad_messages += 1
+                self._log("agent: dropped a message on", topic, repr(exc))
+
+    def _on_catalog(self, payload):
+        if not payload:
+            return  # retained message cleared
+        cat = W.loads(payload, _MAX_CATALOG)
+        if not isinstance(cat, list) or len(cat) != 7:
+            raise ValueError("catalog shape")
+        version, provider, seq, vfrom, vuntil, products, sig = cat
+        if version != 1:
+            raise ValueError("catalog version %r" % version)
+        if not (_is_uint(seq) and _is_uint(vfrom) and _is_uint(vuntil)):
+            raise ValueError("catalog fields")
+        if self.catalog is not None and seq <= self.catalog.seq:
+            return  # each seq is read once; an older one never replaces a newer
+        if provider != self.provider:
+            self.bad_catalogs += 1
+            raise ValueError("catalog of another provider")
+        if not isinstance(products, list) or not 1 <= len(products) <= 32:
+            raise ValueError("catalog products")
+        prices = {}
+        for item in products:
+            if not isinstance(item, list) or len(item) != 3:
+                raise ValueError("catalog product")
+            name, price, desc = item
+            if not isinstance(name, str) or not isinstance(desc, str):
+                raise ValueError("catalog product")
+            if not _is_uint(price) or not 1 <= price <= _MAX_AMOUNT:
+                raise ValueError("catalog price")
+            prices[name] = price
+        if not isinstance(sig, bytes) or len(sig) != 64:
+            raise ValueError("catalog signature")
+        products_hash = W.keccak256(W.dumps(products))
+        try:
+            signer = self.wallet.catalog_signer(seq, vfrom, vuntil, products_hash, sig)
+        except Exception:
+            signer = None
+        if signer != self.provider:
+            self.bad_catalogs += 1
+            raise ValueError("catalog signature does not verify")
+        self.catalog = Catalog(seq, vfrom, vuntil, prices)
+        self._log("agent: catalog seq", seq)
+        self._catalog_event.set()
+
+    def _on_response(self, payload):
+        resp = W.loads(payload, _MAX_RESPONSE)
+        if not isinstance(resp, list) or len(resp) != 4:
+            raise ValueError("response shape")
+        version, rid, code, body = resp
+        if not _is_uint(rid) or not _is_uint(code):
+            raise ValueError("response fields")
+        if rid != self._waiting:
+            return  # a late duplicate of an answered request
+        if version != 1:
+            self._response = (E.UNSUPPORTED_VERSION, ["response version %r" % version, None])
+        elif not isinstance(body, list) or len(body) != 2:
+            raise ValueError("response body")
+        else:
+            self._response = (code, body)
+        self._response_event.set()
+
+    # ------------------------------------------------------------------ purchase
+
+    async def _wait_catalog(self, deadline, min_seq=0):
+        while True:
+            cat = self.catalog
+            if cat is not None and cat.seq >= min_seq and cat.valid_at(self._now()):
+                return cat
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                raise ProviderError("no valid signed catalog from the provider")
+            self._catalog_event.clear()
+            try:
+                await asyncio.wait_for_ms(self._catalog_event.wait(), min(left, 1000))
+            except asyncio.TimeoutError:
+                pass
+
+    async def buy(self, product, params, max_price=None, timeout_ms=None):
+        """Buy one item; return its data bytes. The verified receipt is in self.receipt."""
+        deadline = ticks_add(ticks_ms(), timeout_ms or self.timeout_ms)
+        async with self._lock:
+            if self.store.corrupt or self.state is None:
+                raise StateError("state record corrupt (%s): resync first" % self.store.corrupt)
+            if self.state.pending:
+                await self._finish_pending(ticks_diff(deadline, ticks_ms()))
+            min_seq = 0
+            for attempt in range(self.retries + 1):
+                cat = await self._wait_catalog(deadline, min_seq)
+                price = cat.prices.get(product)
+                if price is None:
+                    raise ProtocolError(E.UNKNOWN_PRODUCT, "%s is not in catalog %d" % (product, cat.seq))
+                request = self._prepare(product, params, price, cat.seq, max_price)
+                code, body = await self._exchange(request, deadline)
+                if code == E.OK:
+                    return self._accept(request, body)
+                self._log("agent: error", E.code_name(code), body[0] if body else "")
+                if code == E.STALE_VOUCHER:
+                    self._fast_forward(body[1])
+                elif code == E.PRICE_CHANGED:
+                    detail = body[1]
+                    min_seq = detail if _is_uint(detail) else cat.seq + 1
+                else:
+                    self._raise(code, body)
+            raise ProtocolError(code, "still %s after %d attempts" % (E.code_name(code), attempt + 1))
+
+    def _prepare(self, product, params, price, seq, max_price):
+        """Check the policy, sign, and write the record: return the request bytes."""
+        st = self.state
+        # Never below a voucher already signed: an unanswered or refused higher one may
+        # still reach the provider, so its amount is already counted as spent.
+        cumulative = max(st.acked + price, st.cumulative)
+        if cumulative > _MAX_AMOUNT:
+            raise BudgetExhausted("cumulative amount would pass 2^64-1")
+        increase = cumulative - st.cumulative
+        now = self._now()
+        self.policy.check(self.provider_hex, product, price, increase, st, now, max_price)
+        rid = st.request_id % _MAX_RID + 1
+        voucher = self.wallet.sign_voucher(self.channel, cumulative)
+        request = W.dumps([1, rid, product, params, price, seq, voucher])
+        if len(request) > _MAX_REQUEST:
+            raise PolicyDenied("request of %d bytes is over %d" % (len(request), _MAX_REQUEST))
+        new = st.copy()
+        new.cumulative = cumulative
+        new.spent = st.spent + increase
+        new.request_id = rid
+        new.pending = request
+        new.by_product[product] = new.by_product.get(product, 0) + increase
+        if now is not None:
+            new.history = [h for h in new.history if now - h[0] < 3600]
+            new.history.append([now, increase])
+        self.store.save(new)  # durable before the voucher leaves the device
+        self.last_price = price
+        return request
+
+    async def _exchange(self, request, deadline):
+        """Publish the request (again, same bytes) until its response or the deadline."""
+        rid = W.loads(request, _MAX_REQUEST)[1]
+        self._waiting = rid
+        self._response = None
+        self._response_event.clear()
+        try:
+            while True:
+                left = ticks_diff(deadline, ticks_ms())
+                if left <= 0:
+                    raise Timeout("no response to request %d" % rid)
+                connects = self.client.connects
+                if self._response is None:
+                    try:
+                        await self.client.publish(self.t_req, request, 1, False, left)
+                    except MQTTTimeout:
+                        raise Timeout("request %d not acknowledged by the broker" % rid)
+                sent = ticks_ms()
+                while self._response is None:
+                    left = ticks_diff(deadline, ticks_ms())
+                    if left <= 0 or ticks_diff(ticks_ms(), sent) >= self.resend_ms:
+                        break
+                    if self.client.connects != connects:
+                        break  # reconnected: re-send the same bytes
+                    self._response_event.clear()
+                    try:
+                        await asyncio.wait_for_ms(self._response_event.wait(), min(left, 200))
+                    except asyncio.TimeoutError:
+                        pass
+                if self._response is None:
+                    continue
+                code, body = self._response
+                if code != E.BUSY:
+                    return code, body
+                self._response = None
+                await asyncio.sleep_ms(min(_BUSY_WAIT_MS, max(0, ticks_diff(deadline, ticks_ms()))))
+        finally:
+            self._waiting = -1
+
+    def _accept(self, request, body):
+        data, receipt = body
+        if not isinstance(data, bytes):
+            self._answered()
+            raise ProviderError("response data is not a byte string")
+        voucher = W.loads(request, _MAX_REQUEST)[6]
+        cumulative = int.from_bytes(voucher[4:12], "big")
+        ok = False
+        if isinstance(receipt, list) and len(receipt) == 5:
+            ch, cum, rhash, dhash, sig = receipt
+            if (
+                ch == self.channel
+                and cum == cumulative
+                and rhash == W.keccak256(request)
+                and dhash == W.keccak256(data)
+                and isinstance(sig, bytes)
+                and len(sig) == 64
+            ):
+                try:
+                    ok = self.wallet.receipt_signer(ch, cum, rhash, dhash, sig) == self.provider
+                except Exception:
+                    ok = False
+        if not ok:
+            self._answered()
+            raise ProviderError("receipt does not verify")
+        new = self.state.copy()
+        new.pending = b""
+        if cumulative > new.acked:
+            new.acked = cumulative
+        self.store.save(new)
+        self.receipt = receipt
+        return data
+
+    def _answered(self):
+        """An error response: the voucher was refused, nothing charged; clear pending."""
+        new = self.state.copy()
+        new.pending = b""
+        self.store.save(new)
+
+    def _fast_forward(self, raw):
+        """STALE_VOUCHER: check our own signature on the gateway's highest voucher."""
+        self._answered()
+        if not isinstance(raw, bytes) or len(raw) != 76:
+            raise ProtocolError(E.STALE_VOUCHER, "detail is not a voucher")
+        try:
+            channel, cumulative, signer = self.wallet.voucher_signer(raw)
+        except Exception:
+            signer = None
+        if signer != self.wallet.address or channel != self.channel:
+            raise ProtocolError(E.STALE_VOUCHER, "detail voucher is not ours")
+        st = self.state
+        new = st.copy()
+        if cumulative > new.cumulative:
+            new.spent += cumulative - new.cumulative
+            new.cumulative = cumulative
+        if cumulative > new.acked:
+            new.acked = cumulative
+        self.store.save(new)
+        self.resyncs += 1
+        self._log("agent: fast-forwarded to", cumulative)
+
+    def _raise(self, code, body):
+        self._answered()
+        message = body[0] if body and isinstance(body[0], str) else ""
+        if code == E.OVERDRAFT:
+            raise BudgetExhausted("gateway: " + message)
+        if code == E.PROVIDER_ERROR:
+            raise ProviderError("gateway: " + message)
+        if code in (E.UNKNOWN_PRODUCT, E.UNDERPAID):
+            self.catalog = None  # refresh: wait for the next signed catalog
+        raise ProtocolError(code, message, body[1] if body else None)
+
+    async def _finish_pending(self, timeout_ms):
+        """Re-send the last unanswered request, byte for byte, and settle its answer."""
+        request = self.state.pending
+        deadline = ticks_add(ticks_ms(), max(timeout_ms, 1))
+        code, body = await self._exchange(request, deadline)
+        if code == E.OK:
+            try:
+                self._accept(request, body)
+            except ProviderError as exc:
+                self._log("agent: pending request:", repr(exc))
+        elif code == E.STALE_VOUCHER:
+            self._fast_forward(body[1])
+        else:
+            self._answered()
+
+    async def resync(self, product=None, timeout_ms=None):
+        """Recover from a corrupt record through the gateway's highest voucher.
+
+        Signs a probe voucher of cumulative 1, which a gateway that accepted anything
+        answers with STALE_VOUCHER carrying the channel's highest voucher; that voucher
+        is checked for our own signature and becomes the new record.
+        """
+        deadline = ticks_add(ticks_ms(), timeout_ms or self.timeout_ms)
+        async with self._lock:
+            cat = await self._wait_catalog(deadline)
+            if product is None:
+                for product in cat.prices:
+                    break
+            price = cat.prices[product]
+            fresh = __import__("store").State(self.channel)
+            rid = (self.state.request_id if self.state else 0) % _MAX_RID + 1
+            voucher = self.wallet.sign_voucher(self.channel, 1)
+            request = W.dumps([1, rid, product, {}, price, cat.seq, voucher])
+            fresh.cumulative = 1
+            fresh.spent = 1
+            fresh.request_id = rid
+            fresh.pending = request  # a cut from here on re-sends the probe at boot
+            self.store.replace_after_resync(fresh)
+            code, body = await self._exchange(request, deadline)
+            if code == E.STALE_VOUCHER:
+                self._fast_forward(body[1])
+            elif code == E.OK:
+                self._accept(request, body)
+            else:
+                self._answered()
+            return self.state.cumulative

@@ -1,0 +1,128 @@
+# nanotoll device: build the agent from a board config (shared by every board's main.py).
+#
+# Config (JSON); relative paths are relative to the config file's folder:
+# {
+#   "key_file": "device.key",          32-byte secret as hex, made on the device (--init-key)
+#   "chain_id": 31337,
+#   "escrow": "0x...",                 the escrow contract (EIP-712 verifyingContract)
+#   "channel": 1,
+#   "provider": "0x...",               the payee; signs catalogs and receipts
+#   "broker": {"host": "127.0.0.1", "port": 1883},
+#   "policy": "policy.json",           a path, or the policy object inline (policy.py)
+#   "state_dir": "state",              where the state record lives
+#   "keepalive": 30, "timeout_ms": 15000          (optional)
+# }
+
+import json
+from binascii import hexlify, unhexlify
+import wallet as W
+from mqtt import MQTTClient
+from store import Store
+from policy import Policy
+from agent import Agent
+
+
+def _dirname(path):
+    return path.rsplit("/", 1)[0] if "/" in path else "."
+
+
+def _join(base, path):
+    return path if path.startswith("/") else base + "/" + path
+
+
+def load_config(path):
+    with open(path) as f:
+        cfg = json.load(f)
+    base = _dirname(path)
+    for key in ("key_file", "state_dir"):
+        if key in cfg:
+            cfg[key] = _join(base, cfg[key])
+    if isinstance(cfg.get("policy"), str):
+        cfg["policy"] = _join(base, cfg["policy"])
+    cfg.setdefault("state_dir", _join(base, "state"))
+    return cfg
+
+
+def addr_bytes(text):
+    text = text[2:] if text[:2] in ("0x", "0X") else text
+    raw = unhexlify(text)
+    if len(raw) != 20:
+        raise ValueError("an address has 20 bytes")
+    return raw
+
+
+def checksum_address(raw):
+    """EIP-55 mixed-case address text of 20 address bytes."""
+    low = hexlify(raw).decode()
+    h = hexlify(W.keccak256(low.encode())).decode()
+    out = "0x"
+    for i in range(40):
+        c = low[i]
+        out += c.upper() if c in "abcdef" and int(h[i], 16) >= 8 else c
+    return out
+
+
+def load_secret(cfg):
+    if "key" in cfg:
+        text = cfg["key"]
+    else:
+        with open(cfg["key_file"]) as f:
+            text = f.read().strip()
+    text = text[2:] if text[:2] in ("0x", "0X") else text
+    secret = unhexlify(text)
+    if len(secret) != 32 or not 1 <= int.from_bytes(secret, "big") < W.N:
+        raise ValueError("device key must be 32 bytes in 1..n-1")
+    return secret
+
+
+def init_key(cfg, board):
+    """Make the device key on the device (once); return its address. The key stays here."""
+    path = cfg["key_file"]
+    try:
+        secret = load_secret(cfg)
+        return checksum_address(W.address_of(secret)), False
+    except OSError:
+        pass
+    secret = W.new_secret(board.randbytes)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(hexlify(secret).decode())
+    import os
+
+    os.rename(tmp, path)
+    return checksum_address(W.address_of(secret)), True
+
+
+def make_agent(cfg, board, log=None):
+    secret = load_secret(cfg)
+    wallet = W.Wallet(secret, cfg["chain_id"], addr_bytes(cfg["escrow"]))
+    provider = addr_bytes(cfg["provider"])
+    policy_cfg = cfg.get("policy")
+    policy = Policy.load(policy_cfg) if isinstance(policy_cfg, str) else Policy(policy_cfg)
+    channel = cfg["channel"]
+    store = Store(board.storage(cfg), channel)
+    store.load()
+    prov = hexlify(provider).decode()
+    dev = hexlify(wallet.address).decode()
+    will = ("nt/1/%s/status/%s" % (prov, dev), b"offline", True, 1)
+    client = MQTTClient(
+        board.link(cfg),
+        "nt-" + dev,
+        keepalive=cfg.get("keepalive", 30),
+        clean=False,
+        will=will,
+        timeout_ms=cfg.get("mqtt_timeout_ms", 5000),
+        random=board.randbytes,
+        log=log,
+    )
+    return Agent(
+        wallet,
+        client,
+        store,
+        policy,
+        provider,
+        channel,
+        clock=board.now,
+        log=log,
+        timeout_ms=cfg.get("timeout_ms", 15000),
+    )

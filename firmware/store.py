@@ -1,0 +1,188 @@
+# nanotoll device: crash-safe channel state in ONE record with a checksum.
+#
+# Record on flash:  b"NTS1" | length (2 bytes, big-endian) | JSON body | sha256(first parts)
+#
+# A write goes to a temp file (write, flush, close) and is renamed over the record:
+# on littlefs and POSIX the rename is atomic, so a power cut leaves either the old or
+# the new record. The agent writes the record BEFORE a voucher leaves the device.
+#
+# Boot: a record with a good checksum is resumed. A record that is present but does
+# not verify marks the store corrupt: the agent refuses to sign until a verified
+# resync replaces it. No record at all means a fresh (or wiped) device: it starts at
+# zero and the gateway's STALE_VOUCHER answer fast-forwards it.
+
+import os
+import json
+from binascii import hexlify, unhexlify
+from hashlib import sha256
+from micropython import const
+
+_MAGIC = b"NTS1"
+_MAX_BODY = const(4096)
+_HISTORY = const(64)  # rate-limit entries kept: (unix time, amount)
+
+
+class State:
+    """The channel's state as the device knows it.
+
+    cumulative  highest cumulative amount ever signed (never goes down)
+    acked       highest cumulative confirmed by a receipt or a verified resync
+    spent       budget counted as spent: every unit a signed voucher exposes
+    request_id  last request id used
+    pending     bytes of the last request not yet answered (b"" when none)
+    by_product  spent per product name
+    history     [[unix time, amount], ...] of recent purchases, for rate limits
+    seq         record write counter
+    """
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.cumulative = 0
+        self.acked = 0
+        self.spent = 0
+        self.request_id = 0
+        self.pending = b""
+        self.by_product = {}
+        self.history = []
+        self.seq = 0
+
+    def to_json(self):
+        return json.dumps(
+            {
+                "v": 1,
+                "ch": self.channel,
+                "cum": self.cumulative,
+                "ack": self.acked,
+                "spent": self.spent,
+                "rid": self.request_id,
+                "pend": hexlify(self.pending).decode(),
+                "by": self.by_product,
+                "hist": self.history[-_HISTORY:],
+                "seq": self.seq,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text):
+        d = json.loads(text)
+        if d.get("v") != 1:
+            raise ValueError("record version")
+        s = cls(d["ch"])
+        s.cumulative = d["cum"]
+        s.acked = d["ack"]
+        s.spent = d["spent"]
+        s.request_id = d["rid"]
+        s.pending = unhexlify(d["pend"])
+        s.by_product = d["by"]
+        s.history = d["hist"]
+        s.seq = d["seq"]
+        for v in (s.channel, s.cumulative, s.acked, s.spent, s.request_id, s.seq):
+            if not isinstance(v, int) or v < 0:
+                raise ValueError("record field")
+        if s.acked > s.cumulative:
+            raise ValueError("record: acked above cumulative")
+        return s
+
+    def copy(self):
+        return State.from_json(self.to_json())
+
+
+def encode_record(state):
+    body = state.to_json().encode()
+    if len(body) > _MAX_BODY:
+        raise ValueError("state record too large")
+    head = _MAGIC + bytes((len(body) >> 8, len(body) & 0xFF))
+    return head + body + sha256(head + body).digest()
+
+
+def decode_record(raw):
+    """The State in raw, or ValueError when the bytes do not verify."""
+    if len(raw) < 6 + 32 or raw[:4] != _MAGIC:
+        raise ValueError("bad record header")
+    n = raw[4] << 8 | raw[5]
+    if len(raw) != 6 + n + 32:
+        raise ValueError("bad record length")
+    if sha256(raw[: 6 + n]).digest() != raw[6 + n :]:
+        raise ValueError("bad record checksum")
+    return State.from_json(raw[6 : 6 + n].decode())
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class Store:
+    """The state record of one channel under directory `root`.
+
+    After load(): `state` is the resumed (or fresh) State; `corrupt` is a reason string
+    when a record exists but does not verify (then `state` is None).
+    """
+
+    def __init__(self, root, channel, name="state"):
+        self.root = root
+        self.channel = channel
+        self.path = root + "/" + name + ".rec"
+        self.tmp = root + "/" + name + ".tmp"
+        self.state = None
+        self.corrupt = None
+        self.writes = 0
+
+    def load(self):
+        self.state = None
+        self.corrupt = None
+        if _exists(self.path):
+            try:
+                state = decode_record(_read(self.path))
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                self.corrupt = str(exc) or type(exc).__name__
+                return None
+        elif _exists(self.tmp):
+            # Cut between removing the old record and the rename (non-atomic file
+            # systems): a complete temp record is the newest state; a torn one was
+            # never acted on, since nothing is sent before the rename.
+            try:
+                state = decode_record(_read(self.tmp))
+                os.rename(self.tmp, self.path)
+            except (ValueError, KeyError, TypeError) as exc:
+                state = State(self.channel)
+        else:
+            state = State(self.channel)
+        if state.channel != self.channel:
+            # The device was provisioned with another channel: start it from zero.
+            state = State(self.channel)
+        self.state = state
+        return state
+
+    def save(self, state):
+        """Write `state` durably; when this returns the record on flash is `state`."""
+        state.seq += 1
+        raw = encode_record(state)
+        f = open(self.tmp, "wb")
+        try:
+            f.write(raw)
+            f.flush()
+        finally:
+            f.close()
+        try:
+            os.rename(self.tmp, self.path)
+        except OSError:
+            # File systems whose rename does not replace (FAT): remove, then rename.
+            # A cut in between leaves only the complete temp record; load() takes it.
+            os.remove(self.path)
+            os.rename(self.tmp, self.path)
+        self.state = state
+        self.corrupt = None
+        self.writes += 1
+
+    def replace_after_resync(self, state):
+        """The only way out of a corrupt record: a state built from a verified resync."""
+        self.save(state)
