@@ -1,0 +1,82 @@
+"""Channel state as the escrow contract holds it, behind a small read interface.
+
+:class:`ChannelReader` is what the verify pipeline needs from the chain: one channel's
+state, or ``None`` when the channel does not exist. The web3 implementation lives in
+``onchain``; :class:`ChannelCache` wraps any reader with a bounded-age cache so that the
+hot path costs no RPC: an entry is refreshed when it is older than ``max_age``, a miss
+is remembered for ``miss_age`` (so unknown ids cannot flood the node), and a caller that
+sees a rule fail on cached state (a top-up may have raised the deposit) asks for a fresh
+read with ``refresh``. Events can feed ``update`` directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    channel_id: int
+    signer: str  # checksum address of the device key
+    payee: str  # checksum address of the provider
+    token: str
+    deposit: int
+    paid: int
+    expiry: int  # unix seconds
+    route: int = 0  # the contract's (payee, token) route id: redeem batches are per route
+    closed: bool = False  # reclaimed by the payer
+
+
+class ChannelReader(Protocol):
+    def channel(self, channel_id: int) -> ChannelState | None: ...
+
+
+class ChannelCache:
+    """A thread-safe, age-bounded cache in front of a :class:`ChannelReader`."""
+
+    def __init__(self, reader: ChannelReader, max_age: float = 30.0, miss_age: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._reader = reader
+        self._max_age = max_age
+        self._miss_age = miss_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[float, ChannelState | None]] = {}
+
+    def channel(self, channel_id: int) -> ChannelState | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(channel_id)
+        if entry is not None:
+            fetched, state = entry
+            age = self._max_age if state is not None else self._miss_age
+            if now - fetched < age:
+                return state
+        return self.refresh(channel_id)
+
+    def refresh(self, channel_id: int) -> ChannelState | None:
+        state = self._reader.channel(channel_id)
+        self.update(channel_id, state)
+        return state
+
+    def update(self, channel_id: int, state: ChannelState | None) -> None:
+        with self._lock:
+            self._entries[channel_id] = (self._clock(), state)
+
+    def forget(self, channel_id: int) -> None:
+        with self._lock:
+            self._entries.pop(channel_id, None)
+
+
+class MemoryChannels:
+    """Channels held in memory: a ChannelReader for unit tests of the rules only."""
+
+    def __init__(self, *states: ChannelState) -> None:
+        self.states = {state.channel_id: state for state in states}
+
+    def channel(self, channel_id: int) -> ChannelState | None:
+        return self.states.get(channel_id)

@@ -1,0 +1,86 @@
+"""Sub-commands ``nanotoll gateway run|status`` and ``nanotoll settle now``.
+
+The top-level parser (nanotoll.cli) calls :func:`add_gateway_commands`. The provider key
+is never an argument: the config names an environment variable or a keystore.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"nanotoll: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _guard(run: Any) -> int:
+    from .config import ConfigError
+    from .ledger import LedgerError
+    from .settle import ChainError
+
+    try:
+        return int(run() or 0)
+    except (ConfigError, LedgerError, ChainError) as exc:
+        print(f"nanotoll: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .commands import run_gateway
+
+    config = _config(args)
+    return _guard(lambda: run_gateway(config))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .commands import status
+
+    config = _config(args)
+
+    def show() -> int:
+        print(json.dumps(status(config), indent=None if args.json else 2, sort_keys=True))
+        return 0
+
+    return _guard(show)
+
+
+def _cmd_settle_now(args: argparse.Namespace) -> int:
+    from .commands import settle_now
+
+    config = _config(args)
+
+    def settle() -> int:
+        summary = settle_now(config, timeout=args.timeout)
+        print(json.dumps(summary.as_dict(), sort_keys=True))
+        return 1 if summary.pending else 0
+
+    return _guard(settle)
+
+
+def add_gateway_commands(commands: Any) -> None:
+    """Register ``gateway`` and ``settle`` on the top-level sub-parsers."""
+    gateway = commands.add_parser("gateway", help="the provider's settlement gateway")
+    sub = gateway.add_subparsers(dest="gateway_command", required=True)
+    run = sub.add_parser("run", help="serve purchases until SIGINT/SIGTERM")
+    run.add_argument("--config", default="gateway.toml", help="TOML config (gateway.toml)")
+    run.set_defaults(func=_cmd_run)
+    stat = sub.add_parser("status", help="ledger totals and open settlements as JSON")
+    stat.add_argument("--config", default="gateway.toml")
+    stat.add_argument("--json", action="store_true", help="one line")
+    stat.set_defaults(func=_cmd_status)
+
+    settle = commands.add_parser("settle", help="redeem accepted vouchers on-chain")
+    settle_sub = settle.add_subparsers(dest="settle_command", required=True)
+    now = settle_sub.add_parser("now", help="redeem everything accepted and wait")
+    now.add_argument("--config", default="gateway.toml")
+    now.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (120)")
+    now.set_defaults(func=_cmd_settle_now)

@@ -1,0 +1,89 @@
+"""What the CLI calls: run the gateway, settle now, report status."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .config import ConfigError, GatewayConfig
+from .ledger import open_ledger
+from .logs import setup_logging
+from .onchain import EscrowChain
+from .settle import ChainError, SettlementSummary, Settler
+
+
+def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
+    chain = EscrowChain(config.chain.rpc_url, config.chain.escrow, config.chain.chain_id, secret)
+    try:
+        chain.check_chain_id()
+    except ChainError as exc:
+        raise ConfigError(f"{config.source}: [chain] rpc_url: {exc}") from None
+    return chain
+
+
+def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
+                stop: threading.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (or ``stop`` is set), then shut down cleanly."""
+    from .providers import UnknownProviderKind
+    from .service import GatewayService
+
+    setup_logging(config.log_level)
+    secret = config.provider_key(environ)
+    chain = _chain(config, secret)
+    ledger = open_ledger(config.ledger_url)
+    stop = stop or threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        try:
+            service = GatewayService(config, secret, ledger, chain, chain)
+        except UnknownProviderKind as exc:
+            raise ConfigError(f"{config.source}: [[catalog.products]] kind: {exc}") from None
+        service.start()
+        try:
+            stop.wait()
+        finally:
+            service.stop()
+    finally:
+        ledger.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def settle_now(config: GatewayConfig, environ: Mapping[str, str] | None = None,
+               timeout: float = 120.0) -> SettlementSummary:
+    """Redeem every accepted, unredeemed voucher and wait for confirmation."""
+    secret = config.provider_key(environ)
+    chain = _chain(config, secret)
+    ledger = open_ledger(config.ledger_url)
+    try:
+        settler = Settler(ledger, chain, config.settlement, config.chain.confirmations,
+                          config.chain.receipt_timeout)
+        return settler.settle_now(timeout=timeout, poll=config.chain.poll_interval)
+    finally:
+        ledger.close()
+
+
+def status(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Ledger totals and open settlements; no chain or broker needed."""
+    ledger = open_ledger(config.ledger_url)
+    try:
+        totals = ledger.totals()
+        open_settlements = [
+            {"id": s.settlement_id, "state": s.state.value, "nonce": s.nonce,
+             "tx": s.tx_hash, "items": len(s.items)}
+            for s in ledger.settlements(open_only=True)
+        ]
+        result: dict[str, Any] = {"ledger": config.ledger_url, **totals,
+                                  "open_settlements": open_settlements}
+        try:
+            result["provider"] = config.provider_address(environ)
+        except ConfigError:
+            result["provider"] = None
+        return result
+    finally:
+        ledger.close()

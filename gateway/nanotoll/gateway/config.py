@@ -1,0 +1,362 @@
+"""Gateway configuration: one TOML file, validated into frozen dataclasses.
+
+Every error names the file and the key (``gateway.toml: [chain] escrow: ...``). The
+provider's private key never appears in the file or on a command line: the file names
+an environment variable that holds it, or an encrypted keystore (whose password comes
+from an environment variable).
+
+Example::
+
+    [mqtt]
+    host = "127.0.0.1"
+    port = 1883
+
+    [provider]
+    key_env = "NANOTOLL_PROVIDER_KEY"          # or: keystore = "provider.json"
+
+    [chain]
+    rpc_url = "http://127.0.0.1:8545"
+    escrow = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    chain_id = 31337
+
+    [ledger]
+    url = "sqlite:///ledger.db"                 # relative to this file
+
+    [catalog]
+    seq = 1
+    [[catalog.products]]
+    name = "weather"
+    price = 1500
+    description = "nowcast for a position, altitude and time"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..protocol.messages import PRODUCT_NAME
+from ..protocol.signing import address_of, check_private_key
+
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+MAX_UINT64 = (1 << 64) - 1
+DEFAULT_KEY_ENV = "NANOTOLL_PROVIDER_KEY"
+DEFAULT_PASSWORD_ENV = "NANOTOLL_KEYSTORE_PASSWORD"
+
+
+class ConfigError(ValueError):
+    """A configuration the gateway refuses; the message names the file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""  # empty: a random id per process
+    keepalive: int = 30
+    workers: int = 16  # threads verifying and waiting for the ledger's group commit
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where the provider's private key comes from: an env var or a keystore file."""
+
+    env: str | None = DEFAULT_KEY_ENV
+    keystore: Path | None = None
+    password_env: str = DEFAULT_PASSWORD_ENV
+
+    def load(self, environ: Mapping[str, str] | None = None) -> bytes:
+        environ = os.environ if environ is None else environ
+        if self.keystore is not None:
+            return _decrypt_keystore(self.keystore, environ.get(self.password_env))
+        assert self.env is not None
+        text = environ.get(self.env, "").strip()
+        if not text:
+            raise ConfigError(f"[provider] key_env: environment variable {self.env} is not set")
+        try:
+            secret = bytes.fromhex(text[2:] if text.startswith(("0x", "0X")) else text)
+            return check_private_key(secret)
+        except ValueError as exc:
+            raise ConfigError(
+                f"[provider] key_env: {self.env} must hold a 32-byte hex private key ({exc})"
+            ) from None
+
+
+def _decrypt_keystore(path: Path, password: str | None) -> bytes:
+    import json
+
+    from eth_account import Account
+
+    if password is None:
+        raise ConfigError(f"[provider] keystore: set {DEFAULT_PASSWORD_ENV} (or the variable "
+                          "named by keystore_password_env) to its password")
+    try:
+        document = json.loads(path.read_text())
+        return check_private_key(bytes(Account.decrypt(document, password)))
+    except OSError as exc:
+        raise ConfigError(f"[provider] keystore: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"[provider] keystore: {path}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainConfig:
+    rpc_url: str
+    escrow: str
+    chain_id: int
+    confirmations: int = 1
+    poll_interval: float = 0.2  # seconds between receipt polls
+    receipt_timeout: float = 120.0  # seconds before a sent transaction counts as stuck
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementConfig:
+    threshold: int = 1_000_000  # units unredeemed on one channel that trigger a redeem
+    interval: int = 3600  # seconds an accepted voucher may wait unredeemed
+    expiry_window: int = 7200  # redeem a channel whose expiry is this close
+    batch_size: int = 0  # vouchers per transaction; 0 = the contract's safe batch size
+    check_every: float = 5.0  # seconds between the worker's scans
+
+
+@dataclass(frozen=True, slots=True)
+class ProductConfig:
+    name: str
+    price: int
+    description: str
+    kind: str  # which built-in provider serves it
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogConfig:
+    seq: int = 1
+    validity: int = 30 * 86400  # seconds from valid_from
+    valid_from: int | None = None  # None: the hour the gateway started in
+    products: tuple[ProductConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    chain: ChainConfig
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    key: KeySource = field(default_factory=KeySource)
+    ledger_url: str = "sqlite:///nanotoll-ledger.db"
+    expiry_margin: int = 3600
+    settlement: SettlementConfig = field(default_factory=SettlementConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    metrics_port: int | None = None  # Prometheus text endpoint on loopback; None = off
+    log_level: str = "INFO"
+    source: str = "<config>"
+
+    def provider_key(self, environ: Mapping[str, str] | None = None) -> bytes:
+        return self.key.load(environ)
+
+    def provider_address(self, environ: Mapping[str, str] | None = None) -> str:
+        return address_of(self.provider_key(environ))
+
+
+# ----------------------------------------------------------------- parsing --
+
+
+class _Section:
+    """One TOML table with typed getters that raise errors naming the key."""
+
+    def __init__(self, source: str, name: str, table: Any) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        self.source, self.name, self.table = source, name, dict(table)
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: [{self.name}] {key}: {message}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.used.add(key)
+        return self.table.get(key, default)
+
+    def integer(self, key: str, default: int | None = None, low: int = 0,
+            high: int = MAX_UINT64) -> int:
+        value = self._get(key, default)
+        if value is None:
+            raise self.error(key, "is required")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(key, f"must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise self.error(key, f"must be in {low}..{high}, got {value}")
+        return value
+
+    def number(self, key: str, default: float, low: float = 0.0) -> float:
+        value = self._get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+            raise self.error(key, f"must be a number ≥ {low}, got {value!r}")
+        return float(value)
+
+    def text(self, key: str, default: str | None = None, pattern: re.Pattern[str] | None = None,
+            hint: str = "") -> str:
+        value = self._get(key, default)
+        if value is None:
+            raise self.error(key, "is required")
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+            raise self.error(key, f"must be {hint or 'text'}, got {value!r}")
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        value = self._get(key, None)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise self.error(key, f"must be non-empty text, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (a typo?)")
+
+
+def _section(source: str, document: dict[str, Any], name: str) -> _Section:
+    return _Section(source, name, document.get(name, {}))
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def normalise_ledger_url(url: str, base: Path) -> str:
+    """``sqlite:///rel.db`` resolves against ``base``; ``sqlite:////abs.db`` is absolute."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise ConfigError("ledger url sqlite:/// needs a file name")
+        return "sqlite:///" + str(_resolve(base, path))
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    raise ConfigError(f"ledger url must start with sqlite:/// or postgresql://, got {url!r}")
+
+
+def _products(source: str, raw: Any) -> tuple[ProductConfig, ...]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 32:
+        raise ConfigError(f"{source}: [[catalog.products]] needs 1..32 entries")
+    products = []
+    for index, table in enumerate(raw):
+        section = _Section(source, f"catalog.products #{index + 1}", table)
+        name = section.text("name", pattern=PRODUCT_NAME, hint="a name [a-z][a-z0-9_]{0,31}")
+        price = section.integer("price", low=1)
+        description = section.text("description", "")
+        if len(description) > 64:
+            raise section.error("description", "at most 64 characters")
+        kind = section.text("kind", name)
+        section.finish()
+        products.append(ProductConfig(name, price, description, kind))
+    names = [p.name for p in products]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: [[catalog.products]] names must be unique: {names}")
+    return tuple(products)
+
+
+def parse_config(document: dict[str, Any], base: Path, source: str = "<config>") -> GatewayConfig:
+    """Validate a parsed TOML document; relative paths resolve against ``base``."""
+    known = {"mqtt", "provider", "chain", "ledger", "rules", "settlement", "catalog", "metrics",
+             "log"}
+    for key in document:
+        if key not in known:
+            raise ConfigError(f"{source}: [{key}]: unknown table (known: {sorted(known)})")
+
+    s = _section(source, document, "mqtt")
+    mqtt = MqttConfig(
+        host=s.text("host", "127.0.0.1"),
+        port=s.integer("port", 1883, 1, 65535),
+        client_id=s.text("client_id", ""),
+        keepalive=s.integer("keepalive", 30, 5, 3600),
+        workers=s.integer("workers", 16, 1, 256),
+    )
+    s.finish()
+
+    s = _section(source, document, "provider")
+    key_env = s.optional_str("key_env")
+    keystore = s.optional_str("keystore")
+    password_env = s.text("keystore_password_env", DEFAULT_PASSWORD_ENV)
+    s.finish()
+    if key_env and keystore:
+        raise s.error("keystore", "give key_env or keystore, not both")
+    key = KeySource(
+        env=None if keystore else (key_env or DEFAULT_KEY_ENV),
+        keystore=_resolve(base, keystore) if keystore else None,
+        password_env=password_env,
+    )
+
+    if "chain" not in document:
+        raise ConfigError(f"{source}: [chain]: table is required (rpc_url, escrow, chain_id)")
+    s = _section(source, document, "chain")
+    chain = ChainConfig(
+        rpc_url=s.text("rpc_url", pattern=re.compile(r"(https?|wss?)://\S+|/\S+\.ipc"),
+                      hint="an http(s)://, ws(s):// or .ipc URL"),
+        escrow=s.text("escrow", pattern=ADDRESS, hint="a 0x-prefixed 20-byte hex address"),
+        chain_id=s.integer("chain_id", low=1),
+        confirmations=s.integer("confirmations", 1, 0, 1000),
+        poll_interval=s.number("poll_interval", 0.2, 0.01),
+        receipt_timeout=s.number("receipt_timeout", 120.0, 1.0),
+    )
+    s.finish()
+
+    s = _section(source, document, "ledger")
+    url = s.text("url", "sqlite:///nanotoll-ledger.db")
+    s.finish()
+    try:
+        ledger_url = normalise_ledger_url(url, base)
+    except ConfigError as exc:
+        raise s.error("url", str(exc)) from None
+
+    s = _section(source, document, "rules")
+    expiry_margin = s.integer("expiry_margin", 3600, 0, 365 * 86400)
+    s.finish()
+
+    s = _section(source, document, "settlement")
+    settlement = SettlementConfig(
+        threshold=s.integer("threshold", 1_000_000, 1),
+        interval=s.integer("interval", 3600, 1),
+        expiry_window=s.integer("expiry_window", 2 * expiry_margin, 0),
+        batch_size=s.integer("batch_size", 0, 0, 10_000),
+        check_every=s.number("check_every", 5.0, 0.05),
+    )
+    s.finish()
+
+    s = _section(source, document, "catalog")
+    valid_from = s._get("valid_from", None)
+    catalog = CatalogConfig(
+        seq=s.integer("seq", 1),
+        validity=s.integer("validity", 30 * 86400, 60),
+        valid_from=None if valid_from is None else s.integer("valid_from"),
+        products=_products(source, s._get("products", None)),
+    )
+    s.finish()
+
+    s = _section(source, document, "metrics")
+    metrics_port = s._get("port", None)
+    if metrics_port is not None:
+        metrics_port = s.integer("port", low=1, high=65535)
+    s.finish()
+
+    s = _section(source, document, "log")
+    level = s.text("level", "INFO", re.compile(r"DEBUG|INFO|WARNING|ERROR"),
+                  "DEBUG, INFO, WARNING or ERROR")
+    s.finish()
+
+    return GatewayConfig(chain=chain, mqtt=mqtt, key=key, ledger_url=ledger_url,
+                         expiry_margin=expiry_margin, settlement=settlement, catalog=catalog,
+                         metrics_port=metrics_port, log_level=level, source=source)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(document, path.resolve().parent, str(path))

@@ -1,0 +1,160 @@
+"""The ledger: what the gateway accepted, what it answered, and what it redeemed.
+
+One interface, :class:`Ledger`, with a SQLite implementation (``ledger_sqlite``) and a
+PostgreSQL one to come behind the same methods. The contract every implementation keeps:
+
+* ``accept`` is an atomic per-channel compare-and-set on the last accepted cumulative
+  amount. It stores the voucher, the request hash and the exact response bytes, and
+  returns only after they are durable. Two callers (threads or processes) that verified
+  against the same previous amount can never both succeed: the loser gets ``CONFLICT``
+  with the row that won, and re-runs the rules against it.
+* A voucher is stored before its response is published, and the broker's PUBACK follows
+  the response: what was acknowledged is in the ledger.
+* Amounts are uint64: implementations keep them exactly (SQLite as fixed-width decimal
+  text, since its INTEGER is signed 64-bit).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class LedgerError(RuntimeError):
+    """The ledger could not store or read; the request is answered BUSY and not charged."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """The highest voucher accepted on one channel, and what was redeemed of it."""
+
+    channel_id: int
+    cumulative: int
+    voucher: bytes  # the 76-byte wire form
+    request_hash: bytes
+    response: bytes  # the response bytes sent for it, for idempotent replay
+    accepted_at_ms: int
+    redeemed: int  # the channel's on-chain paid as last confirmed
+    first_unredeemed_ms: int  # when the oldest accepted-but-unredeemed voucher came in
+
+    @property
+    def unredeemed(self) -> int:
+        return max(0, self.cumulative - self.redeemed)
+
+
+class AcceptStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    CONFLICT = "conflict"  # another acceptance moved the channel past ``previous``
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    status: AcceptStatus
+    record: ChannelRecord  # the channel after this call: ours, or the one that won
+
+
+class SettlementState(enum.Enum):
+    """sent → mined → confirmed; signed is stored before broadcast."""
+
+    SIGNED = "signed"  # signed and stored, not yet broadcast
+    SENT = "sent"  # broadcast; no receipt yet
+    MINED = "mined"  # receipt seen, waiting for confirmations
+    CONFIRMED = "confirmed"  # final: outcomes recorded on the channels
+    REPLACED = "replaced"  # another transaction with the same nonce was mined instead
+    FAILED = "failed"  # reverted on-chain, or refused by the node for good
+
+    @property
+    def open(self) -> bool:
+        return self in (SettlementState.SIGNED, SettlementState.SENT, SettlementState.MINED)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementItem:
+    channel_id: int
+    cumulative: int
+    voucher: bytes
+    outcome: str | None = None  # "paid" or "skipped" once confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    settlement_id: int
+    state: SettlementState
+    nonce: int
+    tx_hash: str
+    raw_tx: bytes
+    items: tuple[SettlementItem, ...]
+    created_ms: int
+    updated_ms: int
+    block_number: int | None = None
+    gas_used: int | None = None
+    error: str | None = None
+
+    @property
+    def amount(self) -> int:
+        return sum(item.cumulative for item in self.items)
+
+
+class Ledger(ABC):
+    """Durable per-channel voucher store; every method is safe from any thread."""
+
+    @abstractmethod
+    def accept(self, channel_id: int, cumulative: int, voucher_bytes: bytes,
+               request_hash: bytes, response_bytes: bytes, increment: int) -> AcceptResult:
+        """Compare-and-set: store this voucher if the channel's last accepted amount is at
+        most ``cumulative - increment`` (the amount the rules were checked against)."""
+
+    @abstractmethod
+    def lookup(self, channel_id: int) -> ChannelRecord | None:
+        """The channel's highest accepted voucher and the response stored with it."""
+
+    @abstractmethod
+    def channels(self) -> list[ChannelRecord]:
+        """Every channel with an accepted voucher."""
+
+    def unredeemed(self) -> list[ChannelRecord]:
+        """Channels whose highest accepted voucher is above what is confirmed redeemed."""
+        return [record for record in self.channels() if record.unredeemed > 0]
+
+    @abstractmethod
+    def record_redeemed(self, channel_id: int, paid: int) -> None:
+        """Raise the channel's confirmed on-chain ``paid`` (never lowers it)."""
+
+    @abstractmethod
+    def create_settlement(self, nonce: int, tx_hash: str, raw_tx: bytes,
+                          items: Sequence[SettlementItem]) -> Settlement:
+        """Store a signed transaction before it is broadcast (state ``SIGNED``)."""
+
+    @abstractmethod
+    def update_settlement(self, settlement_id: int, state: SettlementState, *,
+                          tx_hash: str | None = None, raw_tx: bytes | None = None,
+                          block_number: int | None = None, gas_used: int | None = None,
+                          error: str | None = None,
+                          outcomes: dict[int, str] | None = None) -> Settlement:
+        """Move a settlement to ``state``; ``outcomes`` maps channel id → paid/skipped."""
+
+    @abstractmethod
+    def settlements(self, open_only: bool = False) -> list[Settlement]:
+        """Settlements, oldest first."""
+
+    @abstractmethod
+    def totals(self) -> dict[str, int]:
+        """Counters for status and metrics: purchases, revenue, unredeemed, redeemed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish pending writes and release the store."""
+
+
+def open_ledger(url: str) -> Ledger:
+    """A ledger for ``sqlite:///path`` (or, later, ``postgresql://...``)."""
+    if url.startswith("sqlite:///"):
+        from .ledger_sqlite import SQLiteLedger
+
+        return SQLiteLedger(Path(url[len("sqlite:///"):]))
+    if url.startswith(("postgresql://", "postgres://")):
+        raise LedgerError("the PostgreSQL ledger is not implemented yet; use sqlite:///path")
+    raise LedgerError(f"unsupported ledger url {url!r}")

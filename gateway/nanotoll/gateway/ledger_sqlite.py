@@ -1,0 +1,386 @@
+"""SQLite ledger: WAL mode, ``synchronous=FULL``, group commit.
+
+Durability. One writer thread owns the only write connection. Callers hand it jobs and
+block; it takes every job waiting in its queue, runs them in one ``BEGIN IMMEDIATE``
+transaction (each job in its own savepoint, so one failing job does not sink the
+others), commits, and only then wakes the callers. With ``synchronous=FULL`` in WAL mode
+a commit returns after the WAL is fsynced, so whatever a caller was told is stored
+survives a power cut. A power cut loses only jobs whose commit had not returned: their
+callers were never answered, their requests never PUBACKed, and the broker (or the
+device, re-sending the same bytes) delivers them again. Nothing acknowledged is lost.
+
+Concurrency. Group commit is what makes durable writes cheap: while one fsync runs, the
+next batch queues up, so N concurrent accepts cost about one fsync. Reads (``lookup``)
+use one connection per thread and never wait for the writer (WAL readers see the last
+committed state). Several processes may share the file: ``BEGIN IMMEDIATE`` serialises
+writers across processes and the compare-and-set runs inside it, so two gateways can
+never accept the same increment twice.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .ledger import (
+    AcceptResult,
+    AcceptStatus,
+    ChannelRecord,
+    Ledger,
+    LedgerError,
+    Settlement,
+    SettlementItem,
+    SettlementState,
+)
+
+SCHEMA_VERSION = 1
+MAX_BATCH = 512
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels (
+    channel_id INTEGER PRIMARY KEY,
+    cumulative TEXT NOT NULL,            -- 20-digit decimal: compares like the number
+    voucher BLOB NOT NULL,
+    request_hash BLOB NOT NULL,
+    response BLOB NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    redeemed TEXT NOT NULL DEFAULT '00000000000000000000',
+    first_unredeemed_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vouchers (
+    channel_id INTEGER NOT NULL,
+    cumulative TEXT NOT NULL,
+    increment TEXT NOT NULL,
+    request_hash BLOB NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, cumulative)
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    settlement_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL,
+    raw_tx BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    block_number INTEGER,
+    gas_used INTEGER,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS settlement_items (
+    settlement_id INTEGER NOT NULL REFERENCES settlements(settlement_id),
+    channel_id INTEGER NOT NULL,
+    cumulative TEXT NOT NULL,
+    voucher BLOB NOT NULL,
+    outcome TEXT,
+    PRIMARY KEY (settlement_id, channel_id)
+);
+CREATE INDEX IF NOT EXISTS settlements_state ON settlements(state);
+"""
+
+
+def _amount(value: int) -> str:
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"amount {value} is not a uint64")
+    return f"{value:020d}"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Job:
+    run: Callable[[sqlite3.Connection], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
+def _channel(row: sqlite3.Row | tuple[Any, ...]) -> ChannelRecord:
+    return ChannelRecord(
+        channel_id=row[0], cumulative=int(row[1]), voucher=bytes(row[2]),
+        request_hash=bytes(row[3]), response=bytes(row[4]), accepted_at_ms=row[5],
+        redeemed=int(row[6]), first_unredeemed_ms=row[7],
+    )
+
+
+_CHANNEL_COLUMNS = ("channel_id, cumulative, voucher, request_hash, response, accepted_ms, "
+                    "redeemed, first_unredeemed_ms")
+
+
+class SQLiteLedger(Ledger):
+    def __init__(self, path: Path, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        writer = self._connect()
+        with writer:
+            writer.executescript(SCHEMA)
+            writer.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                           (str(SCHEMA_VERSION),))
+        version = writer.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        if int(version) != SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: ledger schema {version}, this gateway knows "
+                              f"{SCHEMA_VERSION}")
+        self._thread = threading.Thread(target=self._writer, args=(writer,),
+                                        name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ plumbing --
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_ms / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: cannot open the ledger: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise LedgerError("the ledger is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _writer(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job] = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stopping = True
+                    break
+                batch.append(job)
+            self._commit(conn, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.run(conn)
+                except Exception as exc:  # one job's failure is its own, not the batch's
+                    conn.execute("ROLLBACK TO job")
+                    job.error = exc
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in batch:
+                job.error = LedgerError(f"commit failed: {exc}")
+        finally:
+            for job in batch:
+                job.done.set()
+
+    def _write(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._closed or not self._thread.is_alive():
+            raise LedgerError("the ledger is closed")
+        job = _Job(run)
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            if isinstance(job.error, LedgerError | ValueError):
+                raise job.error
+            raise LedgerError(str(job.error)) from job.error
+        return job.result
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # ------------------------------------------------------------ vouchers --
+
+    def accept(self, channel_id: int, cumulative: int, voucher_bytes: bytes,
+               request_hash: bytes, response_bytes: bytes, increment: int) -> AcceptResult:
+        if not 1 <= increment <= cumulative:
+            raise ValueError(f"increment {increment} must be in 1..{cumulative}")
+        previous = _amount(cumulative - increment)
+        amount = _amount(cumulative)
+
+        def run(conn: sqlite3.Connection) -> AcceptResult:
+            now = _now_ms()
+            row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?",
+                               (channel_id,)).fetchone()
+            if row is not None and row[1] > previous:
+                return AcceptResult(AcceptStatus.CONFLICT, _channel(row))
+            if row is None:
+                conn.execute(
+                    "INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (channel_id, amount, voucher_bytes, request_hash, response_bytes, now,
+                     _amount(0), now))
+            else:
+                first = row[7] if int(row[1]) > int(row[6]) else now
+                conn.execute(
+                    "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
+                    "accepted_ms=?, first_unredeemed_ms=? WHERE channel_id=?",
+                    (amount, voucher_bytes, request_hash, response_bytes, now, first,
+                     channel_id))
+            conn.execute("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)",
+                         (channel_id, amount, _amount(increment), request_hash, now))
+            updated = conn.execute(
+                f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?", (channel_id,)
+            ).fetchone()
+            return AcceptResult(AcceptStatus.ACCEPTED, _channel(updated))
+
+        result: AcceptResult = self._write(run)
+        return result
+
+    def lookup(self, channel_id: int) -> ChannelRecord | None:
+        try:
+            row = self._reader().execute(
+                f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?", (channel_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"lookup failed: {exc}") from exc
+        return None if row is None else _channel(row)
+
+    def channels(self) -> list[ChannelRecord]:
+        rows = self._reader().execute(
+            f"SELECT {_CHANNEL_COLUMNS} FROM channels ORDER BY channel_id").fetchall()
+        return [_channel(row) for row in rows]
+
+    def unredeemed(self) -> list[ChannelRecord]:
+        rows = self._reader().execute(
+            f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE cumulative > redeemed "
+            "ORDER BY channel_id").fetchall()
+        return [_channel(row) for row in rows]
+
+    def vouchers(self, channel_id: int) -> list[tuple[int, int]]:
+        """Every accepted (cumulative, increment) of a channel, in order (for audits)."""
+        rows = self._reader().execute(
+            "SELECT cumulative, increment FROM vouchers WHERE channel_id=? ORDER BY cumulative",
+            (channel_id,)).fetchall()
+        return [(int(c), int(i)) for c, i in rows]
+
+    def record_redeemed(self, channel_id: int, paid: int) -> None:
+        amount = _amount(paid)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE channels SET redeemed=? WHERE channel_id=? AND redeemed < ?",
+                         (amount, channel_id, amount))
+
+        self._write(run)
+
+    # --------------------------------------------------------- settlements --
+
+    def _settlement(self, conn: sqlite3.Connection, settlement_id: int) -> Settlement:
+        row = conn.execute(
+            "SELECT settlement_id, state, nonce, tx_hash, raw_tx, created_ms, updated_ms, "
+            "block_number, gas_used, error FROM settlements WHERE settlement_id=?",
+            (settlement_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no settlement {settlement_id}")
+        items = conn.execute(
+            "SELECT channel_id, cumulative, voucher, outcome FROM settlement_items "
+            "WHERE settlement_id=? ORDER BY channel_id", (settlement_id,)).fetchall()
+        return Settlement(
+            settlement_id=row[0], state=SettlementState(row[1]), nonce=row[2], tx_hash=row[3],
+            raw_tx=bytes(row[4]),
+            items=tuple(SettlementItem(c, int(a), bytes(v), o) for c, a, v, o in items),
+            created_ms=row[5], updated_ms=row[6], block_number=row[7], gas_used=row[8],
+            error=row[9],
+        )
+
+    def create_settlement(self, nonce: int, tx_hash: str, raw_tx: bytes,
+                          items: Sequence[SettlementItem]) -> Settlement:
+        def run(conn: sqlite3.Connection) -> Settlement:
+            now = _now_ms()
+            cursor = conn.execute(
+                "INSERT INTO settlements (state, nonce, tx_hash, raw_tx, created_ms, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (SettlementState.SIGNED.value, nonce, tx_hash, raw_tx, now, now))
+            settlement_id = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO settlement_items VALUES (?, ?, ?, ?, NULL)",
+                [(settlement_id, i.channel_id, _amount(i.cumulative), i.voucher) for i in items])
+            return self._settlement(conn, settlement_id)
+
+        result: Settlement = self._write(run)
+        return result
+
+    def update_settlement(self, settlement_id: int, state: SettlementState, *,
+                          tx_hash: str | None = None, raw_tx: bytes | None = None,
+                          block_number: int | None = None, gas_used: int | None = None,
+                          error: str | None = None,
+                          outcomes: dict[int, str] | None = None) -> Settlement:
+        def run(conn: sqlite3.Connection) -> Settlement:
+            conn.execute(
+                "UPDATE settlements SET state=?, updated_ms=?, "
+                "tx_hash=COALESCE(?, tx_hash), raw_tx=COALESCE(?, raw_tx), "
+                "block_number=?, gas_used=COALESCE(?, gas_used), error=? "
+                "WHERE settlement_id=?",
+                (state.value, _now_ms(), tx_hash, raw_tx, block_number, gas_used, error,
+                 settlement_id))
+            for channel_id, outcome in (outcomes or {}).items():
+                conn.execute("UPDATE settlement_items SET outcome=? WHERE settlement_id=? AND "
+                             "channel_id=?", (outcome, settlement_id, channel_id))
+            return self._settlement(conn, settlement_id)
+
+        result: Settlement = self._write(run)
+        return result
+
+    def settlements(self, open_only: bool = False) -> list[Settlement]:
+        conn = self._reader()
+        if open_only:
+            states = [s.value for s in SettlementState if s.open]
+            ids = conn.execute(
+                "SELECT settlement_id FROM settlements WHERE state IN (?, ?, ?) "
+                "ORDER BY settlement_id", states).fetchall()
+        else:
+            ids = conn.execute("SELECT settlement_id FROM settlements ORDER BY settlement_id"
+                               ).fetchall()
+        return [self._settlement(conn, row[0]) for row in ids]
+
+    def totals(self) -> dict[str, int]:
+        conn = self._reader()
+        purchases = conn.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
+        channels = self.channels()
+        return {
+            "purchases": int(purchases),
+            "channels": len(channels),
+            "accepted": sum(c.cumulative for c in channels),
+            "redeemed": sum(min(c.redeemed, c.cumulative) for c in channels),
+            "unredeemed": sum(c.unredeemed for c in channels),
+            "settlements_open": len(self.settlements(open_only=True)),
+        }

@@ -1,0 +1,102 @@
+"""Prometheus metrics: counters and a latency histogram, served as text on loopback.
+
+No client library: the exposition format is a few lines of text. One :class:`Metrics`
+object per gateway (no module-level registry); :class:`MetricsServer` serves it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 250, 1000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = defaultdict(int)  # by response code name
+        self.purchases = 0
+        self.revenue = 0
+        self.replays = 0
+        self._buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self._latency_sum = 0.0
+        self._latency_count = 0
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    def observe(self, code: str, latency_ms: float, increment: int = 0,
+                replay: bool = False) -> None:
+        with self._lock:
+            self.requests[code] += 1
+            if increment:
+                self.purchases += 1
+                self.revenue += increment
+            if replay:
+                self.replays += 1
+            index = next((i for i, b in enumerate(LATENCY_BUCKETS_MS) if latency_ms <= b),
+                         len(LATENCY_BUCKETS_MS))
+            self._buckets[index] += 1
+            self._latency_sum += latency_ms
+            self._latency_count += 1
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# TYPE nanotoll_requests_total counter",
+                *(f'nanotoll_requests_total{{code="{c}"}} {n}' for c, n in
+                  sorted(self.requests.items())),
+                "# TYPE nanotoll_purchases_total counter",
+                f"nanotoll_purchases_total {self.purchases}",
+                "# TYPE nanotoll_revenue_units_total counter",
+                f"nanotoll_revenue_units_total {self.revenue}",
+                "# TYPE nanotoll_replays_total counter",
+                f"nanotoll_replays_total {self.replays}",
+                "# TYPE nanotoll_verify_latency_ms histogram",
+            ]
+            cumulative = 0
+            for bound, count in zip((*LATENCY_BUCKETS_MS, "+Inf"), self._buckets, strict=True):
+                cumulative += count
+                lines.append(f'nanotoll_verify_latency_ms_bucket{{le="{bound}"}} {cumulative}')
+            lines += [f"nanotoll_verify_latency_ms_sum {self._latency_sum:.3f}",
+                      f"nanotoll_verify_latency_ms_count {self._latency_count}"]
+            gauges = dict(self.gauges)
+        for name, read in sorted(gauges.items()):
+            try:
+                value: Any = read()
+            except Exception:  # a gauge that cannot be read is left out, not fatal
+                continue
+            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """``GET /metrics`` on ``host:port`` in a daemon thread; ``close`` stops it."""
+
+    def __init__(self, metrics: Metrics, port: int, host: str = "127.0.0.1") -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,172 @@
+"""The escrow contract through web3.py: channel reads and redeem transactions.
+
+:class:`EscrowChain` implements both :class:`~.channels.ChannelReader` and
+:class:`~.settle.RedeemChain`. It needs the contract's ABI for three functions
+(``channel``, ``redeem``, ``maxRedeemBatch``): it takes the ABI the chain package ships
+(``nanotoll/abi/NanotollEscrow.json``) and otherwise these three entries, written out
+below from contracts/src/NanotollEscrow.sol. The provider key signs locally; only raw
+signed transactions reach the node. Node errors are classified for the settler.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from eth_account import Account
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
+
+from .channels import ChannelState
+from .settle import ChainError, SignedTx, TxReceipt
+
+ZERO = "0x0000000000000000000000000000000000000000"
+
+_ABI_FALLBACK: list[dict[str, Any]] = [
+    {"type": "function", "name": "channel", "stateMutability": "view",
+     "inputs": [{"name": "channelId", "type": "uint32"}],
+     "outputs": [{"name": "payer", "type": "address"}, {"name": "signer", "type": "address"},
+                 {"name": "payee", "type": "address"}, {"name": "token", "type": "address"},
+                 {"name": "route", "type": "uint32"}, {"name": "deposit", "type": "uint64"},
+                 {"name": "paid", "type": "uint64"}, {"name": "expiry", "type": "uint40"},
+                 {"name": "closed", "type": "bool"}]},
+    {"type": "function", "name": "redeem", "stateMutability": "nonpayable",
+     "inputs": [{"name": "route", "type": "uint32"}, {"name": "vouchers", "type": "bytes"}],
+     "outputs": [{"name": "total", "type": "uint256"}]},
+    {"type": "function", "name": "maxRedeemBatch", "stateMutability": "pure",
+     "inputs": [], "outputs": [{"name": "", "type": "uint256"}]},
+]
+
+
+def escrow_abi() -> list[dict[str, Any]]:
+    try:
+        text = resources.files("nanotoll").joinpath("abi/NanotollEscrow.json").read_text()
+    except (FileNotFoundError, OSError):
+        return _ABI_FALLBACK
+    document = json.loads(text)
+    abi = document["abi"] if isinstance(document, dict) else document
+    return list(abi)
+
+
+def classify(exc: BaseException) -> ChainError:
+    """A node error as the settler sees it."""
+    text = str(exc).lower()
+    if isinstance(exc, ContractLogicError) or "revert" in text:
+        kind = ChainError.REVERTED
+    elif "already known" in text or "known transaction" in text or "already imported" in text:
+        kind = ChainError.KNOWN
+    elif "nonce too low" in text or "nonce is too low" in text or "oldnonce" in text:
+        kind = ChainError.NONCE_LOW
+    elif "underpriced" in text or "fee too low" in text or "max fee per gas less" in text:
+        kind = ChainError.UNDERPRICED
+    elif isinstance(exc, OSError | TimeoutError) or "connection" in text or "timeout" in text:
+        kind = ChainError.TRANSIENT
+    else:
+        kind = ChainError.OTHER
+    return ChainError(kind, str(exc)[:300])
+
+
+class EscrowChain:
+    def __init__(self, rpc_url: str, escrow: str, chain_id: int, secret: bytes | None = None,
+                 timeout: float = 10.0) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.escrow = to_checksum_address(escrow)
+        self.chain_id = chain_id
+        self.contract = self.w3.eth.contract(address=self.escrow, abi=escrow_abi())
+        self._account = Account.from_key(secret) if secret is not None else None
+        self._max_batch: int | None = None
+
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise classify(exc) from exc
+
+    @property
+    def address(self) -> str:
+        if self._account is None:
+            raise ChainError(ChainError.OTHER, "no provider key: read-only chain client")
+        return str(self._account.address)
+
+    def check_chain_id(self) -> None:
+        actual = self._call("chain_id", lambda: self.w3.eth.chain_id)
+        if actual != self.chain_id:
+            raise ChainError(ChainError.OTHER,
+                             f"the node at the RPC URL is chain {actual}, config says "
+                             f"{self.chain_id}")
+
+    # ------------------------------------------------------- ChannelReader --
+
+    def channel(self, channel_id: int) -> ChannelState | None:
+        fields = self._call("channel",
+                            lambda: self.contract.functions.channel(channel_id).call())
+        payer, signer, payee, token, route, deposit, paid, expiry, closed = fields
+        if payer == ZERO and signer == ZERO:
+            return None
+        return ChannelState(channel_id=channel_id, signer=to_checksum_address(signer),
+                            payee=to_checksum_address(payee), token=to_checksum_address(token),
+                            deposit=int(deposit), paid=int(paid), expiry=int(expiry),
+                            route=int(route), closed=bool(closed))
+
+    # --------------------------------------------------------- RedeemChain --
+
+    def max_batch(self) -> int:
+        if self._max_batch is None:
+            self._max_batch = int(self._call(
+                "maxRedeemBatch", lambda: self.contract.functions.maxRedeemBatch().call()))
+        return self._max_batch
+
+    def pending_nonce(self) -> int:
+        return int(self._call("nonce", lambda: self.w3.eth.get_transaction_count(
+            self.address, "pending")))
+
+    def sign_redeem(self, route: int, vouchers: bytes, nonce: int, fee_bump: int = 0
+                    ) -> SignedTx:
+        assert self._account is not None
+        function = self.contract.functions.redeem(route, vouchers)
+        gas = self._call("estimate", lambda: function.estimate_gas({"from": self.address}))
+        block = self._call("block", lambda: self.w3.eth.get_block("latest"))
+        base_fee = int(block.get("baseFeePerGas", 0) or 0)
+        priority = int(self._call("tip", lambda: self.w3.eth.max_priority_fee)) or 1
+        priority = priority * (100 + fee_bump) // 100 + (1 if fee_bump else 0)
+        tx = function.build_transaction({
+            "from": self.address, "nonce": nonce, "chainId": self.chain_id,
+            "gas": int(gas) * 5 // 4 + 20_000,
+            "maxPriorityFeePerGas": priority,
+            "maxFeePerGas": (2 * base_fee + priority) * (100 + fee_bump) // 100,
+        })
+        signed = self._account.sign_transaction(tx)
+        return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex())
+
+    def send(self, raw: bytes) -> None:
+        self._call("send", lambda: self.w3.eth.send_raw_transaction(raw))
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        try:
+            found = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise classify(exc) from exc
+        if found is None or found.get("blockNumber") is None:
+            return None
+        return TxReceipt(tx_hash=tx_hash, status=int(found["status"]),
+                         block_number=int(found["blockNumber"]),
+                         block_hash="0x" + bytes(found["blockHash"]).hex(),
+                         gas_used=int(found["gasUsed"]))
+
+    def block_number(self) -> int:
+        return int(self._call("block_number", lambda: self.w3.eth.block_number))
+
+    def block_hash(self, number: int) -> str | None:
+        try:
+            block = self.w3.eth.get_block(number)
+        except Exception:
+            return None
+        return "0x" + bytes(block["hash"]).hex()
+
+    def now(self) -> int:
+        block = self._call("block", lambda: self.w3.eth.get_block("latest"))
+        return int(block["timestamp"])

@@ -1,0 +1,81 @@
+"""Weather: a deterministic nowcast for a position, altitude and time, integers only.
+
+The same (lat, lon, alt, t) always gives the same bytes, in every gateway process: a
+smooth climatology (latitude, season, time of day, lapse rate with altitude) plus
+reproducible "weather" drawn from keccak of the 0.1° grid cell and the 10-minute slot.
+Units: micro-degrees, metres, unix seconds; temperature in tenths of a degree Celsius,
+wind in tenths of a metre per second, pressure in pascals.
+"""
+
+from __future__ import annotations
+
+from eth_utils import keccak
+
+from ...protocol import cbor
+from .base import MAX_LAT, MAX_LON, Params, check_keys, int_param
+
+SLOT = 600  # seconds per nowcast step
+CELL = 100_000  # micro-degrees per grid cell (0.1°)
+PAST = 86_400  # how far back a nowcast may be asked for
+AHEAD = 6 * 3600  # and how far ahead
+
+
+def _noise(*parts: int) -> bytes:
+    return keccak(b"".join(part.to_bytes(8, "big", signed=True) for part in parts))
+
+
+class WeatherProvider:
+    name = "weather"
+
+    def __init__(self, name: str = "weather") -> None:
+        self.name = name
+
+    def validate(self, params: Params, now: int) -> None:
+        check_keys(params, {"lat", "lon"}, {"alt", "t"})
+        int_param(params, "lat", -MAX_LAT, MAX_LAT)
+        int_param(params, "lon", -MAX_LON, MAX_LON)
+        int_param(params, "alt", -500, 20_000, default=0)
+        int_param(params, "t", now - PAST, now + AHEAD, default=now)
+
+    def serve(self, params: Params, now: int, buyer: bytes) -> bytes:
+        lat, lon = int(params["lat"]), int(params["lon"])
+        alt, t = int(params.get("alt", 0)), int(params.get("t", now))
+        slot = t - t % SLOT
+        cell_lat, cell_lon = lat // CELL, lon // CELL
+        noise = _noise(cell_lat, cell_lon, slot)
+        day_noise = _noise(cell_lat // 10, cell_lon // 10, slot // 86_400)
+
+        abs_lat_deg = abs(lat) // 1_000_000
+        # Sea-level climatology in tenths of °C: warm tropics, cold poles.
+        base = 300 - abs_lat_deg * 6
+        # Season: a triangle wave over the year, opposite in the two hemispheres.
+        day_of_year = (t // 86_400) % 365
+        season = abs(day_of_year - 182) * 2 * abs_lat_deg // 91 - abs_lat_deg * 2
+        if lat >= 0:
+            season = -season
+        # Local solar hour from longitude; warmest at 15:00, coldest at 03:00.
+        local = (t + lon * 240 // 1_000_000) % 86_400
+        diurnal = 60 - abs(local - 54_000) * 120 // 43_200
+        lapse = alt * 65 // 1000
+        temp = base + season + diurnal - lapse + (noise[0] % 31) - 15 + (day_noise[0] % 41) - 20
+
+        pressure = 101_325 - alt * 12 + ((noise[1] << 8 | noise[2]) % 3_001) - 1_500
+        wind = 10 + noise[3] % 140 + alt * (noise[4] % 20) // 1000
+        gust = wind + noise[5] % 80
+        precip = max(0, (noise[6] % 100) - 70) * 100  # micrometres per hour
+        cloud_base = 300 + (noise[7] << 8 | noise[8]) % 2_700
+        visibility = 10_000 if precip == 0 else 10_000 - precip * 2
+        return cbor.dumps({
+            "lat": lat, "lon": lon, "alt": alt, "t": slot,
+            "temp": temp,
+            "dewpoint": temp - 20 - noise[9] % 80,
+            "pressure": pressure,
+            "wind_dir": (noise[10] << 8 | noise[11]) % 360,
+            "wind": wind,
+            "gust": gust,
+            "precip": precip,
+            "cloud_base": cloud_base,
+            "visibility": max(visibility, 500),
+            "icing": temp <= 0 and precip > 0 and alt >= cloud_base,
+            "valid": SLOT,
+        })

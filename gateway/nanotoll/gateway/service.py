@@ -1,0 +1,109 @@
+"""The gateway process: ledger, channel cache, verifier, providers, ingress, settler.
+
+:class:`GatewayService` wires the parts from a config and explicit dependencies (a
+:class:`~.channels.ChannelReader`, a :class:`~.settle.RedeemChain`, a ledger), so tests
+and benchmarks run the same assembly the CLI runs. Nothing is global: two services in
+one process (the two-gateway tests) share nothing but what they are given.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from ..protocol.eip712 import domain_separator
+from ..protocol.signing import address_of
+from .catalog import build_catalog
+from .channels import ChannelCache, ChannelReader
+from .config import GatewayConfig
+from .ingress import Ingress
+from .ledger import Ledger
+from .logs import event
+from .metrics import Metrics, MetricsServer
+from .pipeline import Pipeline
+from .providers import ProviderContext, build_providers
+from .settle import RedeemChain, Settler
+from .verify import Verifier
+
+
+class GatewayService:
+    def __init__(self, config: GatewayConfig, secret: bytes, ledger: Ledger,
+                 reader: ChannelReader, chain: RedeemChain | None = None, *,
+                 settle_in_background: bool = True, clock: Callable[[], float] = time.time,
+                 logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.ledger = ledger
+        self._log = logger or logging.getLogger("nanotoll.gateway")
+        self.provider_address = address_of(secret)
+        self.provider_hex = self.provider_address[2:].lower()
+        self.separator = domain_separator(config.chain.chain_id, config.chain.escrow)
+        self.catalog = build_catalog(config.catalog, secret, self.separator, int(clock()))
+        providers = build_providers(config.catalog.products,
+                                    ProviderContext(secret, self.separator))
+        self.channels = ChannelCache(reader)
+        self.verifier = Verifier(self.provider_hex, self.separator, self.catalog, providers,
+                                 self.channels, config.expiry_margin)
+        self.metrics = Metrics()
+        self.metrics.gauges["nanotoll_unredeemed_units"] = \
+            lambda: ledger.totals()["unredeemed"]
+        self.pipeline = Pipeline(self.verifier, ledger, secret, self.metrics, clock, self._log)
+        self.settler = (Settler(ledger, chain, config.settlement, config.chain.confirmations,
+                                config.chain.receipt_timeout, clock)
+                        if chain is not None else None)
+        if self.settler is not None:
+            self.metrics.gauges["nanotoll_settlement_lag_seconds"] = self._settlement_lag
+        self.ingress = Ingress(config.mqtt.host, config.mqtt.port, self.provider_hex,
+                               self.pipeline.handle, self.catalog.encode(),
+                               client_id=config.mqtt.client_id, workers=config.mqtt.workers,
+                               keepalive=config.mqtt.keepalive)
+        self._settle_in_background = settle_in_background and self.settler is not None
+        self._stop = threading.Event()
+        self._settle_thread: threading.Thread | None = None
+        self._metrics_server: MetricsServer | None = None
+
+    def _settlement_lag(self) -> float:
+        records = self.ledger.unredeemed()
+        if not records:
+            return 0.0
+        oldest = min(r.first_unredeemed_ms for r in records)
+        return max(0.0, time.time() - oldest / 1000)
+
+    def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port)
+        self.ingress.start()
+        if self._settle_in_background:
+            self._settle_thread = threading.Thread(target=self._settle_loop, name="settler",
+                                                   daemon=True)
+            self._settle_thread.start()
+        event(self._log, "gateway_started", provider=self.provider_address,
+              catalog_seq=self.catalog.seq, broker=f"{self.config.mqtt.host}:"
+              f"{self.config.mqtt.port}", client_id=self.ingress.client_id)
+
+    def _settle_loop(self) -> None:
+        assert self.settler is not None
+        while not self._stop.wait(self.config.settlement.check_every):
+            try:
+                self.settler.run_once()
+            except Exception as exc:  # the node may be down; try again next round
+                event(self._log, "settlement_round_failed", logging.WARNING, error=str(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ingress.stop()
+        if self._settle_thread is not None:
+            self._settle_thread.join(timeout=30)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        event(self._log, "gateway_stopped", **self.ledger.totals())
+
+    def __enter__(self) -> GatewayService:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,319 @@
+"""Settlement: redeem the highest unredeemed voucher of each channel, in batches.
+
+One :class:`Settler` owns the provider key's nonce in a process (a lock around every
+signing and broadcast). Each transaction is signed, **stored** (state ``signed``), and
+only then broadcast; it moves ``sent`` → ``mined`` → ``confirmed`` as receipts and
+confirmations arrive. Because the signed bytes are stored first, a crash at any point is
+recovered by ``advance``: a ``signed`` transaction is broadcast again (a node that
+already has it says so, which counts as sent), a ``sent`` one is watched for its
+receipt, a ``mined`` one whose receipt disappeared (a reorg) goes back to ``sent`` and is
+broadcast again. At ``confirmed`` the channels' on-chain ``paid`` is read back: each item
+is ``paid`` when the chain reached its amount, else ``skipped`` (the contract skips stale,
+expired or over-deposit items without reverting), and the ledger's redeemed amounts
+follow the chain, never the other way round.
+
+Policy (``due``): a channel is redeemed when its unredeemed amount reaches the threshold,
+when its oldest unredeemed voucher is older than the interval, or when its expiry is
+near; ``settle_now`` redeems everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .channels import ChannelState
+from .config import SettlementConfig
+from .ledger import ChannelRecord, Ledger, Settlement, SettlementItem, SettlementState
+from .logs import event
+
+
+class ChainError(RuntimeError):
+    """A node refused or failed a call. ``kind`` classifies it for the settler."""
+
+    KNOWN = "already_known"  # the node has this exact transaction: it was sent
+    NONCE_LOW = "nonce_too_low"  # a transaction with this nonce was already mined
+    UNDERPRICED = "underpriced"  # a replacement needs higher fees
+    REVERTED = "reverted"  # the call would revert (or did)
+    TRANSIENT = "transient"  # connection problems, timeouts: try again later
+    OTHER = "other"
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    raw: bytes
+    tx_hash: str  # 0x-prefixed
+
+
+@dataclass(frozen=True, slots=True)
+class TxReceipt:
+    tx_hash: str
+    status: int  # 1 success, 0 reverted
+    block_number: int
+    block_hash: str
+    gas_used: int
+
+
+class RedeemChain(Protocol):
+    """What settlement needs from the chain (implemented with web3 in ``onchain``)."""
+
+    def channel(self, channel_id: int) -> ChannelState | None: ...
+
+    def max_batch(self) -> int: ...
+
+    def pending_nonce(self) -> int: ...
+
+    def sign_redeem(self, route: int, vouchers: bytes, nonce: int, fee_bump: int = 0
+                    ) -> SignedTx: ...
+
+    def send(self, raw: bytes) -> None: ...
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None: ...
+
+    def block_number(self) -> int: ...
+
+    def block_hash(self, number: int) -> str | None: ...
+
+    def now(self) -> int: ...
+
+
+@dataclass(slots=True)
+class SettlementSummary:
+    transactions: list[str] = field(default_factory=list)
+    vouchers: int = 0  # items confirmed paid
+    skipped: int = 0  # items the contract skipped
+    amount: int = 0  # units newly redeemed on-chain by these transactions
+    gas_used: int = 0
+    pending: int = 0  # settlements still not confirmed when settle_now returned
+    unredeemable: list[int] = field(default_factory=list)  # channels expired or closed
+
+    def as_dict(self) -> dict[str, object]:
+        return {"transactions": self.transactions, "vouchers": self.vouchers,
+                "skipped": self.skipped, "amount": self.amount, "gas_used": self.gas_used,
+                "pending": self.pending, "unredeemable": self.unredeemable}
+
+
+class Settler:
+    def __init__(self, ledger: Ledger, chain: RedeemChain, config: SettlementConfig,
+                 confirmations: int = 1, receipt_timeout: float = 120.0,
+                 clock: Callable[[], float] = time.time,
+                 logger: logging.Logger | None = None) -> None:
+        self.ledger = ledger
+        self.chain = chain
+        self.config = config
+        self.confirmations = confirmations
+        self.receipt_timeout = receipt_timeout
+        self._clock = clock
+        self._lock = threading.RLock()  # the one owner of the key's nonce in this process
+        self._log = logger or logging.getLogger("nanotoll.gateway.settle")
+        self._last_sent: dict[int, float] = {}
+
+    # ------------------------------------------------------------ policy --
+
+    def due(self, everything: bool = False) -> list[ChannelRecord]:
+        """Channels to redeem now; those already covered by an open settlement excluded."""
+        covered: dict[int, int] = {}
+        for settlement in self.ledger.settlements(open_only=True):
+            for item in settlement.items:
+                covered[item.channel_id] = max(covered.get(item.channel_id, 0), item.cumulative)
+        now_ms = int(self._clock() * 1000)
+        chosen = []
+        for record in self.ledger.unredeemed():
+            if covered.get(record.channel_id, 0) >= record.cumulative:
+                continue
+            if everything or record.unredeemed >= self.config.threshold \
+                    or now_ms - record.first_unredeemed_ms >= self.config.interval * 1000:
+                chosen.append(record)
+        return chosen
+
+    def near_expiry(self, records: Sequence[ChannelRecord], states: dict[int, ChannelState]
+                    ) -> list[ChannelRecord]:
+        now = self.chain.now()
+        return [r for r in records if r.channel_id in states
+                and states[r.channel_id].expiry - now <= self.config.expiry_window]
+
+    # -------------------------------------------------------- submission --
+
+    def _batch_size(self) -> int:
+        cap = self.chain.max_batch()
+        wanted = self.config.batch_size or cap
+        return max(1, min(wanted, cap))
+
+    def _next_nonce(self) -> int:
+        chain_nonce = self.chain.pending_nonce()
+        stored = [s.nonce for s in self.ledger.settlements(open_only=True)]
+        return max([chain_nonce, *(n + 1 for n in stored)])
+
+    def submit(self, records: Sequence[ChannelRecord], summary: SettlementSummary
+               ) -> list[Settlement]:
+        """Sign, store and broadcast redeem transactions for ``records``."""
+        by_route: dict[int, list[SettlementItem]] = defaultdict(list)
+        now = self.chain.now()
+        for record in records:
+            state = self.chain.channel(record.channel_id)
+            if state is None or state.closed or state.expiry <= now:
+                summary.unredeemable.append(record.channel_id)
+                event(self._log, "unredeemable", logging.WARNING, channel=record.channel_id,
+                      unredeemed=record.unredeemed)
+                continue
+            if state.paid >= record.cumulative:  # redeemed elsewhere (another relayer)
+                self.ledger.record_redeemed(record.channel_id, state.paid)
+                continue
+            by_route[state.route].append(
+                SettlementItem(record.channel_id, record.cumulative, record.voucher))
+        size = self._batch_size()
+        created = []
+        with self._lock:
+            for route, items in sorted(by_route.items()):
+                for start in range(0, len(items), size):
+                    chunk = items[start:start + size]
+                    created.append(self._sign_store_send(route, chunk))
+        return created
+
+    def _sign_store_send(self, route: int, items: Sequence[SettlementItem]) -> Settlement:
+        nonce = self._next_nonce()
+        vouchers = b"".join(item.voucher for item in items)
+        signed = self.chain.sign_redeem(route, vouchers, nonce)
+        settlement = self.ledger.create_settlement(nonce, signed.tx_hash, signed.raw, items)
+        event(self._log, "settlement_signed", id=settlement.settlement_id, nonce=nonce,
+              tx=signed.tx_hash, items=len(items), route=route)
+        return self._broadcast(settlement)
+
+    def _broadcast(self, settlement: Settlement) -> Settlement:
+        try:
+            self.chain.send(settlement.raw_tx)
+        except ChainError as exc:
+            if exc.kind == ChainError.KNOWN:
+                pass  # the node has it already: it is sent
+            elif exc.kind == ChainError.NONCE_LOW:
+                # Mined already (ours, found by its receipt) or replaced by another tx.
+                if self.chain.receipt(settlement.tx_hash) is None:
+                    return self.ledger.update_settlement(
+                        settlement.settlement_id, SettlementState.REPLACED, error=str(exc))
+            elif exc.kind == ChainError.TRANSIENT:
+                event(self._log, "broadcast_deferred", logging.WARNING,
+                      id=settlement.settlement_id, error=str(exc))
+                return settlement  # stays signed; advance() broadcasts it again
+            else:
+                event(self._log, "settlement_failed", logging.ERROR,
+                      id=settlement.settlement_id, error=str(exc))
+                return self.ledger.update_settlement(settlement.settlement_id,
+                                                     SettlementState.FAILED, error=str(exc))
+        self._last_sent[settlement.settlement_id] = time.monotonic()
+        if settlement.state is SettlementState.SIGNED:
+            settlement = self.ledger.update_settlement(settlement.settlement_id,
+                                                       SettlementState.SENT)
+            event(self._log, "settlement_sent", id=settlement.settlement_id,
+                  tx=settlement.tx_hash)
+        return settlement
+
+    # ----------------------------------------------------------- progress --
+
+    def advance(self, summary: SettlementSummary | None = None) -> list[Settlement]:
+        """Move every open settlement as far as the chain allows; returns the open ones."""
+        summary = summary or SettlementSummary()
+        still_open = []
+        with self._lock:
+            for settlement in self.ledger.settlements(open_only=True):
+                settlement = self._advance_one(settlement, summary)
+                if settlement.state.open:
+                    still_open.append(settlement)
+        return still_open
+
+    def _advance_one(self, settlement: Settlement, summary: SettlementSummary) -> Settlement:
+        sid = settlement.settlement_id
+        if settlement.state is SettlementState.SIGNED:
+            return self._broadcast(settlement)
+        receipt = self.chain.receipt(settlement.tx_hash)
+        if receipt is None:
+            if settlement.state is SettlementState.MINED:  # reorged out: send it again
+                event(self._log, "settlement_reorged", logging.WARNING, id=sid,
+                      block=settlement.block_number)
+                settlement = self.ledger.update_settlement(sid, SettlementState.SENT)
+                return self._broadcast(settlement)
+            sent = self._last_sent.get(sid)
+            if sent is None or time.monotonic() - sent > self.receipt_timeout:
+                return self._broadcast(settlement)  # after a restart, or stuck: re-send
+            return settlement
+        if receipt.status != 1:
+            event(self._log, "settlement_reverted", logging.ERROR, id=sid, tx=receipt.tx_hash)
+            return self.ledger.update_settlement(sid, SettlementState.FAILED,
+                                                 block_number=receipt.block_number,
+                                                 gas_used=receipt.gas_used, error="reverted")
+        if settlement.state is not SettlementState.MINED \
+                or settlement.block_number != receipt.block_number:
+            settlement = self.ledger.update_settlement(sid, SettlementState.MINED,
+                                                       block_number=receipt.block_number,
+                                                       gas_used=receipt.gas_used)
+            event(self._log, "settlement_mined", id=sid, block=receipt.block_number,
+                  gas=receipt.gas_used)
+        head = self.chain.block_number()
+        if head - receipt.block_number + 1 < self.confirmations:
+            return settlement
+        if self.chain.block_hash(receipt.block_number) != receipt.block_hash:
+            return settlement  # the block is being replaced; look again next time
+        return self._confirm(settlement, receipt, summary)
+
+    def _confirm(self, settlement: Settlement, receipt: TxReceipt,
+                 summary: SettlementSummary) -> Settlement:
+        outcomes: dict[int, str] = {}
+        before = {r.channel_id: r.redeemed for r in self.ledger.channels()}
+        for item in settlement.items:
+            state = self.chain.channel(item.channel_id)
+            paid = state.paid if state is not None else 0
+            outcomes[item.channel_id] = "paid" if paid >= item.cumulative else "skipped"
+            if paid > before.get(item.channel_id, 0):
+                self.ledger.record_redeemed(item.channel_id, paid)
+                summary.amount += paid - before.get(item.channel_id, 0)
+        confirmed = self.ledger.update_settlement(
+            settlement.settlement_id, SettlementState.CONFIRMED,
+            block_number=receipt.block_number, gas_used=receipt.gas_used, outcomes=outcomes)
+        paid_items = sum(1 for o in outcomes.values() if o == "paid")
+        summary.vouchers += paid_items
+        summary.skipped += len(outcomes) - paid_items
+        summary.gas_used += receipt.gas_used
+        summary.transactions.append(receipt.tx_hash)
+        event(self._log, "settlement_confirmed", id=settlement.settlement_id,
+              tx=receipt.tx_hash, paid=paid_items, skipped=len(outcomes) - paid_items,
+              gas=receipt.gas_used)
+        self._last_sent.pop(settlement.settlement_id, None)
+        return confirmed
+
+    # -------------------------------------------------------------- runs --
+
+    def run_once(self) -> SettlementSummary:
+        """One pass of the background worker: progress, then redeem what is due."""
+        summary = SettlementSummary()
+        self.advance(summary)
+        due = self.due()
+        if not due:
+            # Near-expiry channels are due whatever their amount.
+            candidates = self.due(everything=True)
+            states = {r.channel_id: s for r in candidates
+                      if (s := self.chain.channel(r.channel_id)) is not None}
+            due = self.near_expiry(candidates, states)
+        if due:
+            self.submit(due, summary)
+        return summary
+
+    def settle_now(self, timeout: float = 120.0, poll: float = 0.2) -> SettlementSummary:
+        """Redeem every accepted voucher and wait until the transactions are confirmed."""
+        summary = SettlementSummary()
+        self.advance(summary)
+        self.submit(self.due(everything=True), summary)
+        deadline = time.monotonic() + timeout
+        while True:
+            still_open = self.advance(summary)
+            if not still_open or time.monotonic() >= deadline:
+                summary.pending = len(still_open)
+                return summary
+            time.sleep(poll)

@@ -1,0 +1,183 @@
+"""The verify pipeline of docs/protocol.md §4.4, in that order; the first failure wins.
+
+``check`` runs rules 1–5 (topic, strict decode, catalog and params, channel, signature)
+and needs no ledger. ``charge`` runs rules 6–8 (idempotent replay or staleness, deposit,
+price) against the channel's last accepted voucher, and is re-run when the ledger's
+compare-and-set says another acceptance got there first. Signatures are recovered with
+coincurve over a domain separator computed once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol import cbor
+from ..protocol.errors import ErrorCode, ProtocolError
+from ..protocol.messages import Catalog, Request, decode_request, request_hash
+from ..protocol.signing import SignatureError
+from .channels import ChannelCache, ChannelState
+from .ledger import ChannelRecord
+from .providers.base import Provider
+
+DEVICE = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A request that passed rules 1–5."""
+
+    request: Request
+    raw: bytes
+    request_hash: bytes
+    channel: ChannelState
+    device: bytes  # 20-byte signer address
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Rule 6's idempotent case: answer with the stored response, charge nothing."""
+
+    response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """Rules 6–8 passed: accept ``cumulative`` with this increment over ``previous``."""
+
+    previous: int
+    increment: int
+
+
+def request_topic(provider_hex: str) -> str:
+    return f"nt/1/{provider_hex}/req/"
+
+
+def response_topic(provider_hex: str, device_segment: str) -> str:
+    return f"nt/1/{provider_hex}/resp/{device_segment}"
+
+
+def request_id_of(payload: bytes) -> int:
+    """The request id of a message that may not decode, for addressing its error."""
+    try:
+        value = cbor.loads(payload, max_size=512)
+    except cbor.CBORError:
+        return 0
+    if isinstance(value, list) and len(value) > 1:
+        rid = value[1]
+        if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= 0xFFFFFFFF:
+            return rid
+    return 0
+
+
+class Verifier:
+    def __init__(self, provider_hex: str, separator: bytes, catalog: Catalog,
+                 providers: Mapping[str, Provider], channels: ChannelCache,
+                 expiry_margin: int) -> None:
+        if not DEVICE.fullmatch(provider_hex):
+            raise ValueError("provider_hex is 40 lowercase hex digits")
+        self.provider_hex = provider_hex
+        self.payee = bytes.fromhex(provider_hex)
+        self.separator = separator
+        self.catalog = catalog
+        self.providers = dict(providers)
+        self.channels = channels
+        self.expiry_margin = expiry_margin
+        self._prefix = request_topic(provider_hex)
+
+    # -------------------------------------------------------------- rule 1 --
+
+    def topic_device(self, topic: str) -> bytes:
+        """Rule 1: the 20-byte device address named by a request topic of this provider."""
+        if not topic.startswith(self._prefix):
+            raise ProtocolError(ErrorCode.WRONG_TOPIC, f"not a request topic of {self._prefix}")
+        segment = topic[len(self._prefix):]
+        if not DEVICE.fullmatch(segment):
+            raise ProtocolError(ErrorCode.WRONG_TOPIC,
+                                "device segment must be 40 lowercase hex digits")
+        return bytes.fromhex(segment)
+
+    # ---------------------------------------------------------- rules 1..5 --
+
+    def check(self, topic: str, payload: bytes, now: int) -> Verified:
+        topic_device = self.topic_device(topic)
+        request = decode_request(payload)  # rule 2: TOO_LARGE, MALFORMED, UNSUPPORTED_VERSION
+        provider = self._catalog_rules(request, now)
+        channel = self._channel_rules(request.voucher.channel_id, now)
+        signer = self._signature_rule(request, channel, topic_device)
+        return Verified(request, bytes(payload), request_hash(payload), channel, signer, provider)
+
+    def _catalog_rules(self, request: Request, now: int) -> Provider:
+        price = self.catalog.price_of(request.product)
+        provider = self.providers.get(request.product)
+        if price is None or provider is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_PRODUCT, f"no product {request.product!r}")
+        if request.catalog_seq != self.catalog.seq or request.price != price:
+            raise ProtocolError(ErrorCode.PRICE_CHANGED,
+                                f"catalog seq {self.catalog.seq} is current",
+                                self.catalog.seq)
+        provider.validate(request.params, now)  # BAD_PARAMS
+        return provider
+
+    def _channel_rules(self, channel_id: int, now: int) -> ChannelState:
+        channel = self.channels.channel(channel_id)
+        if channel is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"no channel {channel_id}")
+        if bytes.fromhex(channel.payee[2:]) != self.payee:
+            raise ProtocolError(ErrorCode.WRONG_PAYEE, f"channel {channel_id} pays another payee")
+        if not self._lasts(channel, now):
+            fresh = self.channels.refresh(channel_id)  # the payer may have extended it
+            if fresh is not None:
+                channel = fresh
+            if fresh is None or not self._lasts(channel, now):
+                raise ProtocolError(ErrorCode.CHANNEL_EXPIRING,
+                                    f"channel {channel_id} expires at {channel.expiry}")
+        return channel
+
+    def _lasts(self, channel: ChannelState, now: int) -> bool:
+        return not channel.closed and channel.expiry - now > self.expiry_margin
+
+    def _signature_rule(self, request: Request, channel: ChannelState,
+                        topic_device: bytes) -> bytes:
+        try:
+            signer = request.voucher.signer(self.separator)
+        except (SignatureError, ValueError) as exc:
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, str(exc)) from None
+        if signer != channel.signer:
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE,
+                                f"voucher signed by {signer}, not the channel's signer")
+        device = bytes.fromhex(signer[2:])
+        if device != topic_device:
+            raise ProtocolError(ErrorCode.WRONG_TOPIC,
+                                "the topic's device is not the channel's signer")
+        return device
+
+    # ---------------------------------------------------------- rules 6..8 --
+
+    def charge(self, verified: Verified, last: ChannelRecord | None) -> Replay | Charge:
+        voucher = verified.request.voucher
+        cumulative = voucher.cumulative
+        channel = verified.channel
+        if last is not None and last.cumulative == cumulative \
+                and last.request_hash == verified.request_hash:
+            return Replay(last.response)
+        previous = max(channel.paid, last.cumulative if last is not None else 0)
+        if cumulative <= previous:
+            detail: Any = last.voucher if last is not None else None
+            raise ProtocolError(ErrorCode.STALE_VOUCHER,
+                                f"cumulative {cumulative} not above the last accepted {previous}",
+                                detail)
+        if cumulative > channel.deposit:
+            fresh = self.channels.refresh(channel.channel_id)  # a top-up may have landed
+            if fresh is None or cumulative > fresh.deposit:
+                deposit = fresh.deposit if fresh is not None else channel.deposit
+                raise ProtocolError(ErrorCode.OVERDRAFT,
+                                    f"cumulative {cumulative} above the deposit {deposit}")
+        increment = cumulative - previous
+        if increment < verified.request.price:
+            raise ProtocolError(ErrorCode.UNDERPAID,
+                                f"increment {increment} below price {verified.request.price}")
+        return Charge(previous, increment)
