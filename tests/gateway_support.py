@@ -85,3 +85,50 @@ class Device:
         if params is None:
             params = {"lat": 52_520_008, "lon": 13_404_954, "alt": 120}
         return Request(next(self.ids), product, params, price, seq, voucher).encode()
+
+
+class MqttPeer:
+    """A paho client for tests: publish requests, collect responses per topic."""
+
+    def __init__(self, port: int, subscribe: tuple[str, ...] = (), client_id: str = "") -> None:
+        import queue
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        topics = subscribe
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if topics:
+                client.subscribe([(t, 1) for t in topics])
+            else:
+                self._ready.set()
+
+        def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+            self._ready.set()
+
+        def on_message(client: Any, userdata: Any, message: Any) -> None:
+            self.messages.put((message.topic, bytes(message.payload), bool(message.retain)))
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise TimeoutError("test MQTT client did not connect")
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def next(self, timeout: float = 10.0) -> tuple[str, bytes, bool]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
