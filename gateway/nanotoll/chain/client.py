@@ -1,0 +1,371 @@
+"""A typed web3.py client for NanotollEscrow and the test stablecoin.
+
+Transactions are signed locally by the ``LocalAccount`` passed to each call and sent raw, as a
+gateway does in production; each call waits for its receipt and raises :class:`ChainTxError`
+when the transaction reverted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, cast
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+from web3.types import TxParams, TxReceipt
+
+from .artifacts import Artifact, load_artifact, shipped_abi
+
+REDEEMED_RECORD_BYTES = 20
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+class ChainTxError(RuntimeError):
+    """A transaction that reverted, in gas estimation (``receipt`` None) or once mined.
+
+    ``error`` is the contract's custom error decoded from the ABI, e.g.
+    ``"NotExpired(1, 1767229200)"``, when the node returned revert data.
+    """
+
+    def __init__(self, message: str, receipt: TxReceipt | None = None,
+                 error: str | None = None) -> None:
+        super().__init__(message)
+        self.receipt = receipt
+        self.error = error
+
+
+def decode_revert(abi: Sequence[dict[str, Any]], data: bytes) -> str | None:
+    """Name and arguments of the custom error in ``data`` (4-byte selector + ABI args)."""
+    if len(data) < 4:
+        return None
+    for item in abi:
+        if item.get("type") != "error":
+            continue
+        types = [str(arg["type"]) for arg in item.get("inputs", [])]
+        signature = f"{item['name']}({','.join(types)})"
+        if keccak(text=signature)[:4] == data[:4]:
+            try:
+                args = abi_decode(types, data[4:])
+            except Exception:
+                return signature
+            return f"{item['name']}({', '.join(str(a) for a in args)})"
+    return None
+
+
+def _revert_data(exc: ContractLogicError) -> bytes:
+    data = exc.data if isinstance(exc.data, str) else None
+    if data is None and exc.args and isinstance(exc.args[0], str):
+        data = exc.args[0]
+    if data and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return b""
+    return b""
+
+
+class SkipReason(IntEnum):
+    """``NanotollEscrow.SkipReason``, same order."""
+
+    UNKNOWN_CHANNEL = 0
+    WRONG_ROUTE = 1
+    EXPIRED = 2
+    STALE = 3
+    OVER_DEPOSIT = 4
+    BAD_SIGNATURE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    channel_id: int
+    payer: str
+    signer: str
+    payee: str
+    token: str
+    route: int
+    deposit: int
+    paid: int
+    expiry: int
+    closed: bool
+
+    @property
+    def exists(self) -> bool:
+        return self.payer != ZERO_ADDRESS
+
+    @property
+    def remaining(self) -> int:
+        return self.deposit - self.paid
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """One channel of :meth:`EscrowClient.open_many`."""
+
+    signer: str
+    payee: str
+    deposit: int
+    expiry: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemedItem:
+    channel_id: int
+    cumulative: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    channel_id: int
+    index: int
+    cumulative: int
+    reason: SkipReason
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemResult:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    total: int
+    redeemed: tuple[RedeemedItem, ...]
+    skipped: tuple[SkippedItem, ...]
+    receipt: TxReceipt
+
+
+def decode_redeemed_items(items: bytes) -> tuple[RedeemedItem, ...]:
+    """The ``items`` of a ``Redeemed`` event: 20-byte records channelId u32 | cumulative u64 |
+    amount u64, big-endian."""
+    if len(items) % REDEEMED_RECORD_BYTES:
+        raise ValueError(f"Redeemed items length {len(items)} is not a multiple of 20")
+    out = []
+    for i in range(0, len(items), REDEEMED_RECORD_BYTES):
+        record = items[i:i + REDEEMED_RECORD_BYTES]
+        out.append(RedeemedItem(
+            channel_id=int.from_bytes(record[0:4], "big"),
+            cumulative=int.from_bytes(record[4:12], "big"),
+            amount=int.from_bytes(record[12:20], "big"),
+        ))
+    return tuple(out)
+
+
+def send_transaction(w3: Web3, account: LocalAccount,
+                     call: ContractFunction | ContractConstructor | TxParams,
+                     timeout: float = 60.0,
+                     abi: Sequence[dict[str, Any]] = ()) -> TxReceipt:
+    """Sign ``call`` with ``account``, send it, wait for the receipt; raise
+    :class:`ChainTxError` if it reverts (``abi`` decodes custom errors)."""
+    try:
+        return _send_transaction(w3, account, call, timeout)
+    except ContractLogicError as exc:
+        error = decode_revert(abi, _revert_data(exc))
+        raise ChainTxError(f"transaction reverted: {error or exc}", None, error) from exc
+
+
+def _send_transaction(w3: Web3, account: LocalAccount,
+                      call: ContractFunction | ContractConstructor | TxParams,
+                      timeout: float) -> TxReceipt:
+    base: dict[str, Any] = {
+        "from": account.address,
+        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+        "chainId": w3.eth.chain_id,
+    }
+    if isinstance(call, ContractFunction | ContractConstructor):
+        tx = call.build_transaction(cast(TxParams, base))
+    else:
+        merged: dict[str, Any] = {**base, **call}
+        if "gas" not in merged:
+            merged["gas"] = w3.eth.estimate_gas(cast(TxParams, merged))
+        if "maxFeePerGas" not in merged and "gasPrice" not in merged:
+            tip = int(w3.eth.max_priority_fee)
+            base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+            merged["maxPriorityFeePerGas"] = tip
+            merged["maxFeePerGas"] = 2 * base_fee + tip
+        tx = cast(TxParams, merged)
+    signed = account.sign_transaction(cast(dict[str, Any], tx))
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    if receipt["status"] != 1:
+        raise ChainTxError(f"transaction {tx_hash.to_0x_hex()} reverted", receipt)
+    return receipt
+
+
+def deploy_contract(w3: Web3, account: LocalAccount, artifact: Artifact, *args: Any) -> str:
+    """Deploy ``artifact`` with constructor ``args``; returns the checksummed address."""
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    receipt = send_transaction(w3, account, factory.constructor(*args))
+    address = receipt["contractAddress"]
+    if address is None:
+        raise ChainTxError("deployment receipt has no contract address", receipt)
+    return to_checksum_address(address)
+
+
+class EscrowClient:
+    """NanotollEscrow at ``escrow`` and the ERC-20 ``token`` its channels use here."""
+
+    def __init__(self, w3: Web3, escrow: str, token: str | None = None,
+                 escrow_abi: list[dict[str, Any]] | None = None,
+                 token_abi: list[dict[str, Any]] | None = None) -> None:
+        self.w3 = w3
+        self.escrow: Contract = w3.eth.contract(
+            address=to_checksum_address(escrow),
+            abi=escrow_abi if escrow_abi is not None else shipped_abi("NanotollEscrow"))
+        self.token: Contract | None = None
+        if token is not None:
+            self.token = w3.eth.contract(
+                address=to_checksum_address(token),
+                abi=token_abi if token_abi is not None else shipped_abi("TestStablecoin"))
+
+    # ------------------------------------------------------------------ deploy --
+
+    @classmethod
+    def deploy(cls, w3: Web3, deployer: LocalAccount, token: str | None = None) -> EscrowClient:
+        """Deploy the escrow (and, unless ``token`` is given, a fresh TestStablecoin) from
+        forge's artifacts (built on demand)."""
+        escrow_artifact = load_artifact("NanotollEscrow")
+        if token is None:
+            token_artifact = load_artifact("TestStablecoin")
+            token = deploy_contract(w3, deployer, token_artifact)
+        escrow = deploy_contract(w3, deployer, escrow_artifact)
+        return cls(w3, escrow, token, escrow_artifact.abi)
+
+    @property
+    def address(self) -> str:
+        return str(self.escrow.address)
+
+    @property
+    def token_address(self) -> str:
+        return str(self._token().address)
+
+    def _token(self) -> Contract:
+        if self.token is None:
+            raise ValueError("this client was made without a token address")
+        return self.token
+
+    def _send(self, account: LocalAccount, call: ContractFunction) -> TxReceipt:
+        return send_transaction(self.w3, account, call, abi=self.escrow.abi)
+
+    # ------------------------------------------------------------------- token --
+
+    def mint(self, sender: LocalAccount, to: str, amount: int) -> TxReceipt:
+        """TestStablecoin only: anyone may mint."""
+        return self._send(sender, self._token().functions.mint(to_checksum_address(to), amount))
+
+    def approve(self, owner: LocalAccount, amount: int) -> TxReceipt:
+        """Let the escrow pull ``amount`` of the token from ``owner``."""
+        return self._send(owner, self._token().functions.approve(self.address, amount))
+
+    def balance_of(self, address: str) -> int:
+        return int(self._token().functions.balanceOf(to_checksum_address(address)).call())
+
+    # ---------------------------------------------------------------- channels --
+
+    def open_channel(self, payer: LocalAccount, signer: str, payee: str, deposit: int,
+                     expiry: int, approve: bool = True) -> tuple[int, TxReceipt]:
+        """Open one channel funded by ``payer``; returns (channel id, receipt)."""
+        if approve:
+            self.approve(payer, deposit)
+        receipt = self._send(payer, self.escrow.functions.open(
+            to_checksum_address(signer), to_checksum_address(payee), self.token_address,
+            deposit, expiry))
+        ids = self._opened_ids(receipt)
+        if len(ids) != 1:
+            raise ChainTxError(f"expected one ChannelOpened event, got {len(ids)}", receipt)
+        return ids[0], receipt
+
+    def open_many(self, payer: LocalAccount, specs: Sequence[ChannelSpec],
+                  approve: bool = True) -> tuple[list[int], TxReceipt]:
+        """Open ``specs`` in one transaction (consecutive ids); returns (ids, receipt)."""
+        total = sum(spec.deposit for spec in specs)
+        if approve:
+            self.approve(payer, total)
+        params = [(to_checksum_address(s.signer), to_checksum_address(s.payee), s.deposit,
+                   s.expiry) for s in specs]
+        receipt = self._send(payer, self.escrow.functions.openMany(self.token_address, params))
+        return self._opened_ids(receipt), receipt
+
+    def _opened_ids(self, receipt: TxReceipt) -> list[int]:
+        events = self.escrow.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)
+        return [int(event["args"]["channelId"]) for event in events]
+
+    def top_up(self, payer: LocalAccount, channel_id: int, amount: int,
+               approve: bool = True) -> TxReceipt:
+        if approve:
+            self.approve(payer, amount)
+        return self._send(payer, self.escrow.functions.topUp(channel_id, amount))
+
+    def extend_expiry(self, payer: LocalAccount, channel_id: int, expiry: int) -> TxReceipt:
+        return self._send(payer, self.escrow.functions.extendExpiry(channel_id, expiry))
+
+    def reclaim(self, payer: LocalAccount, channel_id: int) -> tuple[int, TxReceipt]:
+        """After expiry: refund the unredeemed deposit to the payer; returns (refund, receipt)."""
+        receipt = self._send(payer, self.escrow.functions.reclaim(channel_id))
+        events = self.escrow.events.ChannelReclaimed().process_receipt(receipt, errors=DISCARD)
+        return (int(events[0]["args"]["refund"]) if events else 0), receipt
+
+    # ------------------------------------------------------------------ redeem --
+
+    def redeem(self, sender: LocalAccount, route: int, vouchers: bytes) -> RedeemResult:
+        """Redeem N × 76 packed voucher bytes for ``route``; anyone may send it, the route's
+        payee is paid. Returns the per-item outcome decoded from the events."""
+        receipt = self._send(sender, self.escrow.functions.redeem(route, vouchers))
+        return self.redeem_result(receipt)
+
+    def redeem_result(self, receipt: TxReceipt) -> RedeemResult:
+        """Decode a redeem receipt's ``Redeemed`` and ``VoucherSkipped`` events."""
+        redeemed: list[RedeemedItem] = []
+        total = 0
+        for event in self.escrow.events.Redeemed().process_receipt(receipt, errors=DISCARD):
+            total += int(event["args"]["total"])
+            redeemed.extend(decode_redeemed_items(bytes(event["args"]["items"])))
+        skipped = tuple(
+            SkippedItem(channel_id=int(e["args"]["channelId"]), index=int(e["args"]["index"]),
+                        cumulative=int(e["args"]["cumulative"]),
+                        reason=SkipReason(int(e["args"]["reason"])))
+            for e in self.escrow.events.VoucherSkipped().process_receipt(receipt, errors=DISCARD)
+        )
+        return RedeemResult(
+            tx_hash=receipt["transactionHash"].to_0x_hex(),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            total=total,
+            redeemed=tuple(redeemed),
+            skipped=skipped,
+            receipt=receipt,
+        )
+
+    # ------------------------------------------------------------------- views --
+
+    def channel(self, channel_id: int) -> ChannelInfo:
+        (payer, signer, payee, token, route, deposit, paid, expiry,
+         closed) = self.escrow.functions.channel(channel_id).call()
+        return ChannelInfo(channel_id=channel_id, payer=to_checksum_address(payer),
+                           signer=to_checksum_address(signer), payee=to_checksum_address(payee),
+                           token=to_checksum_address(token), route=int(route),
+                           deposit=int(deposit), paid=int(paid), expiry=int(expiry),
+                           closed=bool(closed))
+
+    def route_of(self, payee: str, token: str | None = None) -> int:
+        """Route id of (payee, token); 0 if no channel uses the pair yet."""
+        return int(self.escrow.functions.routeOf(
+            to_checksum_address(payee), to_checksum_address(token or self.token_address)).call())
+
+    def domain_separator(self) -> bytes:
+        return bytes(self.escrow.functions.domainSeparator().call())
+
+    def voucher_digest(self, channel_id: int, cumulative: int) -> bytes:
+        return bytes(self.escrow.functions.voucherDigest(channel_id, cumulative).call())
+
+    def max_redeem_batch(self) -> int:
+        return int(self.escrow.functions.maxRedeemBatch().call())
+
+    def last_channel_id(self) -> int:
+        return int(self.escrow.functions.lastChannelId().call())
