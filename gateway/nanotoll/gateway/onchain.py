@@ -1,17 +1,15 @@
-"""The escrow contract through web3.py: channel reads and redeem transactions.
+"""The escrow contract through the chain package's client: channel reads and redeems.
 
 :class:`EscrowChain` implements both :class:`~.channels.ChannelReader` and
-:class:`~.settle.RedeemChain`. It needs the contract's ABI for three functions
-(``channel``, ``redeem``, ``maxRedeemBatch``): it takes the ABI the chain package ships
-(``nanotoll/abi/NanotollEscrow.json``) and otherwise these three entries, written out
-below from contracts/src/NanotollEscrow.sol. The provider key signs locally; only raw
-signed transactions reach the node. Node errors are classified for the settler.
+:class:`~.settle.RedeemChain`. Reads and the contract object come from
+:class:`nanotoll.chain.EscrowClient` (the ABI shipped in the package); redeem transactions
+are built here, because the settler must store each signed transaction before it is
+broadcast, which a send-and-wait call cannot do. The provider key signs locally; only
+raw signed transactions reach the node. Node errors are classified for the settler.
 """
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 from eth_account import Account
@@ -19,35 +17,9 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
+from ..chain.client import EscrowClient
 from .channels import ChannelState
 from .settle import ChainError, SignedTx, TxReceipt
-
-ZERO = "0x0000000000000000000000000000000000000000"
-
-_ABI_FALLBACK: list[dict[str, Any]] = [
-    {"type": "function", "name": "channel", "stateMutability": "view",
-     "inputs": [{"name": "channelId", "type": "uint32"}],
-     "outputs": [{"name": "payer", "type": "address"}, {"name": "signer", "type": "address"},
-                 {"name": "payee", "type": "address"}, {"name": "token", "type": "address"},
-                 {"name": "route", "type": "uint32"}, {"name": "deposit", "type": "uint64"},
-                 {"name": "paid", "type": "uint64"}, {"name": "expiry", "type": "uint40"},
-                 {"name": "closed", "type": "bool"}]},
-    {"type": "function", "name": "redeem", "stateMutability": "nonpayable",
-     "inputs": [{"name": "route", "type": "uint32"}, {"name": "vouchers", "type": "bytes"}],
-     "outputs": [{"name": "total", "type": "uint256"}]},
-    {"type": "function", "name": "maxRedeemBatch", "stateMutability": "pure",
-     "inputs": [], "outputs": [{"name": "", "type": "uint256"}]},
-]
-
-
-def escrow_abi() -> list[dict[str, Any]]:
-    try:
-        text = resources.files("nanotoll").joinpath("abi/NanotollEscrow.json").read_text()
-    except (FileNotFoundError, OSError):
-        return _ABI_FALLBACK
-    document = json.loads(text)
-    abi = document["abi"] if isinstance(document, dict) else document
-    return list(abi)
 
 
 def classify(exc: BaseException) -> ChainError:
@@ -74,7 +46,8 @@ class EscrowChain:
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self.escrow = to_checksum_address(escrow)
         self.chain_id = chain_id
-        self.contract = self.w3.eth.contract(address=self.escrow, abi=escrow_abi())
+        self.client = EscrowClient(self.w3, self.escrow)
+        self.contract = self.client.escrow
         self._account = Account.from_key(secret) if secret is not None else None
         self._max_batch: int | None = None
 
@@ -100,22 +73,18 @@ class EscrowChain:
     # ------------------------------------------------------- ChannelReader --
 
     def channel(self, channel_id: int) -> ChannelState | None:
-        fields = self._call("channel",
-                            lambda: self.contract.functions.channel(channel_id).call())
-        payer, signer, payee, token, route, deposit, paid, expiry, closed = fields
-        if payer == ZERO and signer == ZERO:
+        info = self._call("channel", lambda: self.client.channel(channel_id))
+        if not info.exists:
             return None
-        return ChannelState(channel_id=channel_id, signer=to_checksum_address(signer),
-                            payee=to_checksum_address(payee), token=to_checksum_address(token),
-                            deposit=int(deposit), paid=int(paid), expiry=int(expiry),
-                            route=int(route), closed=bool(closed))
+        return ChannelState(channel_id=channel_id, signer=info.signer, payee=info.payee,
+                            token=info.token, deposit=info.deposit, paid=info.paid,
+                            expiry=info.expiry, route=info.route, closed=info.closed)
 
     # --------------------------------------------------------- RedeemChain --
 
     def max_batch(self) -> int:
         if self._max_batch is None:
-            self._max_batch = int(self._call(
-                "maxRedeemBatch", lambda: self.contract.functions.maxRedeemBatch().call()))
+            self._max_batch = int(self._call("maxRedeemBatch", self.client.max_redeem_batch))
         return self._max_batch
 
     def pending_nonce(self) -> int:
@@ -152,10 +121,17 @@ class EscrowChain:
             raise classify(exc) from exc
         if found is None or found.get("blockNumber") is None:
             return None
+        redeemed: dict[int, int] = {}
+        skipped: frozenset[int] = frozenset()
+        if int(found["status"]) == 1:
+            result = self.client.redeem_result(found)
+            for item in result.redeemed:
+                redeemed[item.channel_id] = redeemed.get(item.channel_id, 0) + item.amount
+            skipped = frozenset(item.channel_id for item in result.skipped)
         return TxReceipt(tx_hash=tx_hash, status=int(found["status"]),
                          block_number=int(found["blockNumber"]),
                          block_hash="0x" + bytes(found["blockHash"]).hex(),
-                         gas_used=int(found["gasUsed"]))
+                         gas_used=int(found["gasUsed"]), redeemed=redeemed, skipped=skipped)
 
     def block_number(self) -> int:
         return int(self._call("block_number", lambda: self.w3.eth.block_number))

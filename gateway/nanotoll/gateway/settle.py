@@ -61,6 +61,8 @@ class TxReceipt:
     block_number: int
     block_hash: str
     gas_used: int
+    redeemed: dict[int, int] = field(default_factory=dict)  # channel id -> amount paid by it
+    skipped: frozenset[int] = frozenset()  # channel ids the contract skipped
 
 
 class RedeemChain(Protocol):
@@ -265,15 +267,16 @@ class Settler:
 
     def _confirm(self, settlement: Settlement, receipt: TxReceipt,
                  summary: SettlementSummary) -> Settlement:
+        # Outcomes come from this transaction's events; the ledger's redeemed amounts from
+        # the channels' on-chain paid (which also counts redemptions relayed by others).
         outcomes: dict[int, str] = {}
-        before = {r.channel_id: r.redeemed for r in self.ledger.channels()}
         for item in settlement.items:
+            paid_here = item.channel_id in receipt.redeemed
+            outcomes[item.channel_id] = "paid" if paid_here else "skipped"
             state = self.chain.channel(item.channel_id)
-            paid = state.paid if state is not None else 0
-            outcomes[item.channel_id] = "paid" if paid >= item.cumulative else "skipped"
-            if paid > before.get(item.channel_id, 0):
-                self.ledger.record_redeemed(item.channel_id, paid)
-                summary.amount += paid - before.get(item.channel_id, 0)
+            if state is not None:
+                self.ledger.record_redeemed(item.channel_id, state.paid)
+        summary.amount += sum(receipt.redeemed.values())
         confirmed = self.ledger.update_settlement(
             settlement.settlement_id, SettlementState.CONFIRMED,
             block_number=receipt.block_number, gas_used=receipt.gas_used, outcomes=outcomes)

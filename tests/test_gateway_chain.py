@@ -1,0 +1,255 @@
+"""The gateway against a real escrow on anvil and a real mosquitto: purchases, the
+chain-backed rules, and every settlement state transition (restart, reorg, skip)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from gateway_support import DEVICE_KEY, OTHER_KEY, Device, MqttPeer, make_config
+from nanotoll.chain import Anvil, EscrowClient
+from nanotoll.gateway.channels import ChannelCache
+from nanotoll.gateway.config import SettlementConfig
+from nanotoll.gateway.ledger import SettlementItem, SettlementState
+from nanotoll.gateway.ledger_sqlite import SQLiteLedger
+from nanotoll.gateway.onchain import EscrowChain
+from nanotoll.gateway.service import GatewayService
+from nanotoll.gateway.settle import SettlementSummary, Settler
+from nanotoll.protocol.errors import ErrorCode
+from nanotoll.protocol.messages import decode_response
+from nanotoll.protocol.signing import address_of
+from nanotoll.services import Mosquitto
+
+DAY = 86_400
+
+
+@dataclass
+class Chain:
+    anvil: Anvil
+    client: EscrowClient
+    payer: LocalAccount
+    provider: LocalAccount
+
+    @property
+    def provider_key(self) -> bytes:
+        return bytes(self.provider.key)
+
+    def now(self) -> int:
+        return int(self.anvil.w3.eth.get_block("latest")["timestamp"])
+
+    def open(self, deposit: int = 1_000_000, expiry_in: int = 30 * DAY,
+             signer: bytes = DEVICE_KEY, payee: str | None = None) -> int:
+        channel_id, _ = self.client.open_channel(
+            self.payer, address_of(signer), payee or self.provider.address, deposit,
+            self.now() + expiry_in)
+        return channel_id
+
+    def device(self, channel_id: int, key: bytes = DEVICE_KEY) -> Device:
+        return Device(channel_id, key=key, provider_key=self.provider_key,
+                      escrow=self.client.address)
+
+    def escrow_chain(self) -> EscrowChain:
+        return EscrowChain(self.anvil.rpc_url, self.client.address, 31337, self.provider_key)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    with Anvil(workdir=tmp_path_factory.mktemp("anvil")) as anvil:
+        deployer = anvil.new_account()
+        client = EscrowClient.deploy(anvil.w3, deployer)
+        payer = anvil.new_account()
+        client.mint(payer, payer.address, 10**15)
+        yield Chain(anvil, client, payer, anvil.new_account())
+
+
+def rig(tmp_path: Path, chain: Chain, **kwargs: object) -> tuple[SQLiteLedger, EscrowChain]:
+    return SQLiteLedger(tmp_path / f"ledger-{time.monotonic_ns()}.db"), chain.escrow_chain()
+
+
+def test_twenty_purchases_over_mqtt_then_settled_on_chain(tmp_path: Path, chain: Chain,
+                                                           mosquitto: Mosquitto) -> None:
+    channel_id = chain.open()
+    device = chain.device(channel_id)
+    config = make_config(tmp_path, mqtt_port=mosquitto.port, rpc_url=chain.anvil.rpc_url,
+                         escrow=chain.client.address)
+    ledger, escrow = rig(tmp_path, chain)
+    balance_before = chain.client.balance_of(chain.provider.address)
+    try:
+        with GatewayService(config, chain.provider_key, ledger, escrow, escrow,
+                            settle_in_background=False) as service:
+            peer = MqttPeer(mosquitto.port, (device.response_topic,))
+            for _ in range(20):
+                peer.publish(device.topic, device.request())
+                _, payload, _ = peer.next()
+                response = decode_response(payload)
+                assert response.code == ErrorCode.OK, response.message
+            peer.close()
+            assert service.settler is not None
+            summary = service.settler.settle_now(timeout=60, poll=0.05)
+        assert summary.amount == 30_000 and summary.vouchers == 1 and summary.pending == 0
+        assert chain.client.channel(channel_id).paid == 30_000
+        assert chain.client.balance_of(chain.provider.address) - balance_before == 30_000
+        (settlement,) = ledger.settlements()
+        assert settlement.state is SettlementState.CONFIRMED
+        assert [i.outcome for i in settlement.items] == ["paid"]
+        assert ledger.totals()["unredeemed"] == 0
+    finally:
+        ledger.close()
+
+
+def test_chain_backed_rules(tmp_path: Path, chain: Chain, mosquitto: Mosquitto) -> None:
+    from nanotoll.gateway.pipeline import Pipeline  # noqa: F401  (same path the service runs)
+
+    small = chain.open(deposit=2_000)
+    expiring = chain.open(expiry_in=1_800)
+    foreign = chain.open(payee=chain.payer.address)
+    config = make_config(tmp_path, mqtt_port=mosquitto.port, rpc_url=chain.anvil.rpc_url,
+                         escrow=chain.client.address)
+    ledger, escrow = rig(tmp_path, chain)
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow)
+        handle = service.pipeline.handle
+
+        def code(device: Device, payload: bytes) -> ErrorCode:
+            return decode_response(handle(device.topic, payload).response).code
+
+        assert code(chain.device(4_000_000), chain.device(4_000_000).request()) \
+            == ErrorCode.UNKNOWN_CHANNEL
+        assert code(chain.device(expiring), chain.device(expiring).request()) \
+            == ErrorCode.CHANNEL_EXPIRING
+        assert code(chain.device(foreign), chain.device(foreign).request()) \
+            == ErrorCode.WRONG_PAYEE
+        device = chain.device(small)
+        assert code(device, device.request(cumulative=1_500)) == ErrorCode.OK
+        assert code(device, device.request(cumulative=3_000)) == ErrorCode.OVERDRAFT
+        # A top-up lands: the cached deposit is refreshed on the failing rule.
+        chain.client.top_up(chain.payer, small, 5_000)
+        assert code(device, device.request(cumulative=3_000)) == ErrorCode.OK
+        wrong_signer = chain.device(small, key=OTHER_KEY)
+        assert code(device, wrong_signer.request(cumulative=4_500)) == ErrorCode.BAD_SIGNATURE
+        # The payer extends the expiring channel: the rule refreshes and accepts.
+        chain.client.extend_expiry(chain.payer, expiring, chain.now() + 10 * DAY)
+        assert code(chain.device(expiring), chain.device(expiring).request()) == ErrorCode.OK
+    finally:
+        ledger.close()
+
+
+def test_settlement_survives_a_crash_between_signing_and_broadcast(tmp_path: Path,
+                                                                   chain: Chain) -> None:
+    ledger, escrow = rig(tmp_path, chain)
+    channel_id = chain.open()
+    device = chain.device(channel_id)
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow)
+        for _ in range(3):
+            assert service.pipeline.handle(device.topic, device.request()).code == ErrorCode.OK
+        settler = Settler(ledger, escrow, SettlementConfig())
+        # Sign and store, then "crash" before the broadcast.
+        record = ledger.lookup(channel_id)
+        assert record is not None
+        signed = escrow.sign_redeem(escrow.channel(channel_id).route, record.voucher,  # type: ignore[union-attr]
+                                    escrow.pending_nonce())
+        stored = ledger.create_settlement(escrow.pending_nonce(), signed.tx_hash, signed.raw,
+                                          [SettlementItem(channel_id, 4_500, record.voucher)])
+        assert stored.state is SettlementState.SIGNED
+        # A new settler (after the restart) finds it, broadcasts it, and sees it through.
+        restarted = Settler(ledger, escrow, SettlementConfig())
+        states = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            restarted.advance()
+            current = ledger.settlements()[0].state
+            if not states or states[-1] is not current:
+                states.append(current)
+            if current is SettlementState.CONFIRMED:
+                break
+            time.sleep(0.05)
+        assert states[-1] is SettlementState.CONFIRMED
+        assert chain.client.channel(channel_id).paid == 4_500
+        # Nothing is left for settle_now, and it does not redeem twice.
+        assert settler.settle_now(timeout=10, poll=0.05).transactions == []
+    finally:
+        ledger.close()
+
+
+def test_reorged_receipt_goes_back_to_sent_and_is_mined_again(tmp_path: Path,
+                                                              chain: Chain) -> None:
+    ledger, escrow = rig(tmp_path, chain)
+    channel_id = chain.open()
+    device = chain.device(channel_id)
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    w3 = chain.anvil.w3
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow)
+        assert service.pipeline.handle(device.topic, device.request()).code == ErrorCode.OK
+        settler = Settler(ledger, escrow, SettlementConfig(), confirmations=3)
+        snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        (created,) = settler.submit(settler.due(everything=True), SettlementSummary())
+        assert created.state is SettlementState.SENT
+        (mined,) = settler.advance()
+        assert mined.state is SettlementState.MINED  # 1 of 3 confirmations
+        # The block holding it is reorged away.
+        w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        assert escrow.receipt(created.tx_hash) is None
+        (resent,) = settler.advance()
+        assert resent.state is SettlementState.SENT
+        (mined_again,) = settler.advance()
+        assert mined_again.state is SettlementState.MINED
+        for _ in range(2):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        assert settler.advance() == []
+        (done,) = ledger.settlements()
+        assert done.state is SettlementState.CONFIRMED and done.items[0].outcome == "paid"
+        assert chain.client.channel(channel_id).paid == 1_500
+    finally:
+        ledger.close()
+
+
+def test_skipped_item_is_recorded_and_not_counted_as_paid(tmp_path: Path, chain: Chain) -> None:
+    ledger, escrow = rig(tmp_path, chain)
+    first, second = chain.open(), chain.open()
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow)
+        for channel_id in (first, second):
+            device = chain.device(channel_id)
+            assert service.pipeline.handle(device.topic, device.request()).code == ErrorCode.OK
+        settler = Settler(ledger, escrow, SettlementConfig())
+        # Signed and stored, not yet broadcast...
+        items = [SettlementItem(r.channel_id, r.cumulative, r.voucher)
+                 for r in ledger.unredeemed()]
+        route = escrow.channel(first).route  # type: ignore[union-attr]
+        signed = escrow.sign_redeem(route, b"".join(i.voucher for i in items),
+                                    escrow.pending_nonce())
+        ledger.create_settlement(escrow.pending_nonce(), signed.tx_hash, signed.raw, items)
+        # ...when someone relays the second channel's voucher: that item is now stale.
+        record = ledger.lookup(second)
+        assert record is not None
+        chain.client.redeem(chain.payer, route, record.voucher)
+        summary = SettlementSummary()
+        deadline = time.monotonic() + 30
+        while settler.advance(summary) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (settlement,) = ledger.settlements()
+        assert settlement.state is SettlementState.CONFIRMED
+        assert {i.channel_id: i.outcome for i in settlement.items} == {first: "paid",
+                                                                       second: "skipped"}
+        assert summary.vouchers == 1 and summary.skipped == 1
+        assert ledger.lookup(second).redeemed == 1_500  # type: ignore[union-attr]
+        assert ledger.totals()["unredeemed"] == 0
+    finally:
+        ledger.close()
+
+
+def test_channel_cache_reads_the_contract(chain: Chain) -> None:
+    channel_id = chain.open(deposit=777)
+    cache = ChannelCache(chain.escrow_chain())
+    state = cache.channel(channel_id)
+    assert state is not None and state.deposit == 777 and state.paid == 0
+    assert state.signer == address_of(DEVICE_KEY) and state.payee == chain.provider.address
+    assert cache.channel(9_999_999) is None
