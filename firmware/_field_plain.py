@@ -1,0 +1,43 @@
+# Arithmetic modulo the secp256k1 field prime on plain Python integers: the
+# fallback for ports without a native emitter, with the functions and slot
+# layout of _field_viper.py (read its header). Correct, not fast.
+
+W = None
+
+_P = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F)
+
+
+def _get(slot):
+    return int.from_bytes(W[slot << 5:(slot + 1) << 5], "little")
+
+
+def _put(slot, value):
+    W[slot << 5:(slot + 1) << 5] = value.to_bytes(32, "little")
+
+
+def mul(dst, a, b):
+    _put(dst, _get(a) * _get(b) % _P)
+
+
+def add(dst, a, b):
+    _put(dst, (_get(a) + _get(b)) % _P)
+
+
+def sub(dst, a, b):
+    _put(dst, (_get(a) - _get(b)) % _P)
+
+
+def mul_small(dst, a, k):
+    _put(dst, _get(a) * k % _P)
+
+
+def normalize(dst):
+    _put(dst, _get(dst) % _P)
+
+
+def is_zero(a):
+    return 1 if _get(a) % _P == 0 else 0
+
+
+def copy(dst, a):
+    W[dst << 5:(dst + 1) << 5] = W[a << 5:(a + 1) << 5]

@@ -1,0 +1,154 @@
+# EIP-712 hashing for the nanotoll domain (docs/protocol.md section 2): the
+# domain separator, and the digests of Voucher, Receipt and Catalog.
+#
+# The functions mirror gateway/nanotoll/protocol/eip712.py. Domain keeps the
+# separator of one (chain, contract) and hashes vouchers into preallocated
+# buffers, so signing a voucher allocates only the two 32-byte hashes.
+
+from binascii import unhexlify
+from micropython import const
+from struct import pack_into
+
+from keccak import keccak256
+
+MAX_CHANNEL_ID = const(0xFFFFFFFF)
+MAX_AMOUNT = const(0xFFFFFFFFFFFFFFFF)
+
+DOMAIN_TYPEHASH = keccak256(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+VOUCHER_TYPEHASH = keccak256(b"Voucher(uint32 channelId,uint64 cumulativeAmount)")
+RECEIPT_TYPEHASH = keccak256(
+    b"Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
+)
+CATALOG_TYPEHASH = keccak256(
+    b"Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
+)
+_NAME_HASH = keccak256(b"nanotoll")
+_VERSION_HASH = keccak256(b"1")
+
+
+def _is_int(value):
+    # bool is an int subclass; True must not pass for channel 1
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_channel_id(channel_id):
+    if not _is_int(channel_id) or not 0 < channel_id <= MAX_CHANNEL_ID:
+        raise ValueError("channel id must be an integer in 1..4294967295")
+    return channel_id
+
+
+def check_amount(amount):
+    if not _is_int(amount) or not 0 < amount <= MAX_AMOUNT:
+        raise ValueError("cumulative amount must be an integer in 1..18446744073709551615")
+    return amount
+
+
+def _check_uint64(name, value):
+    if not _is_int(value) or not 0 <= value <= MAX_AMOUNT:
+        raise ValueError("catalog " + name + " must be a uint64")
+
+
+def _check_hash(name, value):
+    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
+        raise ValueError(name + " must be 32 bytes")
+
+
+def address_bytes(address):
+    """20 address bytes from bytes or a hex string with or without 0x."""
+    if isinstance(address, str):
+        text = address[2:] if address[:2] in ("0x", "0X") else address
+        if len(text) != 40:
+            raise ValueError("an address is 40 hex digits")
+        address = unhexlify(text)
+    if not isinstance(address, (bytes, bytearray)) or len(address) != 20:
+        raise ValueError("an address is 20 bytes")
+    return bytes(address)
+
+
+def domain_separator(chain_id, verifying_contract):
+    """keccak256 of the nanotoll EIP-712 domain; compute once per channel."""
+    if not _is_int(chain_id) or chain_id <= 0 or chain_id >> 256:
+        raise ValueError("chain id must be a positive uint256")
+    return keccak256(
+        DOMAIN_TYPEHASH
+        + _NAME_HASH
+        + _VERSION_HASH
+        + chain_id.to_bytes(32, "big")
+        + bytes(12)
+        + address_bytes(verifying_contract)
+    )
+
+
+def typed_digest(separator, struct_hash):
+    return keccak256(b"\x19\x01" + separator + struct_hash)
+
+
+def voucher_struct_hash(channel_id, cumulative):
+    check_channel_id(channel_id)
+    check_amount(cumulative)
+    return keccak256(
+        VOUCHER_TYPEHASH + channel_id.to_bytes(32, "big") + cumulative.to_bytes(32, "big")
+    )
+
+
+def voucher_digest(separator, channel_id, cumulative):
+    return typed_digest(separator, voucher_struct_hash(channel_id, cumulative))
+
+
+def receipt_digest(separator, channel_id, cumulative, request_hash, data_hash):
+    check_channel_id(channel_id)
+    check_amount(cumulative)
+    _check_hash("request hash", request_hash)
+    _check_hash("data hash", data_hash)
+    struct_hash = keccak256(
+        RECEIPT_TYPEHASH
+        + channel_id.to_bytes(32, "big")
+        + cumulative.to_bytes(32, "big")
+        + request_hash
+        + data_hash
+    )
+    return typed_digest(separator, struct_hash)
+
+
+def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
+    _check_uint64("seq", seq)
+    _check_uint64("valid_from", valid_from)
+    _check_uint64("valid_until", valid_until)
+    _check_hash("products hash", products_hash)
+    struct_hash = keccak256(
+        CATALOG_TYPEHASH
+        + seq.to_bytes(32, "big")
+        + valid_from.to_bytes(32, "big")
+        + valid_until.to_bytes(32, "big")
+        + products_hash
+    )
+    return typed_digest(separator, struct_hash)
+
+
+class Domain:
+    """One (chain id, contract): the separator, computed once, and its digests."""
+
+    def __init__(self, chain_id, verifying_contract):
+        self.chain_id = chain_id
+        self.verifying_contract = address_bytes(verifying_contract)
+        self.separator = domain_separator(chain_id, verifying_contract)
+        # typehash | uint256 channel | uint256 amount, and 0x1901 | separator | struct hash
+        self._struct = bytearray(VOUCHER_TYPEHASH + bytes(64))
+        self._typed = bytearray(b"\x19\x01" + self.separator + bytes(32))
+
+    def voucher_digest(self, channel_id, cumulative):
+        check_channel_id(channel_id)
+        check_amount(cumulative)
+        struct = self._struct
+        pack_into(">I", struct, 60, channel_id)
+        pack_into(">Q", struct, 88, cumulative)
+        self._typed[34:66] = keccak256(struct)
+        return keccak256(self._typed)
+
+    def receipt_digest(self, channel_id, cumulative, request_hash, data_hash):
+        return receipt_digest(self.separator, channel_id, cumulative, request_hash, data_hash)
+
+    def catalog_digest(self, seq, valid_from, valid_until, products_hash):
+        return catalog_digest(self.separator, seq, valid_from, valid_until, products_hash)
