@@ -87,6 +87,12 @@ class Device:
         return Request(next(self.ids), product, params, price, seq, voucher).encode()
 
 
+def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    import socket
+
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class MqttPeer:
     """A paho client for tests: publish requests, collect responses per topic."""
 
@@ -118,6 +124,7 @@ class MqttPeer:
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
+        self.client.on_socket_open = _no_delay
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._ready.wait(10):

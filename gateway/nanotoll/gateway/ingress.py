@@ -16,8 +16,10 @@ the broker delivers it again: the ledger's stored response answers it, uncharged
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -50,6 +52,12 @@ def catalog_topic(provider_hex: str) -> str:
 _STOP = object()
 
 
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Small packets (a response, then a PUBACK) must not wait on Nagle's algorithm."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Ingress:
     def __init__(self, host: str, port: int, provider_hex: str,
                  handler: Callable[[str, bytes], Outcome], catalog: bytes, *,
@@ -74,6 +82,7 @@ class Ingress:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_socket_open = _no_delay
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.max_queued_messages_set(0)
 
