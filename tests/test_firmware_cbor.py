@@ -27,11 +27,38 @@ def _value(rng: random.Random, depth: int) -> Any:
         kinds += ["array", "map"]
     kind = rng.choice(kinds)
     if kind == "int":
-        return rng.choice([0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1,
-                           rng.randrange(0, 2**64)])
+        return rng.choice(
+            [
+                0,
+                1,
+                23,
+                24,
+                255,
+                256,
+                65535,
+                65536,
+                2**32 - 1,
+                2**32,
+                2**64 - 1,
+                rng.randrange(0, 2**64),
+            ]
+        )
     if kind == "neg":
-        return -rng.choice([1, 24, 25, 256, 257, 65536, 65537, 2**32, 2**32 + 1, 2**64,
-                            rng.randrange(1, 2**64 + 1)])
+        return -rng.choice(
+            [
+                1,
+                24,
+                25,
+                256,
+                257,
+                65536,
+                65537,
+                2**32,
+                2**32 + 1,
+                2**64,
+                rng.randrange(1, 2**64 + 1),
+            ]
+        )
     if kind == "big":
         return rng.randrange(0, 1 << rng.choice([8, 16, 32, 64]))
     if kind == "bytes":

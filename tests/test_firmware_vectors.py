@@ -30,7 +30,15 @@ def _flip_hex_digit(text: str, index: int) -> str:
     return text[:index] + ("1" if digit == "0" else "0") + text[index + 1 :]
 
 
-VOUCHER_FIELDS = ["domain_separator", "struct_hash", "digest", "signature", "wire", "cbor", "signer"]
+VOUCHER_FIELDS = [
+    "domain_separator",
+    "struct_hash",
+    "digest",
+    "signature",
+    "wire",
+    "cbor",
+    "signer",
+]
 
 
 @pytest.mark.parametrize("field", VOUCHER_FIELDS)

@@ -18,7 +18,9 @@ def attempt(name, call):
     except Exception as exc:
         print("CASE", name, "crashed", type(exc).__name__)
         return
-    print("CASE", name, "returned", len(result) if isinstance(result, (bytes, bytearray)) else result)
+    if isinstance(result, (bytes, bytearray)):
+        result = len(result)
+    print("CASE", name, "returned", result)
 
 
 signer = voucher.VoucherSigner(KEY, 31337, CONTRACT)
@@ -54,12 +56,18 @@ attempt("amount None", lambda: signer.sign_voucher(1, None))
 attempt("packed amount zero", lambda: signer.sign_voucher_packed(1, 0))
 attempt("unpack short", lambda: voucher.unpack(bytes(75)))
 attempt("unpack zero channel", lambda: voucher.unpack(bytes(76)))
-attempt("check foreign voucher", lambda: voucher.VoucherSigner(
-    (7).to_bytes(32, "big"), 31337, CONTRACT).check_voucher(signer.sign_voucher(3, 9)))
-attempt("recover high s", lambda: secp256k1.recover(
-    bytes(32), b"\x01" * 32 + (secp256k1.HALF_N + 1).to_bytes(32, "big")))
-attempt("recover r = n", lambda: secp256k1.recover(bytes(32), N.to_bytes(32, "big") + b"\x01" * 32))
-attempt("recover r off curve", lambda: secp256k1.recover(bytes(32), (5).to_bytes(32, "big") + b"\x01" * 32))
+attempt(
+    "check foreign voucher",
+    lambda: voucher.VoucherSigner((7).to_bytes(32, "big"), 31337, CONTRACT).check_voucher(
+        signer.sign_voucher(3, 9)
+    ),
+)
+attempt(
+    "recover high s",
+    lambda: secp256k1.recover(bytes(32), b"\x01" * 32 + (secp256k1.HALF_N + 1).to_bytes(32, "big")),
+)
+attempt("recover r = n", lambda: secp256k1.recover(bytes(32), N.to_bytes(32, "big") + KEY))
+attempt("recover r off curve", lambda: secp256k1.recover(bytes(32), (5).to_bytes(32, "big") + KEY))
 attempt("recover r zero", lambda: secp256k1.recover(bytes(32), bytes(32) + b"\x01" * 32))
 # the good calls still work after all that
 attempt("good voucher", lambda: signer.sign_voucher(1, 1))

@@ -24,9 +24,12 @@ def main():
                 signers = {cache_key: signer}
             wire = signer.sign_voucher(int(channel), int(amount))
             out.write(
-                hexlify(signer.address).decode() + " "
-                + hexlify(signer.digest(int(channel), int(amount))).decode() + " "
-                + hexlify(wire).decode() + "\n"
+                hexlify(signer.address).decode()
+                + " "
+                + hexlify(signer.digest(int(channel), int(amount))).decode()
+                + " "
+                + hexlify(wire).decode()
+                + "\n"
             )
         except ValueError as exc:
             out.write("ERROR " + type(exc).__name__ + " " + str(exc) + "\n")

@@ -25,8 +25,11 @@ import keccak  # noqa: E402
 import secp256k1  # noqa: E402
 import vector_check  # noqa: E402
 
-BACKEND = "field " + secp256k1._fe.__name__ + ", keccak " + (
-    "viper" if hasattr(keccak, "_permute_native") else "plain"
+BACKEND = (
+    "field "
+    + secp256k1._fe.__name__
+    + ", keccak "
+    + ("viper" if hasattr(keccak, "_permute_native") else "plain")
 )
 
 
@@ -68,12 +71,18 @@ def main():
         print("MISMATCH", problem)
     print(
         "checked",
-        counts["vouchers"], "vouchers,",
-        counts["messages"], "messages,",
-        counts["cbor_invalid"], "invalid CBOR cases on",
-        sys.implementation.name, ".".join(str(v) for v in sys.implementation.version[:3]),
+        counts["vouchers"],
+        "vouchers,",
+        counts["messages"],
+        "messages,",
+        counts["cbor_invalid"],
+        "invalid CBOR cases on",
+        sys.implementation.name,
+        ".".join(str(v) for v in sys.implementation.version[:3]),
         "(" + BACKEND + ")",
-        "-", len(problems), "problems",
+        "-",
+        len(problems),
+        "problems",
     )
     sys.exit(1 if problems else 0)
 
