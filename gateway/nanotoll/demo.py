@@ -1,0 +1,312 @@
+"""``nanotoll demo``: one real purchase path, end to end, through every real part.
+
+anvil → test stablecoin and escrow → a device key made by the firmware itself → a funded
+channel → mosquitto → the gateway (its own process) → the firmware under MicroPython's
+unix port buying weather N times → the gateway's settlement on-chain → a table.
+
+Exit code 0 only when every purchase succeeded and what the chain settled equals what the
+device paid, the gateway accepted and the provider received. Every process started here
+is stopped on the way out, also on error, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from eth_account import Account
+
+from .services import (
+    LOOPBACK,
+    REPO_ROOT,
+    ManagedProcess,
+    Mosquitto,
+    ServiceError,
+    micropython_binary,
+    stop_process,
+)
+
+DEPOSIT = 5_000_000  # units: 5.00 of a 6-decimal stablecoin
+WEATHER_PRICE = 1_500  # units: 0.0015 a nowcast
+CHANNEL_LIFETIME = 7 * 86400
+DEVICE_MAIN = REPO_ROOT / "boards" / "unix" / "main.py"
+
+
+class DemoError(RuntimeError):
+    """A demo step that failed; the message says which step and what to do."""
+
+
+@dataclass
+class DemoReport:
+    purchases: int = 0
+    succeeded: int = 0
+    paid_by_device: int = 0
+    accepted_by_gateway: int = 0
+    settled_on_chain: int = 0
+    provider_balance_change: int = 0
+    redeem_transactions: list[str] = field(default_factory=list)
+    redeem_gas: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        amounts = {self.paid_by_device, self.accepted_by_gateway, self.settled_on_chain,
+                   self.provider_balance_change}
+        return len(amounts) == 1 and self.succeeded == self.purchases > 0
+
+    def table(self) -> str:
+        def usd(units: int) -> str:
+            return f"{units:>12,} units  ({units / 1e6:.6f} USD)"
+
+        rows = [
+            ("purchases (ok / asked)", f"{self.succeeded} / {self.purchases}"),
+            ("amount paid by the device", usd(self.paid_by_device)),
+            ("amount accepted by the gateway", usd(self.accepted_by_gateway)),
+            ("amount settled on-chain", usd(self.settled_on_chain)),
+            ("provider balance change", usd(self.provider_balance_change)),
+            ("redeem transaction", ", ".join(self.redeem_transactions) or "none"),
+            ("redeem gas", f"{self.redeem_gas:,}"),
+            ("settled = paid", "yes" if self.balanced else "NO"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        line = "+" + "-" * (width + 2) + "+" + "-" * 80 + "+"
+        body = [f"| {name:<{width}} | {value:<78} |" for name, value in rows]
+        return "\n".join([line, *body, line])
+
+
+def _say(out: TextIO, message: str) -> None:
+    print(f"demo: {message}", file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the ExitStack stops every child process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class GatewayProcess(ManagedProcess):
+    """``nanotoll gateway run --config FILE`` as a child process."""
+
+    name = "gateway"
+
+    def __init__(self, config_path: Path, provider_key: bytes, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.config_path = config_path
+        self._env = {**os.environ, "NANOTOLL_PROVIDER_KEY": provider_key.hex()}
+
+    def start(self) -> None:
+        self.spawn([sys.executable, "-m", "nanotoll.cli", "gateway", "run",
+                    "--config", str(self.config_path)], env=self._env)
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise DemoError(f"the gateway exited with code {self.process.returncode}:\n{tail}")
+
+
+def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
+                      timeout: float = 30.0) -> None:
+    """The gateway is ready once its signed catalog is retained on the broker."""
+    import paho.mqtt.client as mqtt
+
+    seen = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda *_: seen.set()
+    client.connect(broker.host, broker.port)
+    client.subscribe(f"nt/1/{provider[2:].lower()}/catalog", qos=1)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not seen.wait(0.1):
+            gateway.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"no catalog from the gateway within {timeout:.0f} s; "
+                                f"see {gateway.log_path}")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _write_gateway_config(path: Path, broker: Mosquitto, rpc_url: str, escrow: str,
+                          chain_id: int) -> None:
+    path.write_text(
+        "# written by nanotoll demo\n"
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n\n'
+        '[provider]\nkey_env = "NANOTOLL_PROVIDER_KEY"\n\n'
+        f'[chain]\nrpc_url = "{rpc_url}"\nescrow = "{escrow}"\nchain_id = {chain_id}\n'
+        "confirmations = 1\npoll_interval = 0.1\n\n"
+        '[ledger]\nurl = "sqlite:///ledger.db"\n\n'
+        '[log]\nlevel = "INFO"\n\n'
+        "[catalog]\nseq = 1\n"
+        f'[[catalog.products]]\nname = "weather"\nprice = {WEATHER_PRICE}\n'
+        'description = "nowcast for a position, altitude and time"\n'
+        '[[catalog.products]]\nname = "nav"\nprice = 4000\n'
+        'description = "airspace, geofence and waypoint updates"\n'
+        '[[catalog.products]]\nname = "route"\nprice = 25000\n'
+        'description = "time-boxed corridor access grant"\n'
+    )
+
+
+class Device:
+    """The firmware under MicroPython's unix port, driven through boards/unix/main.py."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.config_path = workdir / "device.json"
+        self.binary = micropython_binary()
+        self.config: dict[str, Any] = {"key_file": "device.key", "state_dir": "state"}
+
+    def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        self.config_path.write_text(json.dumps(self.config, indent=1))
+        return subprocess.run(
+            [self.binary, str(DEVICE_MAIN), "--config", str(self.config_path), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def init_key(self) -> str:
+        """The device makes its own key and tells only its address."""
+        result = self._run("--init-key", timeout=60)
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not lines or "address" not in lines[-1]:
+            raise DemoError(f"the device could not make its key: {result.stdout}{result.stderr}")
+        return str(lines[-1]["address"])
+
+    def buy(self, product: str, count: int, out: TextIO) -> list[dict[str, Any]]:
+        self.config_path.write_text(json.dumps(self.config, indent=1))
+        argv = [self.binary, str(DEVICE_MAIN), "--config", str(self.config_path),
+                "--buy", product, "--count", str(count)]
+        lines: list[dict[str, Any]] = []
+        log_path = self.workdir / "device.log"
+        with log_path.open("w") as log, subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=log, text=True,
+                stdin=subprocess.DEVNULL) as process:
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    if not raw.startswith("{"):
+                        continue
+                    line = json.loads(raw)
+                    lines.append(line)
+                    if "i" in line:
+                        status = "ok" if line.get("ok") else f"error {line.get('error')}"
+                        _say(out, f"purchase {line['i']:>3}/{count}: {product} {status}, "
+                                  f"cumulative {line.get('cumulative')}, {line.get('ms')} ms")
+                process.wait(timeout=60)
+            finally:
+                stop_process(process)  # type: ignore[arg-type]
+        if process.returncode not in (0, 1) or not any(line.get("summary") for line in lines):
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise DemoError(f"the device exited with code {process.returncode}:\n{tail}")
+        return lines
+
+
+def run_demo(purchases: int = 20, workdir: str | Path | None = None,
+             out: TextIO = sys.stdout) -> int:
+    """Run the demo; returns the process exit code (0 only when settled = paid)."""
+    if purchases < 1:
+        raise DemoError("--purchases must be at least 1")
+    from .chain.anvil import Anvil
+    from .chain.client import EscrowClient
+    from .gateway.commands import settle_now
+    from .gateway.config import load_config
+
+    keep = workdir is not None
+    root = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="nanotoll-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    report = DemoReport(purchases=purchases)
+    try:
+        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            started = time.monotonic()
+            device = Device(root)  # fails early, with a hint, if MicroPython is missing
+            chain = stack.enter_context(Anvil(workdir=root / "anvil"))
+            _say(out, f"anvil on {chain.rpc_url} (chain id {chain.chain_id})")
+            w3 = chain.w3
+            deployer, payer = chain.new_account(), chain.new_account()
+            provider = Account.create()
+            chain.set_balance(provider.address, 10 * 10**18)
+            escrow = EscrowClient.deploy(w3, deployer)
+            _say(out, f"escrow {escrow.address}, stablecoin {escrow.token_address}")
+
+            address = device.init_key()
+            _say(out, f"device made its key; address {address}")
+            escrow.mint(deployer, payer.address, DEPOSIT)
+            expiry = int(w3.eth.get_block("latest")["timestamp"]) + CHANNEL_LIFETIME
+            channel_id, _ = escrow.open_channel(payer, address, provider.address, DEPOSIT,
+                                                expiry)
+            _say(out, f"channel {channel_id} funded with {DEPOSIT:,} units by {payer.address}")
+
+            broker = stack.enter_context(Mosquitto(workdir=root / "broker"))
+            _say(out, f"mosquitto on {LOOPBACK}:{broker.port}")
+            gateway_config = root / "gateway.toml"
+            _write_gateway_config(gateway_config, broker, chain.rpc_url, escrow.address,
+                                  chain.chain_id)
+            gateway = stack.enter_context(
+                GatewayProcess(gateway_config, provider.key, root / "gateway"))
+            _wait_for_catalog(broker, provider.address, gateway)
+            _say(out, f"gateway serving provider {provider.address}")
+
+            device.config.update({
+                "chain_id": chain.chain_id, "escrow": escrow.address,
+                "provider": provider.address, "channel": channel_id,
+                "broker": {"host": broker.host, "port": broker.port},
+                "policy": {"deposit": DEPOSIT, "budget": DEPOSIT,
+                           "max_unit_price": WEATHER_PRICE, "expiry": expiry},
+            })
+            balance_before = escrow.balance_of(provider.address)
+            lines = device.buy("weather", purchases, out)
+            summary = next((line for line in lines if line.get("summary")), {})
+            report.succeeded = int(summary.get("ok", 0))
+            report.paid_by_device = int(summary.get("paid", 0))
+            report.failures = [f"#{ln['i']}: {ln.get('error')} {ln.get('message', '')}"
+                               for ln in lines if "i" in ln and not ln.get("ok")]
+
+            gateway.stop()  # one owner of the provider key: the settlement below
+            config = load_config(gateway_config)
+            env = {"NANOTOLL_PROVIDER_KEY": provider.key.hex()}
+            from .gateway.commands import status
+
+            report.accepted_by_gateway = int(status(config, env)["accepted"])
+            settlement = settle_now(config, env, timeout=120)
+            report.redeem_transactions = list(settlement.transactions)
+            report.redeem_gas = settlement.gas_used
+            report.settled_on_chain = escrow.channel(channel_id).paid
+            report.provider_balance_change = escrow.balance_of(provider.address) - balance_before
+            _say(out, f"settled in {time.monotonic() - started:.1f} s; logs in {root}")
+    except (DemoError, ServiceError) as exc:
+        _say(out, f"failed: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say(out, "interrupted; every process it started is stopped")
+        return 130
+    finally:
+        if not keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+    print(report.table(), file=out)
+    for failure in report.failures:
+        _say(out, f"purchase failed {failure}")
+    return 0 if report.balanced else 1
