@@ -374,10 +374,10 @@ class Agent:
         if not isinstance(raw, bytes) or len(raw) != 76:
             raise ProtocolError(E.STALE_VOUCHER, "detail is not a voucher")
         try:
-            channel, cumulative, signer = self.wallet.voucher_signer(raw)
-        except Exception:
-            signer = None
-        if signer != self.wallet.address or channel != self.channel:
+            channel, cumulative = self.wallet.own_voucher(raw)
+        except ValueError:
+            channel = None
+        if channel != self.channel:
             raise ProtocolError(E.STALE_VOUCHER, "detail voucher is not ours")
         st = self.state
         new = st.copy()

@@ -10,7 +10,9 @@
 #   "broker": {"host": "127.0.0.1", "port": 1883},
 #   "policy": "policy.json",           a path, or the policy object inline (policy.py)
 #   "state_dir": "state",              where the state record lives
-#   "keepalive": 30, "timeout_ms": 15000          (optional)
+#   "keepalive": 30,                   MQTT keepalive, seconds            (optional)
+#   "timeout_ms": 15000,               one purchase, all retries included (optional)
+#   "resend_ms": 4000                  re-send an unanswered request after (optional)
 # }
 
 import json
@@ -125,4 +127,5 @@ def make_agent(cfg, board, log=None):
         clock=board.now,
         log=log,
         timeout_ms=cfg.get("timeout_ms", 15000),
+        resend_ms=cfg.get("resend_ms", 4000),
     )

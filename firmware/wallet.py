@@ -37,24 +37,20 @@ class Wallet:
     """The device key bound to one EIP-712 domain (chain id, escrow contract)."""
 
     def __init__(self, secret, chain_id, escrow):
-        self._signer = _voucher.Signer(secret, chain_id, escrow)
-        self.separator = eip712.domain_separator(chain_id, escrow)
-        self.address = secp256k1.address(secret)  # 20 bytes
+        self._signer = _voucher.VoucherSigner(secret, chain_id, escrow)
+        self.separator = self._signer.separator
+        self.address = self._signer.address  # 20 bytes
 
     def sign_voucher(self, channel, cumulative):
-        """The 76-byte wire voucher for (channel, cumulative)."""
-        return self._signer.sign_voucher(channel, cumulative)
+        """The 76 packed voucher bytes for (channel, cumulative)."""
+        return self._signer.sign_voucher_packed(channel, cumulative)
 
-    def voucher_signer(self, raw):
-        """(channel, cumulative, signer address) of a 76-byte wire voucher."""
+    def own_voucher(self, raw):
+        """(channel, cumulative) of a 76-byte voucher signed by this key in this domain;
+        ValueError otherwise."""
         if len(raw) != 76:
-            raise ValueError("voucher has 76 bytes")
-        channel = int.from_bytes(raw[0:4], "big")
-        cumulative = int.from_bytes(raw[4:12], "big")
-        if not channel or not cumulative:
-            raise ValueError("voucher out of bounds")
-        digest = eip712.voucher_digest(self.separator, channel, cumulative)
-        return channel, cumulative, secp256k1.recover_address(digest, raw[12:76])
+            raise ValueError("a voucher has 76 bytes")
+        return self._signer.check_voucher(raw)
 
     def receipt_signer(self, channel, cumulative, request_hash, data_hash, signature):
         digest = eip712.receipt_digest(self.separator, channel, cumulative, request_hash, data_hash)

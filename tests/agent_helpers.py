@@ -105,8 +105,10 @@ class FakeGateway:
     busy_first: int = 0  # requests answered BUSY first
     provider_error_first: int = 0
     bad_receipt: bool = False
+    publish_on_price_changed: bool = True
     log: list[tuple[int, int, int]] = field(default_factory=list)  # (request id, cum, code)
     book: ChannelBook = field(default_factory=ChannelBook)
+    received: list[bytes] = field(default_factory=list)  # every request payload, in order
 
     def __post_init__(self) -> None:
         import paho.mqtt.client as mqtt
@@ -150,16 +152,18 @@ class FakeGateway:
                                     qos=1, retain=True)
         info.wait_for_publish(5)
 
-    def set_price(self, name: str, price: int) -> None:
+    def set_price(self, name: str, price: int, publish: bool = True) -> None:
         self.products = tuple(Product(p.name, price if p.name == name else p.unit_price,
                                       p.description) for p in self.products)
         self.seq += 1
-        self.publish_catalog()
+        if publish:
+            self.publish_catalog()
 
     # ------------------------------------------------------------------ requests
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         device = msg.topic.rsplit("/", 1)[-1]
         with self._lock:
+            self.received.append(bytes(msg.payload))
             if self.drop_first > 0:
                 self.drop_first -= 1
                 return
@@ -182,6 +186,9 @@ class FakeGateway:
             if price is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_PRODUCT, req.product)
             if req.price != price or req.catalog_seq != self.seq:
+                if self.publish_on_price_changed:
+                    self._client.publish(f"nt/1/{self.prov_hex}/catalog", self.catalog_bytes(),
+                                         qos=1, retain=True)
                 raise ProtocolError(ErrorCode.PRICE_CHANGED, "catalog changed", self.seq)
             v = req.voucher
             if v.channel_id != self.channel:
@@ -243,6 +250,7 @@ class Device:
             "state_dir": "state",
             "keepalive": 10,
             "timeout_ms": 8000,
+            "resend_ms": 1000,
         }
         config.update(extra)
         self.config = folder / "config.json"
