@@ -142,7 +142,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def totals(self) -> dict[str, int]:
-        """Counters for status and metrics: purchases, revenue, unredeemed, redeemed."""
+        """Counters for status and metrics: purchases, channels, accepted (units charged),
+        redeemed, unredeemed, settlements_open."""
 
     @abstractmethod
     def close(self) -> None:

@@ -375,11 +375,13 @@ class SQLiteLedger(Ledger):
     def totals(self) -> dict[str, int]:
         conn = self._reader()
         purchases = conn.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
+        # Increments are uint64 text; summing in SQL would go through floats past 2^53.
+        accepted = sum(int(row[0]) for row in conn.execute("SELECT increment FROM vouchers"))
         channels = self.channels()
         return {
             "purchases": int(purchases),
             "channels": len(channels),
-            "accepted": sum(c.cumulative for c in channels),
+            "accepted": accepted,  # units charged: the sum of accepted increments
             "redeemed": sum(min(c.redeemed, c.cumulative) for c in channels),
             "unredeemed": sum(c.unredeemed for c in channels),
             "settlements_open": len(self.settlements(open_only=True)),

@@ -8,6 +8,7 @@ and one log line; an error response never stores or charges anything.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from .logs import event
 from .metrics import Metrics
 from .verify import Charge, Replay, Verified, Verifier, request_id_of, response_topic
 
-CAS_ATTEMPTS = 4
+CAS_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self._clock = clock
         self._log = logger or logging.getLogger("nanotoll.gateway")
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def handle(self, topic: str, payload: bytes) -> Outcome:
         started = time.perf_counter()
@@ -76,6 +79,20 @@ class Pipeline:
         request = verified.request
         fields.update(request_id=request.request_id, product=request.product,
                       channel=request.voucher.channel_id, cumulative=request.voucher.cumulative)
+        with self._channel_lock(request.voucher.channel_id):
+            return self._charge(verified, now, reply_to)
+
+    def _channel_lock(self, channel_id: int) -> threading.Lock:
+        """Requests of one channel take turns in this process (a device sends one at a
+        time anyway); the ledger's compare-and-set still guards against other processes."""
+        with self._locks_guard:
+            lock = self._locks.get(channel_id)
+            if lock is None:
+                lock = self._locks[channel_id] = threading.Lock()
+            return lock
+
+    def _charge(self, verified: Verified, now: int, reply_to: str) -> Outcome:
+        request = verified.request
         response: bytes | None = None
         for _ in range(CAS_ATTEMPTS):
             try:
