@@ -253,3 +253,63 @@ def test_channel_cache_reads_the_contract(chain: Chain) -> None:
     assert state is not None and state.deposit == 777 and state.paid == 0
     assert state.signer == address_of(DEVICE_KEY) and state.payee == chain.provider.address
     assert cache.channel(9_999_999) is None
+
+
+def test_stuck_transaction_is_replaced_with_the_same_nonce(tmp_path: Path, chain: Chain) -> None:
+    ledger, escrow = rig(tmp_path, chain)
+    channel_id = chain.open()
+    device = chain.device(channel_id)
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    w3 = chain.anvil.w3
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow)
+        assert service.pipeline.handle(device.topic, device.request()).code == ErrorCode.OK
+        settler = Settler(ledger, escrow, SettlementConfig(), receipt_timeout=0.0)
+        (sent,) = settler.submit(settler.due(everything=True), SettlementSummary())
+        assert sent.state is SettlementState.SENT
+        time.sleep(0.01)
+        (replaced,) = settler.advance()  # no receipt past the timeout: bump and re-send
+        assert replaced.state is SettlementState.SENT and replaced.nonce == sent.nonce
+        assert replaced.tx_hash != sent.tx_hash and replaced.previous_hashes == (sent.tx_hash,)
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        assert settler.advance() == []
+        (done,) = ledger.settlements()
+        assert done.state is SettlementState.CONFIRMED and done.items[0].outcome == "paid"
+        assert chain.client.channel(channel_id).paid == 1_500
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        ledger.close()
+
+
+def test_node_errors_are_classified(chain: Chain) -> None:
+    from nanotoll.gateway.settle import ChainError
+
+    escrow = chain.escrow_chain()
+    w3 = chain.anvil.w3
+    sender = chain.anvil.new_account()
+
+    def raw(nonce: int) -> bytes:
+        base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+        return bytes(sender.sign_transaction({
+            "to": sender.address, "value": 0, "gas": 21_000, "nonce": nonce, "chainId": 31337,
+            "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * base + 10**9}).raw_transaction)
+
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        first = raw(0)
+        escrow.send(first)
+        with pytest.raises(ChainError) as known:
+            escrow.send(first)
+        assert known.value.kind == ChainError.KNOWN
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        with pytest.raises(ChainError) as low:
+            escrow.send(raw(0))
+        assert low.value.kind == ChainError.NONCE_LOW
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    broken = EscrowChain("http://127.0.0.1:9", chain.client.address, 31337, chain.provider_key,
+                         timeout=1)
+    with pytest.raises(ChainError) as down:
+        broken.block_number()
+    assert down.value.kind == ChainError.TRANSIENT

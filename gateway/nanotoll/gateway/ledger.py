@@ -92,6 +92,12 @@ class Settlement:
     block_number: int | None = None
     gas_used: int | None = None
     error: str | None = None
+    route: int = 0
+    previous_hashes: tuple[str, ...] = ()  # replaced transactions with the same nonce
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return (self.tx_hash, *self.previous_hashes)
 
     @property
     def amount(self) -> int:
@@ -125,7 +131,7 @@ class Ledger(ABC):
 
     @abstractmethod
     def create_settlement(self, nonce: int, tx_hash: str, raw_tx: bytes,
-                          items: Sequence[SettlementItem]) -> Settlement:
+                          items: Sequence[SettlementItem], route: int = 0) -> Settlement:
         """Store a signed transaction before it is broadcast (state ``SIGNED``)."""
 
     @abstractmethod
@@ -134,7 +140,9 @@ class Ledger(ABC):
                           block_number: int | None = None, gas_used: int | None = None,
                           error: str | None = None,
                           outcomes: dict[int, str] | None = None) -> Settlement:
-        """Move a settlement to ``state``; ``outcomes`` maps channel id → paid/skipped."""
+        """Move a settlement to ``state``; ``outcomes`` maps channel id → paid/skipped.
+        A new ``tx_hash`` (a fee-bumped replacement) keeps the old one in
+        ``previous_hashes``, since either may be the one that gets mined."""
 
     @abstractmethod
     def settlements(self, open_only: bool = False) -> list[Settlement]:

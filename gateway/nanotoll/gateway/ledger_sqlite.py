@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS settlements (
     updated_ms INTEGER NOT NULL,
     block_number INTEGER,
     gas_used INTEGER,
-    error TEXT
+    error TEXT,
+    route INTEGER NOT NULL DEFAULT 0,
+    previous_hashes TEXT NOT NULL DEFAULT ''  -- comma-separated, oldest first
 );
 CREATE TABLE IF NOT EXISTS settlement_items (
     settlement_id INTEGER NOT NULL REFERENCES settlements(settlement_id),
@@ -307,7 +309,8 @@ class SQLiteLedger(Ledger):
     def _settlement(self, conn: sqlite3.Connection, settlement_id: int) -> Settlement:
         row = conn.execute(
             "SELECT settlement_id, state, nonce, tx_hash, raw_tx, created_ms, updated_ms, "
-            "block_number, gas_used, error FROM settlements WHERE settlement_id=?",
+            "block_number, gas_used, error, route, previous_hashes FROM settlements "
+            "WHERE settlement_id=?",
             (settlement_id,)).fetchone()
         if row is None:
             raise LedgerError(f"no settlement {settlement_id}")
@@ -319,17 +322,18 @@ class SQLiteLedger(Ledger):
             raw_tx=bytes(row[4]),
             items=tuple(SettlementItem(c, int(a), bytes(v), o) for c, a, v, o in items),
             created_ms=row[5], updated_ms=row[6], block_number=row[7], gas_used=row[8],
-            error=row[9],
+            error=row[9], route=row[10],
+            previous_hashes=tuple(h for h in row[11].split(",") if h),
         )
 
     def create_settlement(self, nonce: int, tx_hash: str, raw_tx: bytes,
-                          items: Sequence[SettlementItem]) -> Settlement:
+                          items: Sequence[SettlementItem], route: int = 0) -> Settlement:
         def run(conn: sqlite3.Connection) -> Settlement:
             now = _now_ms()
             cursor = conn.execute(
-                "INSERT INTO settlements (state, nonce, tx_hash, raw_tx, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (SettlementState.SIGNED.value, nonce, tx_hash, raw_tx, now, now))
+                "INSERT INTO settlements (state, nonce, tx_hash, raw_tx, created_ms, updated_ms,"
+                " route) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (SettlementState.SIGNED.value, nonce, tx_hash, raw_tx, now, now, route))
             settlement_id = int(cursor.lastrowid or 0)
             conn.executemany(
                 "INSERT INTO settlement_items VALUES (?, ?, ?, ?, NULL)",
@@ -345,6 +349,12 @@ class SQLiteLedger(Ledger):
                           error: str | None = None,
                           outcomes: dict[int, str] | None = None) -> Settlement:
         def run(conn: sqlite3.Connection) -> Settlement:
+            if tx_hash is not None:
+                current = self._settlement(conn, settlement_id)
+                if tx_hash != current.tx_hash:
+                    previous = ",".join((*current.previous_hashes, current.tx_hash))
+                    conn.execute("UPDATE settlements SET previous_hashes=? WHERE "
+                                 "settlement_id=?", (previous, settlement_id))
             conn.execute(
                 "UPDATE settlements SET state=?, updated_ms=?, "
                 "tx_hash=COALESCE(?, tx_hash), raw_tx=COALESCE(?, raw_tx), "

@@ -185,7 +185,8 @@ class Settler:
         nonce = self._next_nonce()
         vouchers = b"".join(item.voucher for item in items)
         signed = self.chain.sign_redeem(route, vouchers, nonce)
-        settlement = self.ledger.create_settlement(nonce, signed.tx_hash, signed.raw, items)
+        settlement = self.ledger.create_settlement(nonce, signed.tx_hash, signed.raw, items,
+                                                   route)
         event(self._log, "settlement_signed", id=settlement.settlement_id, nonce=nonce,
               tx=signed.tx_hash, items=len(items), route=route)
         return self._broadcast(settlement)
@@ -197,14 +198,18 @@ class Settler:
             if exc.kind == ChainError.KNOWN:
                 pass  # the node has it already: it is sent
             elif exc.kind == ChainError.NONCE_LOW:
-                # Mined already (ours, found by its receipt) or replaced by another tx.
-                if self.chain.receipt(settlement.tx_hash) is None:
+                # Mined already (ours, found by a receipt) or replaced by another tx.
+                if self._find_receipt(settlement) is None:
+                    event(self._log, "settlement_replaced_by_other", logging.ERROR,
+                          id=settlement.settlement_id, nonce=settlement.nonce)
                     return self.ledger.update_settlement(
                         settlement.settlement_id, SettlementState.REPLACED, error=str(exc))
-            elif exc.kind == ChainError.TRANSIENT:
+            elif exc.kind in (ChainError.TRANSIENT, ChainError.UNDERPRICED):
                 event(self._log, "broadcast_deferred", logging.WARNING,
                       id=settlement.settlement_id, error=str(exc))
-                return settlement  # stays signed; advance() broadcasts it again
+                # Stays as it is: advance() sends it again, or bumps its fees when stuck.
+                self._last_sent.setdefault(settlement.settlement_id, time.monotonic())
+                return settlement
             else:
                 event(self._log, "settlement_failed", logging.ERROR,
                       id=settlement.settlement_id, error=str(exc))
@@ -231,11 +236,18 @@ class Settler:
                     still_open.append(settlement)
         return still_open
 
+    def _find_receipt(self, settlement: Settlement) -> TxReceipt | None:
+        for tx_hash in settlement.hashes:  # the newest replacement first
+            receipt = self.chain.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+        return None
+
     def _advance_one(self, settlement: Settlement, summary: SettlementSummary) -> Settlement:
         sid = settlement.settlement_id
         if settlement.state is SettlementState.SIGNED:
             return self._broadcast(settlement)
-        receipt = self.chain.receipt(settlement.tx_hash)
+        receipt = self._find_receipt(settlement)
         if receipt is None:
             if settlement.state is SettlementState.MINED:  # reorged out: send it again
                 event(self._log, "settlement_reorged", logging.WARNING, id=sid,
@@ -243,8 +255,10 @@ class Settler:
                 settlement = self.ledger.update_settlement(sid, SettlementState.SENT)
                 return self._broadcast(settlement)
             sent = self._last_sent.get(sid)
-            if sent is None or time.monotonic() - sent > self.receipt_timeout:
-                return self._broadcast(settlement)  # after a restart, or stuck: re-send
+            if sent is None:
+                return self._broadcast(settlement)  # after a restart: the node may not know it
+            if time.monotonic() - sent > self.receipt_timeout:
+                return self._replace(settlement)  # stuck: same nonce, higher fees
             return settlement
         if receipt.status != 1:
             event(self._log, "settlement_reverted", logging.ERROR, id=sid, tx=receipt.tx_hash)
@@ -257,13 +271,31 @@ class Settler:
                                                        block_number=receipt.block_number,
                                                        gas_used=receipt.gas_used)
             event(self._log, "settlement_mined", id=sid, block=receipt.block_number,
-                  gas=receipt.gas_used)
+                  gas=receipt.gas_used, tx=receipt.tx_hash)
         head = self.chain.block_number()
         if head - receipt.block_number + 1 < self.confirmations:
             return settlement
         if self.chain.block_hash(receipt.block_number) != receipt.block_hash:
             return settlement  # the block is being replaced; look again next time
         return self._confirm(settlement, receipt, summary)
+
+    def _replace(self, settlement: Settlement) -> Settlement:
+        """Re-sign a stuck transaction with the same nonce and fees raised by a quarter per
+        replacement (nodes want at least +10%); store it, then broadcast it."""
+        bump = 25 * (len(settlement.previous_hashes) + 1)
+        vouchers = b"".join(item.voucher for item in settlement.items)
+        try:
+            signed = self.chain.sign_redeem(settlement.route, vouchers, settlement.nonce, bump)
+        except ChainError as exc:
+            event(self._log, "replacement_failed", logging.WARNING,
+                  id=settlement.settlement_id, error=str(exc))
+            self._last_sent[settlement.settlement_id] = time.monotonic()
+            return settlement
+        replaced = self.ledger.update_settlement(settlement.settlement_id, SettlementState.SENT,
+                                                 tx_hash=signed.tx_hash, raw_tx=signed.raw)
+        event(self._log, "settlement_replaced", logging.WARNING, id=settlement.settlement_id,
+              nonce=settlement.nonce, old=settlement.tx_hash, new=signed.tx_hash, bump=bump)
+        return self._broadcast(replaced)
 
     def _confirm(self, settlement: Settlement, receipt: TxReceipt,
                  summary: SettlementSummary) -> Settlement:
@@ -314,8 +346,17 @@ class Settler:
         self.advance(summary)
         self.submit(self.due(everything=True), summary)
         deadline = time.monotonic() + timeout
+        rounds = 1
         while True:
             still_open = self.advance(summary)
+            if not still_open and rounds < 3:
+                # A settlement that ended replaced leaves its vouchers due: submit again.
+                left = [r for r in self.due(everything=True)
+                        if r.channel_id not in summary.unredeemable]
+                if left:
+                    rounds += 1
+                    self.submit(left, summary)
+                    continue
             if not still_open or time.monotonic() >= deadline:
                 summary.pending = len(still_open)
                 return summary
