@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
-
 from nanotoll.protocol import cbor, eip712
 from nanotoll.protocol.errors import ErrorCode, ProtocolError
 from nanotoll.protocol.messages import (
@@ -67,7 +66,8 @@ def run_mp(script: str, cwd: Path, timeout: float = 60, args: tuple[str, ...] = 
         text=True, timeout=timeout,
     )
     if done.returncode != 0:
-        raise AssertionError(f"micropython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"micropython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 

@@ -30,7 +30,7 @@ for case in cases:
     st.by_product = s.get("by_product", {})
     st.history = s.get("history", [])
     try:
-        policy.check(case.get("provider", "%s"), case.get("product", "weather"), case["price"],
+        policy.check(case.get("provider", PROV), case.get("product", "weather"), case["price"],
                      case.get("increase", case["price"]), st, case.get("now"),
                      case.get("max_price"))
         result = "ok"
@@ -41,7 +41,7 @@ for case in cases:
     except PolicyDenied:
         result = "PolicyDenied"
     print(json.dumps({"result": result}))
-""" % PROV
+""".replace("PROV", repr(PROV))
 
 BASE = {"deposit": 100_000, "budget": 10_000}
 NOW = 1_767_225_600
