@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Mapping
@@ -44,6 +45,9 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
         except UnknownProviderKind as exc:
             raise ConfigError(f"{config.source}: [[catalog.products]] kind: {exc}") from None
         service.start()
+        # One line on stdout whatever the log level: supervisors wait for it.
+        print(json.dumps({"event": "gateway_ready", "provider": service.provider_address,
+                          "client_id": service.ingress.client_id}), flush=True)
         try:
             stop.wait()
         finally:

@@ -97,7 +97,7 @@ class GatewayProcess(ManagedProcess):
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise ServiceError(f"gateway exited with code {self.process.returncode}\n{tail}")
             if self.log_path.exists() and \
-                    self.log_path.read_text(errors="replace").count('"gateway_started"') >= count:
+                    self.log_path.read_text(errors="replace").count('"gateway_ready"') >= count:
                 return
             time.sleep(0.05)
         raise ServiceError(f"gateway did not start within {self.timeout:.0f} s; see "

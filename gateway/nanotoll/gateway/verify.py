@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils import keccak
+
 from ..protocol import cbor
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import Catalog, Request, decode_request, request_hash
-from ..protocol.signing import SignatureError
+from ..protocol.signing import SignatureError, recover_public_key
 from .channels import ChannelCache, ChannelState
 from .ledger import ChannelRecord
 from .providers.base import Provider
@@ -142,14 +144,16 @@ class Verifier:
 
     def _signature_rule(self, request: Request, channel: ChannelState,
                         topic_device: bytes) -> bytes:
+        voucher = request.voucher
         try:
-            signer = request.voucher.signer(self.separator)
+            public = recover_public_key(voucher.digest(self.separator), voucher.signature)
         except (SignatureError, ValueError) as exc:
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, str(exc)) from None
-        if signer != channel.signer:
+        # Raw 20-byte comparison: no checksum encoding on the hot path.
+        device = keccak(public.format(compressed=False)[1:])[-20:]
+        if device != bytes.fromhex(channel.signer[2:]):
             raise ProtocolError(ErrorCode.BAD_SIGNATURE,
-                                f"voucher signed by {signer}, not the channel's signer")
-        device = bytes.fromhex(signer[2:])
+                                f"voucher signed by 0x{device.hex()}, not the channel's signer")
         if device != topic_device:
             raise ProtocolError(ErrorCode.WRONG_TOPIC,
                                 "the topic's device is not the channel's signer")

@@ -1,0 +1,295 @@
+"""``nanotoll bench gateway``: the gateway against a broker-only echo, same broker, same load.
+
+One run, all on loopback: mosquitto, anvil with the escrow and one channel per simulated
+device, then two responders in turn behind the same shared subscription at QoS 1:
+
+(a) an echo process that answers each request with a fixed payload (the broker's floor);
+(b) ``nanotoll gateway run`` with a durable SQLite ledger.
+
+One load generator (this process) drives both with pre-signed vouchers over many
+channels: first closed-loop at full speed (each device keeps one request in flight, as a
+real device does) for throughput and p50/p99; then open-loop at half that rate for the
+latency a provider sees when not saturated.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEVICES = 32
+FULL_SECONDS = 4.0
+HALF_SECONDS = 3.0
+PRICE = 1500
+
+
+@dataclass
+class _Device:
+    topic: str
+    response_topic: str
+    requests: list[bytes]
+    next_index: int = 0
+    in_flight: float | None = None  # send time of the outstanding request
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    import socket
+
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _is_error(payload: bytes) -> bool:
+    from ..protocol import cbor
+
+    try:
+        fields = cbor.loads(payload)
+    except cbor.CBORError:
+        return False  # the echo's fixed answer
+    return isinstance(fields, list) and len(fields) == 4 and fields[2] != 0
+
+
+class _Load:
+    """One paho client that publishes requests and times responses."""
+
+    def __init__(self, port: int, devices: list[_Device]) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        self.devices = devices
+        self.by_topic = {d.response_topic: d for d in devices}
+        self.latencies: list[float] = []
+        self.closed_loop = False
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"bench-load-{secrets.token_hex(4)}",
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [(d.response_topic, 1) for d in devices])
+        self.client.on_subscribe = lambda *_: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.on_socket_open = _no_delay
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._ready.wait(10):
+            raise RuntimeError("load generator could not subscribe")
+
+    def send(self, device: _Device) -> bool:
+        if device.next_index >= len(device.requests):
+            return False
+        payload = device.requests[device.next_index]
+        device.next_index += 1
+        device.in_flight = time.perf_counter()
+        self.client.publish(device.topic, payload, qos=1)
+        return True
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        now = time.perf_counter()
+        device = self.by_topic.get(message.topic)
+        if device is None or device.in_flight is None:
+            return
+        with self._lock:
+            self.latencies.append((now - device.in_flight) * 1000)
+            if _is_error(bytes(message.payload)):
+                self.errors += 1
+        device.in_flight = None
+        if self.closed_loop:
+            self.send(device)
+
+    def closed(self, seconds: float) -> tuple[float, list[float]]:
+        self.latencies = []
+        self.closed_loop = True
+        started = time.perf_counter()
+        for device in self.devices:
+            self.send(device)
+        time.sleep(seconds)
+        self.closed_loop = False
+        elapsed = time.perf_counter() - started
+        count = len(self.latencies)
+        self._drain()
+        return count / elapsed, list(self.latencies[:count])
+
+    def open(self, rate: float, seconds: float) -> list[float]:
+        self.latencies = []
+        interval = 1.0 / max(rate, 1.0)
+        started = time.perf_counter()
+        index = 0
+        sent = 0
+        while time.perf_counter() - started < seconds:
+            due = started + sent * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            for _ in range(len(self.devices)):  # the next device without a request out
+                device = self.devices[index % len(self.devices)]
+                index += 1
+                if device.in_flight is None:
+                    self.send(device)
+                    break
+            sent += 1
+        self._drain()
+        return list(self.latencies)
+
+    def _drain(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(d.in_flight is not None for d in self.devices) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for device in self.devices:
+            device.in_flight = None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run_echo(port: int, provider_hex: str) -> None:
+    """The broker-only responder: answer each request with a fixed payload (a process)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from .ingress import shared_subscription
+
+    answer = bytes(200)
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        device = message.topic.rsplit("/", 1)[-1]
+        client.publish(f"nt/1/{provider_hex}/resp/{device}", answer, qos=1)
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-echo-{os.getpid()}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(shared_subscription(provider_hex), qos=1)
+    client.on_subscribe = lambda *_: print("echo ready", flush=True)
+    client.on_message = on_message
+    client.on_socket_open = _no_delay
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_forever()
+
+
+def _measure(load: _Load) -> dict[str, float]:
+    rate, full = load.closed(FULL_SECONDS)
+    half = load.open(rate / 2, HALF_SECONDS)
+    return {"rate": rate, "p50": statistics.median(full) if full else float("nan"),
+            "p99": _percentile(full, 0.99), "p99_half": _percentile(half, 0.99),
+            "errors": load.errors}
+
+
+def run_gateway_bench() -> dict[str, Any]:
+    """One JSON-ready dict: purchases_per_s, echo_per_s, ratio, p50_ms, p99_ms,
+    echo_p99_ms, p99_ms_half_load, echo_p99_ms_half_load."""
+    from ..chain import Anvil, ChannelSpec, EscrowClient
+    from ..protocol.eip712 import domain_separator
+    from ..protocol.messages import Request
+    from ..protocol.signing import address_of
+    from ..protocol.voucher import sign
+    from ..services import ManagedProcess, Mosquitto
+    from .process import GatewayProcess, gateway_toml
+
+    class Echo(ManagedProcess):
+        name = "echo"
+
+        def __init__(self, port: int, provider_hex: str, workdir: Path) -> None:
+            super().__init__(workdir)
+            self.port, self.provider_hex = port, provider_hex
+
+        def start(self) -> None:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH"))
+                if p)
+            self.spawn([sys.executable, "-m", "nanotoll.gateway.bench", "echo", str(self.port),
+                        self.provider_hex], env=env)
+            deadline = time.monotonic() + 20
+            while "echo ready" not in (self.log_path.read_text() if self.log_path.exists()
+                                       else ""):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the echo responder did not start")
+                time.sleep(0.05)
+
+    # Requests per device: enough for both phases at several thousand purchases a second.
+    per_device = 1200
+    with tempfile.TemporaryDirectory(prefix="nanotoll-bench-") as tmp:
+        root = Path(tmp)
+        with Anvil(workdir=root / "anvil") as anvil, Mosquitto(workdir=root / "broker") as broker:
+            client = EscrowClient.deploy(anvil.w3, anvil.new_account())
+            payer, provider = anvil.new_account(), anvil.new_account()
+            keys = [secrets.token_bytes(32) for _ in range(DEVICES)]
+            deposit = per_device * PRICE * 2
+            client.mint(payer, payer.address, deposit * DEVICES)
+            expiry = int(anvil.w3.eth.get_block("latest")["timestamp"]) + 30 * 86_400
+            ids, _ = client.open_many(payer, [ChannelSpec(address_of(k), provider.address,
+                                                          deposit, expiry) for k in keys])
+            provider_key = bytes(provider.key)
+            provider_hex = provider.address[2:].lower()
+            separator = domain_separator(31337, client.address)
+            now = int(time.time())
+            params = {"lat": 52_520_008, "lon": 13_404_954, "alt": 120, "t": now}
+            devices = []
+            for key, channel_id in zip(keys, ids, strict=True):
+                device_hex = address_of(key)[2:].lower()
+                requests = [Request(i + 1, "weather", params, PRICE, 1,
+                                    sign(key, separator, channel_id, (i + 1) * PRICE)).encode()
+                            for i in range(per_device)]
+                devices.append(_Device(f"nt/1/{provider_hex}/req/{device_hex}",
+                                       f"nt/1/{provider_hex}/resp/{device_hex}", requests))
+
+            load = _Load(broker.port, devices)
+            try:
+                with Echo(broker.port, provider_hex, root / "echo"):
+                    echo = _measure(load)
+                for device in devices:
+                    device.next_index = 0
+                config_path = root / "gateway.toml"
+                config_path.write_text(gateway_toml(
+                    mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=client.address,
+                    chain_id=31337, ledger_path=root / "ledger.db", catalog_seq=1,
+                    extra={"log": {"level": "WARNING"},
+                           "settlement": {"check_every": 3600}}))
+                with GatewayProcess(config_path, provider_key, root / "gateway"):
+                    for device in devices:  # warm the channel cache: one purchase each
+                        load.send(device)
+                    load._drain()
+                    load.errors = 0
+                    gateway = _measure(load)
+            finally:
+                load.close()
+    return {
+        "purchases_per_s": round(gateway["rate"], 1),
+        "echo_per_s": round(echo["rate"], 1),
+        "ratio": round(gateway["rate"] / echo["rate"], 3) if echo["rate"] else 0.0,
+        "p50_ms": round(gateway["p50"], 3),
+        "p99_ms": round(gateway["p99"], 3),
+        "echo_p99_ms": round(echo["p99"], 3),
+        "p99_ms_half_load": round(gateway["p99_half"], 3),
+        "echo_p99_ms_half_load": round(echo["p99_half"], 3),
+        "gateway_errors": int(gateway["errors"]),
+        "devices": DEVICES,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "echo":
+        run_echo(int(sys.argv[2]), sys.argv[3])
+    else:
+        import json
+
+        print(json.dumps(run_gateway_bench(), sort_keys=True))
