@@ -313,3 +313,39 @@ def test_node_errors_are_classified(chain: Chain) -> None:
     with pytest.raises(ChainError) as down:
         broken.block_number()
     assert down.value.kind == ChainError.TRANSIENT
+
+
+def test_background_settlement_by_threshold_and_metrics(tmp_path: Path, chain: Chain,
+                                                        mosquitto: Mosquitto) -> None:
+    import urllib.request
+
+    from nanotoll.services import free_port
+
+    busy, quiet = chain.open(), chain.open()
+    port = free_port()
+    config = make_config(tmp_path, mqtt_port=mosquitto.port, rpc_url=chain.anvil.rpc_url,
+                         escrow=chain.client.address, metrics={"port": port},
+                         settlement={"threshold": 4_000, "interval": 3_600,
+                                     "check_every": 0.1})
+    ledger, escrow = rig(tmp_path, chain)
+    try:
+        with GatewayService(config, chain.provider_key, ledger, escrow, escrow) as service:
+            for channel_id, count in ((busy, 3), (quiet, 1)):
+                device = chain.device(channel_id)
+                for _ in range(count):
+                    assert service.pipeline.handle(device.topic, device.request()).code \
+                        == ErrorCode.OK
+            deadline = time.monotonic() + 30
+            while ledger.totals()["unredeemed"] > 1_500 and time.monotonic() < deadline:
+                time.sleep(0.1)  # until the worker has seen its redeem confirmed
+            # Over the threshold: redeemed by the worker; under it and young: left alone.
+            assert chain.client.channel(busy).paid == 4_500
+            assert chain.client.channel(quiet).paid == 0
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+        assert 'nanotoll_requests_total{code="OK"} 4' in text
+        assert "nanotoll_revenue_units_total 6000" in text
+        assert "nanotoll_unredeemed_units 1500" in text
+        assert "nanotoll_verify_latency_ms_count 4" in text
+    finally:
+        ledger.close()
