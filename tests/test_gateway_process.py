@@ -149,3 +149,44 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
     assert summary.pending == 0
     for device in devices:
         assert client.channel(device.channel_id).paid == per_device * price
+
+
+def test_two_gateway_processes_share_the_load_and_never_double_accept(
+        tmp_path: Path, chain: tuple[Anvil, EscrowClient], mosquitto: Mosquitto) -> None:
+    keys = [secrets.token_bytes(32) for _ in range(10)]
+    per_device, price = 40, 1500
+    anvil = chain[0]
+    client, provider_key, ids = setup_channels(chain, keys, per_device * price)
+    config_path = write_config(tmp_path, anvil, client, mosquitto.port)
+    second_path = tmp_path / "gateway-2.toml"
+    second_path.write_text(config_path.read_text().replace("nanotoll-gw-test", "nanotoll-gw-2"))
+    devices = [Device(cid, key=k, provider_key=provider_key, escrow=client.address)
+               for cid, k in zip(ids, keys, strict=True)]
+    by_topic = {d.response_topic: d for d in devices}
+    peer = MqttPeer(mosquitto.port, tuple(by_topic), client_id="load-two")
+    answered = 0
+    with GatewayProcess(config_path, provider_key, workdir=tmp_path / "gw1"), \
+            GatewayProcess(second_path, provider_key, workdir=tmp_path / "gw2"):
+        for _ in range(per_device):
+            # Each device sends its next request twice (a retry): both gateways may get it.
+            for device in devices:
+                payload = device.request()
+                peer.publish(device.topic, payload)
+                peer.publish(device.topic, payload)
+            for _ in range(2 * len(devices)):
+                _, payload, _ = peer.next()
+                response = decode_response(payload)
+                assert response.code == ErrorCode.OK, response.message
+                answered += 1
+    peer.close()
+    assert answered == 2 * per_device * len(devices)
+    logs = [(tmp_path / d / "gateway.log").read_text() for d in ("gw1", "gw2")]
+    assert all('"code":"OK"' in log for log in logs), "both gateways served requests"
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    try:
+        for device in devices:
+            history = ledger.vouchers(device.channel_id)
+            assert [c for c, _ in history] == [price * (i + 1) for i in range(per_device)]
+            assert all(increment == price for _, increment in history)
+    finally:
+        ledger.close()
