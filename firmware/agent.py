@@ -86,6 +86,7 @@ class Agent:
         self.catalog = None
         self.bad_catalogs = 0
         self.bad_messages = 0
+        self.bad_responses = 0  # undecodable messages on our response topic
         self.receipt = None
         self.last_price = 0
         self.resyncs = 0
@@ -120,8 +121,9 @@ class Agent:
         await self.client.subscribe(self.t_resp, 1)
         await self.client.subscribe(self.t_catalog, 1)
         await self.client.start(timeout_ms or self.timeout_ms)
+        status = b"state-corrupt" if self.store.corrupt else b"online"
         try:
-            await self.client.publish(self.t_status, b"online", retain=True)
+            await self.client.publish(self.t_status, status, retain=True)
         except MQTTTimeout:
             pass
         if self.state is not None and self.state.pending:
@@ -156,6 +158,8 @@ class Agent:
                     self._on_catalog(payload)
             except Exception as exc:  # a bad message never stops the pump
                 self.bad_messages += 1
+                if topic == self.t_resp:
+                    self.bad_responses += 1
                 self._log("agent: dropped a message on", topic, repr(exc))
 
     def _on_catalog(self, payload):
@@ -296,10 +300,13 @@ class Agent:
         self._waiting = rid
         self._response = None
         self._response_event.clear()
+        bad = self.bad_responses
         try:
             while True:
                 left = ticks_diff(deadline, ticks_ms())
                 if left <= 0:
+                    if self.bad_responses != bad:
+                        raise ProtocolError(E.MALFORMED, "undecodable response to request %d" % rid)
                     raise Timeout("no response to request %d" % rid)
                 connects = self.client.connects
                 if self._response is None:

@@ -33,7 +33,7 @@ class ProtocolError(AgentError):
     """The gateway answered with an error code (docs/protocol.md section 5)."""
 
     def __init__(self, code, message="", detail=None):
-        AgentError.__init__(self, "%s (%d): %s" % (code_name(code), code, message))
+        super().__init__("%s (%d): %s" % (code_name(code), code, message))
         self.code = code
         self.message = message
         self.detail = detail

@@ -106,6 +106,8 @@ class FakeGateway:
     provider_error_first: int = 0
     bad_receipt: bool = False
     publish_on_price_changed: bool = True
+    # raw replies used instead of the rules, one per request: f(request id) -> bytes
+    overrides: list[Any] = field(default_factory=list)
     log: list[tuple[int, int, int]] = field(default_factory=list)  # (request id, cum, code)
     book: ChannelBook = field(default_factory=ChannelBook)
     received: list[bytes] = field(default_factory=list)  # every request payload, in order
@@ -179,6 +181,8 @@ class FakeGateway:
             except ProtocolError:
                 raise
             request_id = req.request_id
+            if self.overrides:
+                return self.overrides.pop(0)(request_id)
             if self.busy_first > 0:
                 self.busy_first -= 1
                 raise ProtocolError(ErrorCode.BUSY, "busy")

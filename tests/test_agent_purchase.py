@@ -135,6 +135,29 @@ def test_bad_receipt_is_reported(gateway: FakeGateway, device: Device) -> None:
     assert not row["receipt_verified"]
 
 
+def test_malformed_and_oversized_responses_sign_nothing_new(
+        gateway: FakeGateway, tmp_path: Path, mosquitto) -> None:
+    gateway.overrides = [lambda rid: b"\xff\x00", lambda rid: b"\x40" * 9000] * 50
+    dev = Device(tmp_path / "dev", mosquitto.port, timeout_ms=2500, resend_ms=500)
+    rc, lines, _ = dev.buy(1)
+    assert purchases(lines)[0]["error"] == "MALFORMED"
+    assert len(gateway.received) >= 2 and len(set(gateway.received)) == 1  # same bytes
+    gateway.overrides = []
+    rc, lines, err = dev.buy(1)
+    assert rc == 0, err
+    assert gateway.received[-2] == gateway.received[0]  # the pending one went first
+    assert gateway.book.charged == 2 * PRICE
+
+
+def test_unknown_error_code_charges_nothing(gateway: FakeGateway, device: Device) -> None:
+    from nanotoll.protocol import cbor
+    gateway.overrides = [lambda rid: cbor.dumps([1, rid, 99, ["from the future", None]])]
+    rc, lines, _ = device.buy(2)
+    rows = purchases(lines)
+    assert rows[0]["error"] == "UNKNOWN_99" and rows[1]["ok"]
+    assert rows[1]["cumulative"] == PRICE and gateway.book.charged == PRICE
+
+
 def test_catalog_with_bad_signature_signs_nothing(
         gateway: FakeGateway, tmp_path: Path, mosquitto) -> None:
     gateway.publish_catalog(gateway.catalog_bytes(seq=5, key=bytes.fromhex("33" * 32)))
