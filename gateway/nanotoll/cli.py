@@ -18,7 +18,7 @@ from typing import Any
 BENCHES: dict[str, tuple[str, str]] = {
     "device": ("nanotoll.bench.device", "run_device_bench"),
     "gas": ("nanotoll.chain.bench", "run_gas_bench"),
-    "gateway": ("nanotoll.bench.gateway", "run_gateway_bench"),
+    "gateway": ("nanotoll.gateway.bench", "run_gateway_bench"),
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
 }
 

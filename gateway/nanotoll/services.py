@@ -139,6 +139,8 @@ class Mosquitto(ManagedProcess):
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
+            # Without it, Nagle's algorithm holds small QoS 1 packets ~40 ms on loopback.
+            "set_tcp_nodelay true\n"
             "max_inflight_messages 200\n"
             "max_queued_messages 100000\n"
             "log_dest stdout\n"
