@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from firmware_support import MPY_TESTS, run_micropython
 
-GOOD = {"good voucher", "good max voucher", "own voucher"}
+GOOD = {
+    "good voucher",
+    "good max voucher",
+    "own voucher",
+    "own packed voucher",
+    "packed is wire[2:]",
+}
 
 
 def test_bad_keys_channels_and_amounts_are_refused() -> None:
@@ -31,3 +37,5 @@ def test_bad_keys_channels_and_amounts_are_refused() -> None:
     assert outcomes["amount 2^64"].startswith("refused ValueError cumulative_amount")
     assert outcomes["recover high s"].startswith("refused InvalidSignature")
     assert outcomes["good voucher"] == "returned 78"
+    assert outcomes["own voucher"] == outcomes["own packed voucher"] == "returned (3, 9)"
+    assert outcomes["packed is wire[2:]"] == "returned True"

@@ -73,3 +73,7 @@ attempt("recover r zero", lambda: secp256k1.recover(bytes(32), bytes(32) + b"\x0
 attempt("good voucher", lambda: signer.sign_voucher(1, 1))
 attempt("good max voucher", lambda: signer.sign_voucher((1 << 32) - 1, (1 << 64) - 1))
 attempt("own voucher", lambda: signer.check_voucher(signer.sign_voucher(3, 9)))
+attempt("own packed voucher", lambda: signer.check_voucher(signer.sign_voucher_packed(3, 9)))
+attempt(
+    "packed is wire[2:]", lambda: signer.sign_voucher_packed(4, 5) == signer.sign_voucher(4, 5)[2:]
+)

@@ -57,8 +57,7 @@ def check_voucher(vector):
     expect("signature", signature, unhex(vector["signature"]))
     wire = signer.sign_voucher(channel, amount)
     expect("cbor", wire, unhex(vector["cbor"]))
-    expect("wire", signer.sign_voucher_packed(channel, amount), unhex(vector["wire"]))
-    expect("wire (pack)", voucher.pack(channel, amount, signature), unhex(vector["wire"]))
+    expect("wire", voucher.pack(channel, amount, signature), unhex(vector["wire"]))
     expect("cbor (dumps)", cbor.dumps(unhex(vector["wire"])), unhex(vector["cbor"]))
     # the receiving side: parse the wire bytes and recover who signed them
     try:
@@ -66,7 +65,6 @@ def check_voucher(vector):
         expect("parsed voucher", parsed[:2], (channel, amount))
         recovered = secp256k1.recover_address(digest, parsed[2])
         expect("recovered signer", hexaddr(recovered), vector["signer"].lower())
-        expect("own voucher", signer.check_voucher(unhex(vector["cbor"])), (channel, amount))
     except ValueError as exc:
         problems.append(name + ": wire form does not parse: " + str(exc))
     return problems

@@ -1,0 +1,1 @@
+"""Benchmarks behind `nanotoll bench`: each module returns one flat dict of figures."""
