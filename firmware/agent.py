@@ -24,7 +24,7 @@ from errors import (
     StateError,
     Timeout,
 )
-from mqtt import MQTTTimeout
+from mqtt import MQTTError, MQTTTimeout
 
 _MAX_REQUEST = const(512)
 _MAX_RESPONSE = const(8192)
@@ -84,6 +84,8 @@ class Agent:
         self.t_resp = "nt/1/%s/resp/%s" % (prov, dev)
         self.t_status = "nt/1/%s/status/%s" % (prov, dev)
         self.catalog = None
+        self._max_seq = -1  # highest catalog seq verified: an older one never comes back
+        self._refresh = False
         self.bad_catalogs = 0
         self.bad_messages = 0
         self.bad_responses = 0  # undecodable messages on our response topic
@@ -173,7 +175,7 @@ class Agent:
             raise ValueError("catalog version %r" % version)
         if not (_is_uint(seq) and _is_uint(vfrom) and _is_uint(vuntil)):
             raise ValueError("catalog fields")
-        if self.catalog is not None and seq <= self.catalog.seq:
+        if seq < self._max_seq or (self.catalog is not None and seq <= self.catalog.seq):
             return  # each seq is read once; an older one never replaces a newer
         if provider != self.provider:
             self.bad_catalogs += 1
@@ -201,6 +203,7 @@ class Agent:
             self.bad_catalogs += 1
             raise ValueError("catalog signature does not verify")
         self.catalog = Catalog(seq, vfrom, vuntil, prices)
+        self._max_seq = seq
         self._log("agent: catalog seq", seq)
         self._catalog_event.set()
 
@@ -224,6 +227,16 @@ class Agent:
     # ------------------------------------------------------------------ purchase
 
     async def _wait_catalog(self, deadline, min_seq=0):
+        cat = self.catalog
+        if self._refresh or (cat is not None and cat.seq < min_seq):
+            # SUBSCRIBE again: the broker re-sends the retained catalog
+            self._refresh = False
+            self.catalog = None
+            try:
+                left = max(1, ticks_diff(deadline, ticks_ms()))
+                await self.client.subscribe(self.t_catalog, 1, left)
+            except MQTTError:
+                pass
         while True:
             cat = self.catalog
             if cat is not None and cat.seq >= min_seq and cat.valid_at(self._now()):
@@ -405,7 +418,7 @@ class Agent:
         if code == E.PROVIDER_ERROR:
             raise ProviderError("gateway: " + message)
         if code in (E.UNKNOWN_PRODUCT, E.UNDERPAID):
-            self.catalog = None  # refresh: wait for the next signed catalog
+            self._refresh = True  # read the signed catalog again before the next purchase
         raise ProtocolError(code, message, body[1] if body else None)
 
     async def _finish_pending(self, timeout_ms):

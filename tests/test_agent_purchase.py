@@ -158,6 +158,24 @@ def test_unknown_error_code_charges_nothing(gateway: FakeGateway, device: Device
     assert rows[1]["cumulative"] == PRICE and gateway.book.charged == PRICE
 
 
+def test_error_codes_map_to_clear_errors(gateway: FakeGateway, device: Device) -> None:
+    from nanotoll.protocol import cbor
+
+    def reply(code: int):
+        return lambda rid: cbor.dumps([1, rid, code, [f"code {code}", None]])
+
+    codes = [15, 31, 11, 13, 14, 4, 3, 10]
+    gateway.overrides = [reply(code) for code in codes]
+    rc, lines, _ = device.buy(len(codes) + 1)
+    errors = [x["error"] for x in purchases(lines)]
+    assert errors == ["BudgetExhausted", "ProviderError", "CHANNEL_EXPIRING", "BAD_SIGNATURE",
+                      "UNDERPAID", "UNKNOWN_PRODUCT", "UNSUPPORTED_VERSION", "UNKNOWN_CHANNEL",
+                      None]
+    # after UNDERPAID / UNKNOWN_PRODUCT the catalog was read again; nothing was charged
+    # for the refused vouchers and no voucher went below one already signed
+    assert gateway.book.charged == PRICE and lines[-1]["cumulative"] == PRICE
+
+
 def test_catalog_with_bad_signature_signs_nothing(
         gateway: FakeGateway, tmp_path: Path, mosquitto) -> None:
     gateway.publish_catalog(gateway.catalog_bytes(seq=5, key=bytes.fromhex("33" * 32)))
