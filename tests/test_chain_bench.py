@@ -1,0 +1,18 @@
+"""The gas benchmark on a real anvil meets issue 4's targets."""
+
+from __future__ import annotations
+
+from nanotoll.chain.bench import run_gas_bench
+
+X402_SINGLE_CLAIM = 40_252  # x402 batch-settlement: one voucher, execution gas
+BASE_TX_GAS = 21_000
+
+
+def test_gas_bench_meets_targets() -> None:
+    figures = run_gas_bench()
+    print(figures)
+    assert figures["gas_per_channel_batch_100"] <= 12_000
+    assert figures["gas_redeem_single"] < X402_SINGLE_CLAIM + BASE_TX_GAS
+    assert figures["gas_batch_100"] < figures["gas_redeem_single"] * 100
+    assert figures["max_redeem_batch"] == 1000
+    assert all(isinstance(value, int) and value > 0 for value in figures.values())
