@@ -37,7 +37,8 @@ def _load(module: str, function: str) -> Callable[..., Any]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from nanotoll.demo import run_demo
 
-    return run_demo(purchases=args.purchases, workdir=args.workdir)
+    return run_demo(purchases=args.purchases, workdir=args.workdir,
+                    broker_port=args.broker_port, rpc_port=args.rpc_port)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="one device buys weather through every real part")
     demo.add_argument("--purchases", type=int, default=20, help="how many purchases (20)")
     demo.add_argument("--workdir", default=None, help="keep logs and state here")
+    demo.add_argument("--broker-port", type=int, default=None, help="mosquitto port (free one)")
+    demo.add_argument("--rpc-port", type=int, default=None, help="anvil port (a free one)")
     demo.set_defaults(func=_cmd_demo)
 
     bench = commands.add_parser("bench", help="benchmarks; the last stdout line is JSON")

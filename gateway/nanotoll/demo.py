@@ -33,7 +33,11 @@ from .services import (
     ManagedProcess,
     Mosquitto,
     ServiceError,
+    anvil_binary,
+    find_tool,
+    forge_binary,
     micropython_binary,
+    port_in_use,
     stop_process,
 )
 
@@ -223,11 +227,37 @@ class Device:
         return lines
 
 
+def preflight(broker_port: int | None, rpc_port: int | None) -> None:
+    """Refuse to start anything when a tool is missing or a chosen port is taken."""
+    missing = []
+    for check in (micropython_binary, anvil_binary, forge_binary,
+                  lambda: find_tool("mosquitto", "NANOTOLL_MOSQUITTO",
+                                    Path("/usr/sbin/mosquitto"))):
+        try:
+            check()
+        except ServiceError as exc:
+            missing.append(str(exc))
+    if not DEVICE_MAIN.exists():
+        missing.append(f"{DEVICE_MAIN} is missing: is this a complete checkout?")
+    for what, port in (("--broker-port", broker_port), ("--rpc-port", rpc_port)):
+        if port is not None and port_in_use(port):
+            missing.append(f"{what} {port} is taken: stop what listens there, pick another "
+                           "port, or leave the option out to use a free one")
+    if missing:
+        raise DemoError("cannot start:\n  " + "\n  ".join(missing))
+
+
 def run_demo(purchases: int = 20, workdir: str | Path | None = None,
-             out: TextIO = sys.stdout) -> int:
+             out: TextIO = sys.stdout, broker_port: int | None = None,
+             rpc_port: int | None = None) -> int:
     """Run the demo; returns the process exit code (0 only when settled = paid)."""
-    if purchases < 1:
-        raise DemoError("--purchases must be at least 1")
+    try:
+        if purchases < 1:
+            raise DemoError("--purchases must be at least 1")
+        preflight(broker_port, rpc_port)
+    except DemoError as exc:
+        _say(out, f"failed: {exc}")
+        return 2
     from .chain.anvil import Anvil
     from .chain.client import EscrowClient
     from .gateway.commands import settle_now
@@ -241,7 +271,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
         with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
             started = time.monotonic()
             device = Device(root)  # fails early, with a hint, if MicroPython is missing
-            chain = stack.enter_context(Anvil(workdir=root / "anvil"))
+            chain = stack.enter_context(Anvil(port=rpc_port, workdir=root / "anvil"))
             _say(out, f"anvil on {chain.rpc_url} (chain id {chain.chain_id})")
             w3 = chain.w3
             deployer, payer = chain.new_account(), chain.new_account()
@@ -258,7 +288,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
                                                 expiry)
             _say(out, f"channel {channel_id} funded with {DEPOSIT:,} units by {payer.address}")
 
-            broker = stack.enter_context(Mosquitto(workdir=root / "broker"))
+            broker = stack.enter_context(Mosquitto(port=broker_port, workdir=root / "broker"))
             _say(out, f"mosquitto on {LOOPBACK}:{broker.port}")
             gateway_config = root / "gateway.toml"
             _write_gateway_config(gateway_config, broker, chain.rpc_url, escrow.address,

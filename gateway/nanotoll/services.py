@@ -56,7 +56,8 @@ def find_tool(name: str, env_var: str, *candidates: Path) -> str:
     configured = os.environ.get(env_var)
     if configured:
         if not Path(configured).exists():
-            raise ServiceError(f"{env_var}={configured} does not exist")
+            raise ServiceError(f"{env_var}={configured} does not exist: point it at {name}, "
+                               "or unset it to use the one 'make setup' installs")
         return configured
     for candidate in candidates:
         if candidate.exists():

@@ -1,0 +1,71 @@
+"""The demo refuses to start on a taken port or a missing tool, and stops every process it
+started when interrupted."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nanotoll.services import port_in_use
+
+
+def _nanotoll(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nanotoll.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})}, check=False)
+
+
+def test_a_taken_port_is_refused_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _nanotoll("demo", "--broker-port", str(port))
+    assert result.returncode == 2
+    assert f"--broker-port {port} is taken" in result.stdout
+    assert "anvil on" not in result.stdout
+
+
+def test_a_missing_tool_says_how_to_fix_it() -> None:
+    result = _nanotoll("demo", env={"NANOTOLL_MICROPYTHON": "/nonexistent/micropython"})
+    assert result.returncode == 2
+    assert "NANOTOLL_MICROPYTHON=/nonexistent/micropython does not exist" in result.stdout
+    assert "make setup" in result.stdout
+
+
+def test_zero_purchases_is_refused() -> None:
+    result = _nanotoll("demo", "--purchases", "0")
+    assert result.returncode == 2
+    assert "--purchases must be at least 1" in result.stdout
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "nanotoll.cli", "demo", "--purchases", "500",
+         "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert demo.stdout is not None
+    seen = []
+    ports = []
+    deadline = time.monotonic() + 120
+    for line in demo.stdout:
+        seen.append(line)
+        ports += [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line)]
+        if "purchase   2/500" in line or time.monotonic() > deadline:
+            break
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert demo.returncode == 130, output
+    assert "interrupted" in output
+    assert len(ports) == 2, output  # anvil and mosquitto
+    assert not [port for port in ports if port_in_use(port)], output
+    leftover = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True,
+                              check=False)
+    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
