@@ -129,3 +129,36 @@ def make_agent(cfg, board, log=None):
         timeout_ms=cfg.get("timeout_ms", 15000),
         resend_ms=cfg.get("resend_ms", 4000),
     )
+
+
+def board_main(board, config_path="/config.json", app=None):
+    """Start the agent on a board at power-up.
+
+    Without a key yet, make one (on the device; it never leaves) and print its
+    address for the owner to open a channel, then stop. Otherwise bring the network
+    up, start the agent (re-sending any request a power cut left unanswered) and
+    hand it to `app` (a module with async fly(agent, plan, now)) or keep it idle.
+    """
+    import asyncio
+
+    cfg = load_config(config_path)
+    board.led(True)
+    board.network_up(cfg)  # before the key: ESP32's urandom is truly random with Wi-Fi on
+    address, made = init_key(cfg, board)
+    if made or "channel" not in cfg:
+        print("device address", address, "- open a channel for it, then set 'channel'")
+        board.led(False)
+        return None
+    agent = make_agent(cfg, board, log=print)
+
+    async def run():
+        await agent.start()
+        board.led(False)
+        if app is not None:
+            await app.fly(agent, app.PLAN, board.now())
+        else:
+            while True:
+                await asyncio.sleep(60)
+
+    asyncio.run(run())
+    return agent

@@ -232,3 +232,14 @@ def test_init_key_makes_the_key_once(tmp_path: Path) -> None:
     from nanotoll.protocol.signing import address_of
     assert address_of(bytes.fromhex(key)) == lines[0]["address"]
     assert address_of(PROVIDER_KEY) != lines[0]["address"]
+
+
+def test_example_drone_app_flies_its_plan(gateway: FakeGateway, device: Device) -> None:
+    rc, lines, err = device.run("--app", "flight")
+    assert rc == 0, err
+    steps = [x.get("step") for x in lines if "step" in x]
+    assert steps == ["route", "leg", "leg", "leg"]
+    summary = lines[-1]
+    assert summary["purchases"] == 7
+    assert summary["cumulative"] == 25000 + 3 * (4000 + PRICE) == gateway.book.charged
+    assert [x["weather"] for x in lines if x.get("step") == "leg"][0] == ["product", "seq"]

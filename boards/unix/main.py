@@ -6,6 +6,8 @@
 #       [--params JSON] [--max-price N] [--interval-ms N]
 #       one JSON line per purchase, then one summary line; exit 0 when all succeeded
 #   micropython boards/unix/main.py --config CONFIG --status | --resync
+#   micropython boards/unix/main.py --config CONFIG --app flight
+#       run the example drone app (examples/drone/flight.py) on this agent
 #
 # Modules come from ../../firmware (added to sys.path here) and this folder.
 
@@ -87,6 +89,14 @@ async def run(opts, cfg):
         product = opts.get("buy")
         if product:
             rc = await buy_loop(agent, opts, product)
+        if opts.get("app"):
+            sys.path.append(_here + "/../../examples/drone")
+            app = __import__(opts["app"])
+            max_price = int(opts["max-price"]) if "max-price" in opts else None
+            bought = await app.fly(agent, app.PLAN, board.now(), max_price)
+            summary = {"summary": True, "app": opts["app"], "purchases": bought}
+            summary.update(state_json(agent))
+            out(summary)
     finally:
         await agent.stop()
     return rc
