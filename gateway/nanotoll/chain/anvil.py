@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -36,6 +36,10 @@ class Anvil(ManagedProcess):
         self.extra_args = extra_args
         self.timeout = timeout
         self._w3: Web3 | None = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     @property
     def rpc_url(self) -> str:

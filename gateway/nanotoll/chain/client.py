@@ -7,14 +7,15 @@ when the transaction reverted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, cast
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
@@ -42,7 +43,7 @@ class ChainTxError(RuntimeError):
         self.error = error
 
 
-def decode_revert(abi: Sequence[dict[str, Any]], data: bytes) -> str | None:
+def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str | None:
     """Name and arguments of the custom error in ``data`` (4-byte selector + ABI args)."""
     if len(data) < 4:
         return None
@@ -160,7 +161,7 @@ def decode_redeemed_items(items: bytes) -> tuple[RedeemedItem, ...]:
 def send_transaction(w3: Web3, account: LocalAccount,
                      call: ContractFunction | ContractConstructor | TxParams,
                      timeout: float = 60.0,
-                     abi: Sequence[dict[str, Any]] = ()) -> TxReceipt:
+                     abi: Sequence[Mapping[str, Any]] = ()) -> TxReceipt:
     """Sign ``call`` with ``account``, send it, wait for the receipt; raise
     :class:`ChainTxError` if it reverts (``abi`` decodes custom errors)."""
     try:
