@@ -48,6 +48,7 @@ _SPAN = const(26)
 _COLUMNS = const(52)  # BLOCKS * SPAN; TEETH * COLUMNS >= 256
 _PER_BLOCK = const(31)  # 2^TEETH - 1
 _SPAN_MASK = const(0x3FFFFFF)
+_BATCH = const(8)  # table entries made affine per inversion while building
 
 # Slots of the work buffer (32 bytes each); 0 and 1 belong to the field's mul().
 _X = const(2)  # the running point, Jacobian
@@ -175,6 +176,25 @@ def _entry(block, pattern):
     return _TABLE + 2 * (block * _PER_BLOCK + pattern - 1)
 
 
+def _make_affine(entries, zs):
+    # Table entries hold Jacobian X, Y with their Z in zs: make them affine with
+    # one inversion for all (Montgomery's trick).
+    count = len(entries)
+    prefix = [0] * count
+    acc = 1
+    for i in range(count):
+        acc = acc * zs[i] % P
+        prefix[i] = acc
+    inv = inverse(acc, P)
+    for i in range(count - 1, -1, -1):
+        z_inv = inv * prefix[i - 1] % P if i else inv
+        inv = inv * zs[i] % P
+        z_inv2 = z_inv * z_inv % P
+        e = entries[i]
+        _put(e, _get(e) * z_inv2 % P)
+        _put(e + 1, _get(e + 1) * z_inv2 % P * z_inv % P)
+
+
 def _build_table():
     global _work
     work = bytearray(_SLOTS << 5)
@@ -185,16 +205,24 @@ def _build_table():
     _put(_Y, _GY)
     _copy(_Z, _ONE)
     # entries with one bit set: 2^(SPAN * (TEETH row * BLOCKS + block)) G
+    entries = []
+    zs = []
     for m in range(_TEETH * _BLOCKS):
         if m:
             for _ in range(_SPAN):
                 _double()
         e = _entry(m % _BLOCKS, 1 << (m // _BLOCKS))
-        x, y = _affine()
-        _put(e, x)
-        _put(e + 1, y)
-    # the others: entry(u) = entry(u without its top bit) + entry(top bit)
+        _copy(e, _X)
+        _copy(e + 1, _Y)
+        entries.append(e)
+        zs.append(_get(_Z))
+    _make_affine(entries, zs)
+    # the others: entry(u) = entry(u without its top bit) + entry(top bit), kept
+    # Jacobian (Z in z_of) until a batch of them is made affine at once; small
+    # batches keep the integers alive at a time, and so the heap needed, low
     for block in range(_BLOCKS):
+        z_of = [1] * (_PER_BLOCK + 1)
+        pending = []
         top = 1
         for pattern in range(2, _PER_BLOCK + 1):
             if pattern & (pattern - 1) == 0:
@@ -202,12 +230,20 @@ def _build_table():
                 continue
             low = _entry(block, pattern ^ top)
             high = _entry(block, top)
-            _load_affine(low, low + 1)
+            _copy(_X, low)
+            _copy(_Y, low + 1)
+            _put(_Z, z_of[pattern ^ top])
             _add_affine(high, high + 1)
-            x, y = _affine()
             e = _entry(block, pattern)
-            _put(e, x)
-            _put(e + 1, y)
+            _copy(e, _X)
+            _copy(e + 1, _Y)
+            z_of[pattern] = _get(_Z)
+            pending.append(pattern)
+            if len(pending) == _BATCH or pattern == _PER_BLOCK:
+                _make_affine([_entry(block, u) for u in pending], [z_of[u] for u in pending])
+                for u in pending:
+                    z_of[u] = 1
+                pending = []
 
 
 def precompute():
