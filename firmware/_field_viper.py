@@ -65,16 +65,24 @@ def mul(dst: uint, a: uint, b: uint):
         p[16] = a >> 16
         i += 1
     # Reduce: 2^256 = 2^32 + 977 (mod p), so the high half h folds in as
-    # h * 977 at the same limbs plus h shifted up two limbs.
-    b = uint(0)
-    i = 0
-    while i < 16:
-        a = uint(t[i]) + uint(t[i + 16]) * 977 + b
-        if i >= 2:
-            a += uint(t[i + 14])
-        r[i] = a
-        b = a >> 16
-        i += 1
+    # h * 977 at the same limbs plus h shifted up two limbs. Unrolled, so
+    # every index is an immediate.
+    a = uint(t[0]) + uint(t[16]) * 977; r[0] = a; b = a >> 16
+    a = uint(t[1]) + uint(t[17]) * 977 + b; r[1] = a; b = a >> 16
+    a = uint(t[2]) + uint(t[18]) * 977 + uint(t[16]) + b; r[2] = a; b = a >> 16
+    a = uint(t[3]) + uint(t[19]) * 977 + uint(t[17]) + b; r[3] = a; b = a >> 16
+    a = uint(t[4]) + uint(t[20]) * 977 + uint(t[18]) + b; r[4] = a; b = a >> 16
+    a = uint(t[5]) + uint(t[21]) * 977 + uint(t[19]) + b; r[5] = a; b = a >> 16
+    a = uint(t[6]) + uint(t[22]) * 977 + uint(t[20]) + b; r[6] = a; b = a >> 16
+    a = uint(t[7]) + uint(t[23]) * 977 + uint(t[21]) + b; r[7] = a; b = a >> 16
+    a = uint(t[8]) + uint(t[24]) * 977 + uint(t[22]) + b; r[8] = a; b = a >> 16
+    a = uint(t[9]) + uint(t[25]) * 977 + uint(t[23]) + b; r[9] = a; b = a >> 16
+    a = uint(t[10]) + uint(t[26]) * 977 + uint(t[24]) + b; r[10] = a; b = a >> 16
+    a = uint(t[11]) + uint(t[27]) * 977 + uint(t[25]) + b; r[11] = a; b = a >> 16
+    a = uint(t[12]) + uint(t[28]) * 977 + uint(t[26]) + b; r[12] = a; b = a >> 16
+    a = uint(t[13]) + uint(t[29]) * 977 + uint(t[27]) + b; r[13] = a; b = a >> 16
+    a = uint(t[14]) + uint(t[30]) * 977 + uint(t[28]) + b; r[14] = a; b = a >> 16
+    a = uint(t[15]) + uint(t[31]) * 977 + uint(t[29]) + b; r[15] = a; b = a >> 16
     # What spilled past 2^256: the carry plus the two top limbs of h, which
     # landed on limbs 16 and 17. Fold it once more: e0 + e1 * 2^16.
     a = b + uint(t[30])
