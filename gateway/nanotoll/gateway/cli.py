@@ -11,12 +11,23 @@ import json
 import sys
 from typing import Any
 
+LEDGER_HELP = ("sqlite:///path or postgresql://user[:password]@host:port/db; overrides "
+               "[ledger] url")
+
 
 def _config(args: argparse.Namespace) -> Any:
-    from .config import ConfigError, load_config
+    import dataclasses
+    from pathlib import Path
+
+    from .config import ConfigError, load_config, normalise_ledger_url
 
     try:
-        return load_config(args.config)
+        config = load_config(args.config)
+        if getattr(args, "ledger", None):
+            # Relative sqlite paths resolve against the working directory here.
+            url = normalise_ledger_url(args.ledger, Path.cwd())
+            config = dataclasses.replace(config, ledger_url=url)
+        return config
     except ConfigError as exc:
         print(f"nanotoll: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -72,9 +83,11 @@ def add_gateway_commands(commands: Any) -> None:
     sub = gateway.add_subparsers(dest="gateway_command", required=True)
     run = sub.add_parser("run", help="serve purchases until SIGINT/SIGTERM")
     run.add_argument("--config", default="gateway.toml", help="TOML config (gateway.toml)")
+    run.add_argument("--ledger", metavar="URL", help=LEDGER_HELP)
     run.set_defaults(func=_cmd_run)
     stat = sub.add_parser("status", help="ledger totals and open settlements as JSON")
     stat.add_argument("--config", default="gateway.toml")
+    stat.add_argument("--ledger", metavar="URL", help=LEDGER_HELP)
     stat.add_argument("--json", action="store_true", help="one line")
     stat.set_defaults(func=_cmd_status)
 
@@ -82,5 +95,6 @@ def add_gateway_commands(commands: Any) -> None:
     settle_sub = settle.add_subparsers(dest="settle_command", required=True)
     now = settle_sub.add_parser("now", help="redeem everything accepted and wait")
     now.add_argument("--config", default="gateway.toml")
+    now.add_argument("--ledger", metavar="URL", help=LEDGER_HELP)
     now.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (120)")
     now.set_defaults(func=_cmd_settle_now)

@@ -1,7 +1,8 @@
 """The ledger: what the gateway accepted, what it answered, and what it redeemed.
 
 One interface, :class:`Ledger`, with a SQLite implementation (``ledger_sqlite``) and a
-PostgreSQL one to come behind the same methods. The contract every implementation keeps:
+PostgreSQL one (``ledger_postgres``) behind the same methods. The contract every
+implementation keeps:
 
 * ``accept`` is an atomic per-channel compare-and-set on the last accepted cumulative
   amount. It stores the voucher, the request hash and the exact response bytes, and
@@ -43,6 +44,24 @@ class ChannelRecord:
     @property
     def unredeemed(self) -> int:
         return max(0, self.cumulative - self.redeemed)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptItem:
+    """One voucher to accept: the arguments of :meth:`Ledger.accept`."""
+
+    channel_id: int
+    cumulative: int
+    voucher: bytes
+    request_hash: bytes
+    response: bytes
+    increment: int
+
+    def check(self) -> None:
+        if not 1 <= self.increment <= self.cumulative:
+            raise ValueError(f"increment {self.increment} must be in 1..{self.cumulative}")
+        if self.cumulative >= 1 << 64:
+            raise ValueError(f"amount {self.cumulative} is not a uint64")
 
 
 class AcceptStatus(enum.Enum):
@@ -113,9 +132,26 @@ class Ledger(ABC):
         """Compare-and-set: store this voucher if the channel's last accepted amount is at
         most ``cumulative - increment`` (the amount the rules were checked against)."""
 
+    def accept_many(self, items: Sequence[AcceptItem]) -> list[AcceptResult]:
+        """``accept`` for each item, committed together (one durable write for the batch);
+        results in the order of ``items``. Each item is its own compare-and-set: a
+        conflict on one leaves the others accepted. Implementations override this with a
+        single transaction; this fallback commits them one by one."""
+        return [self.accept(i.channel_id, i.cumulative, i.voucher, i.request_hash,
+                            i.response, i.increment) for i in items]
+
     @abstractmethod
     def lookup(self, channel_id: int) -> ChannelRecord | None:
         """The channel's highest accepted voucher and the response stored with it."""
+
+    def lookup_many(self, channel_ids: Sequence[int]) -> dict[int, ChannelRecord]:
+        """``lookup`` for several channels at once; absent channels are left out."""
+        found = {}
+        for channel_id in channel_ids:
+            record = self.lookup(channel_id)
+            if record is not None:
+                found[channel_id] = record
+        return found
 
     @abstractmethod
     def channels(self) -> list[ChannelRecord]:
@@ -154,16 +190,28 @@ class Ledger(ABC):
         redeemed, unredeemed, settlements_open."""
 
     @abstractmethod
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the named lease for ``seconds``; False while another holder has
+        an unexpired one. The settlement key's nonce is guarded by the lease
+        ``settlement``: one signer at a time across every process on this ledger."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (only if ``holder`` has it)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Finish pending writes and release the store."""
 
 
 def open_ledger(url: str) -> Ledger:
-    """A ledger for ``sqlite:///path`` (or, later, ``postgresql://...``)."""
+    """A ledger for ``sqlite:///path`` or ``postgresql://user@host:port/database``."""
     if url.startswith("sqlite:///"):
         from .ledger_sqlite import SQLiteLedger
 
         return SQLiteLedger(Path(url[len("sqlite:///"):]))
     if url.startswith(("postgresql://", "postgres://")):
-        raise LedgerError("the PostgreSQL ledger is not implemented yet; use sqlite:///path")
+        from .ledger_postgres import PostgresLedger
+
+        return PostgresLedger(url)
     raise LedgerError(f"unsupported ledger url {url!r}")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import (
+    AcceptItem,
     AcceptResult,
     AcceptStatus,
     ChannelRecord,
@@ -85,6 +86,11 @@ CREATE TABLE IF NOT EXISTS settlement_items (
     PRIMARY KEY (settlement_id, channel_id)
 );
 CREATE INDEX IF NOT EXISTS settlements_state ON settlements(state);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
 """
 
 
@@ -233,39 +239,51 @@ class SQLiteLedger(Ledger):
 
     # ------------------------------------------------------------ vouchers --
 
+    @staticmethod
+    def _accept_one(conn: sqlite3.Connection, item: AcceptItem, now: int) -> AcceptResult:
+        previous = _amount(item.cumulative - item.increment)
+        amount = _amount(item.cumulative)
+        row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?",
+                           (item.channel_id,)).fetchone()
+        if row is not None and row[1] > previous:
+            return AcceptResult(AcceptStatus.CONFLICT, _channel(row))
+        if row is None:
+            record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
+                                   item.request_hash, item.response, now, 0, now)
+            conn.execute("INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (item.channel_id, amount, item.voucher, item.request_hash,
+                          item.response, now, _amount(0), now))
+        else:
+            first = row[7] if int(row[1]) > int(row[6]) else now
+            record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
+                                   item.request_hash, item.response, now, int(row[6]), first)
+            conn.execute(
+                "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
+                "accepted_ms=?, first_unredeemed_ms=? WHERE channel_id=?",
+                (amount, item.voucher, item.request_hash, item.response, now, first,
+                 item.channel_id))
+        conn.execute("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)",
+                     (item.channel_id, amount, _amount(item.increment), item.request_hash,
+                      now))
+        return AcceptResult(AcceptStatus.ACCEPTED, record)
+
     def accept(self, channel_id: int, cumulative: int, voucher_bytes: bytes,
                request_hash: bytes, response_bytes: bytes, increment: int) -> AcceptResult:
-        if not 1 <= increment <= cumulative:
-            raise ValueError(f"increment {increment} must be in 1..{cumulative}")
-        previous = _amount(cumulative - increment)
-        amount = _amount(cumulative)
+        return self.accept_many([AcceptItem(channel_id, cumulative, voucher_bytes,
+                                            request_hash, response_bytes, increment)])[0]
 
-        def run(conn: sqlite3.Connection) -> AcceptResult:
+    def accept_many(self, items: Sequence[AcceptItem]) -> list[AcceptResult]:
+        """One job for the writer: the batch commits with whatever else is queued."""
+        for item in items:
+            item.check()
+        if not items:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[AcceptResult]:
             now = _now_ms()
-            row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?",
-                               (channel_id,)).fetchone()
-            if row is not None and row[1] > previous:
-                return AcceptResult(AcceptStatus.CONFLICT, _channel(row))
-            if row is None:
-                conn.execute(
-                    "INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (channel_id, amount, voucher_bytes, request_hash, response_bytes, now,
-                     _amount(0), now))
-            else:
-                first = row[7] if int(row[1]) > int(row[6]) else now
-                conn.execute(
-                    "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
-                    "accepted_ms=?, first_unredeemed_ms=? WHERE channel_id=?",
-                    (amount, voucher_bytes, request_hash, response_bytes, now, first,
-                     channel_id))
-            conn.execute("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)",
-                         (channel_id, amount, _amount(increment), request_hash, now))
-            updated = conn.execute(
-                f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?", (channel_id,)
-            ).fetchone()
-            return AcceptResult(AcceptStatus.ACCEPTED, _channel(updated))
+            return [self._accept_one(conn, item, now) for item in items]
 
-        result: AcceptResult = self._write(run)
+        result: list[AcceptResult] = self._write(run)
         return result
 
     def lookup(self, channel_id: int) -> ChannelRecord | None:
@@ -276,6 +294,23 @@ class SQLiteLedger(Ledger):
         except sqlite3.Error as exc:
             raise LedgerError(f"lookup failed: {exc}") from exc
         return None if row is None else _channel(row)
+
+    def lookup_many(self, channel_ids: Sequence[int]) -> dict[int, ChannelRecord]:
+        if not channel_ids:
+            return {}
+        found: dict[int, ChannelRecord] = {}
+        ids = list(channel_ids)
+        try:
+            conn = self._reader()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+                                        f"WHERE channel_id IN ({marks})", chunk):
+                    found[row[0]] = _channel(row)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"lookup failed: {exc}") from exc
+        return found
 
     def channels(self) -> list[ChannelRecord]:
         rows = self._reader().execute(
@@ -381,6 +416,24 @@ class SQLiteLedger(Ledger):
             ids = conn.execute("SELECT settlement_id FROM settlements ORDER BY settlement_id"
                                ).fetchall()
         return [self._settlement(conn, row[0]) for row in ids]
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            row = conn.execute("SELECT holder, expires_ms FROM leases WHERE name=?",
+                               (name,)).fetchone()
+            if row is not None and row[0] != holder and row[1] >= now:
+                return False
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                         (name, holder, now + int(seconds * 1000)))
+            return True
+
+        result: bool = self._write(run)
+        return result
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM leases WHERE name=? AND holder=?",
+                                              (name, holder)))
 
     def totals(self) -> dict[str, int]:
         conn = self._reader()

@@ -36,17 +36,22 @@ def _toml_value(value: Any) -> str:
 
 
 def gateway_toml(*, mqtt_port: int, rpc_url: str, escrow: str, chain_id: int,
-                 ledger_path: Path, mqtt_host: str = "127.0.0.1", client_id: str = "",
+                 ledger_path: Path | None = None, ledger_url: str | None = None,
+                 mqtt_host: str = "127.0.0.1", client_id: str = "",
                  catalog_seq: int = 1,
                  products: Sequence[tuple[str, int, str]] = DEFAULT_PRODUCTS,
                  key_env: str = "NANOTOLL_PROVIDER_KEY",
                  extra: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The text of a gateway config; ``extra`` adds keys to tables (e.g. settlement)."""
+    """The text of a gateway config; ``extra`` adds keys to tables (e.g. settlement).
+    The ledger is a SQLite file at ``ledger_path`` or any ``ledger_url``."""
+    if (ledger_path is None) == (ledger_url is None):
+        raise ValueError("give ledger_path or ledger_url")
+    url = ledger_url or f"sqlite:///{Path(ledger_path or '').resolve()}"
     tables: dict[str, dict[str, Any]] = {
         "mqtt": {"host": mqtt_host, "port": mqtt_port, "client_id": client_id},
         "provider": {"key_env": key_env},
         "chain": {"rpc_url": rpc_url, "escrow": escrow, "chain_id": chain_id},
-        "ledger": {"url": f"sqlite:///{Path(ledger_path).resolve()}"},
+        "ledger": {"url": url},
         "catalog": {"seq": catalog_seq},
     }
     for name, table in (extra or {}).items():
