@@ -8,6 +8,8 @@ import {NanotollEscrow} from "../src/NanotollEscrow.sol";
 import {TestStablecoin} from "./mocks/TestStablecoin.sol";
 import {NoReturnToken} from "./mocks/NoReturnToken.sol";
 import {FeeOnTransferToken} from "./mocks/FeeOnTransferToken.sol";
+import {ReentrantToken} from "./mocks/ReentrantToken.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 contract OpenTest is EscrowBase {
@@ -559,6 +561,42 @@ contract AwkwardTokenTest is EscrowBase {
         escrow.openMany(address(t), ps);
         vm.stopPrank();
         assertEq(t.balanceOf(address(escrow)), 0);
+    }
+}
+
+contract ReentrancyTest is EscrowBase {
+    function test_tokenCannotReenterDuringRedeem() public {
+        ReentrantToken t = new ReentrantToken();
+        t.mint(payer, 2000);
+        vm.startPrank(payer);
+        t.approve(address(escrow), 2000);
+        uint32 a = escrow.open(device, payee, address(t), 1000, START + DAY);
+        uint32 b = escrow.open(device, payee, address(t), 1000, START + DAY);
+        vm.stopPrank();
+        uint32 route = escrow.routeOf(payee, address(t));
+        // During the payout transfer the token tries to redeem again (another voucher).
+        t.arm(address(escrow), abi.encodeCall(NanotollEscrow.redeem, (route, _voucher(deviceKey, b, 500))));
+        bytes memory va = _voucher(deviceKey, a, 400);
+        vm.expectRevert(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector);
+        escrow.redeem(route, va);
+        assertEq(_paid(a), 0);
+        // Disarmed, the same vouchers pay normally.
+        t.arm(address(0), "");
+        assertEq(escrow.redeem(route, bytes.concat(_voucher(deviceKey, a, 400), _voucher(deviceKey, b, 500))), 900);
+    }
+
+    function test_tokenCannotReenterDuringReclaim() public {
+        ReentrantToken t = new ReentrantToken();
+        t.mint(payer, 1000);
+        vm.startPrank(payer);
+        t.approve(address(escrow), 1000);
+        uint32 id = escrow.open(device, payee, address(t), 1000, START + DAY);
+        vm.stopPrank();
+        vm.warp(START + DAY);
+        t.arm(address(escrow), abi.encodeCall(NanotollEscrow.reclaim, (id)));
+        vm.prank(payer);
+        vm.expectRevert(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector);
+        escrow.reclaim(id);
     }
 }
 
