@@ -18,6 +18,7 @@ FORGE_BIN := $(ROOT)/node_modules/@foundry-rs/forge-linux-amd64/bin
 export NANOTOLL_MICROPYTHON := $(TC)/bin/micropython
 export NANOTOLL_MPY_CROSS := $(TC)/bin/mpy-cross
 export NANOTOLL_QEMU_FIRMWARE := $(TC)/qemu/firmware.elf
+export NANOTOLL_QEMU_BOARD_FIRMWARE := $(TC)/qemu-nanotoll/firmware.elf
 export NANOTOLL_ANVIL := $(ANVIL_BIN)/anvil
 export NANOTOLL_FORGE := $(FORGE_BIN)/forge
 export NANOTOLL_SOLC := $(ROOT)/tools/solc
@@ -54,7 +55,7 @@ bench: setup
 
 clean:
 	rm -rf contracts/out contracts/cache build dist .pytest_cache .ruff_cache runs
-	rm -rf $(TC)/micropython-* $(TC)/bin $(TC)/qemu $(TC)/logs
+	rm -rf $(TC)/micropython-* $(TC)/bin $(TC)/qemu $(TC)/qemu-nanotoll $(TC)/logs
 	find . -path ./node_modules -prune -o -path ./.venv -prune -o \
 	  \( -name __pycache__ -o -name '*.egg-info' \) -type d -print \
 	  | xargs -r rm -rf

@@ -10,6 +10,8 @@
 #   mpy-src   MicroPython source from Debian's source package, kept in the
 #             download cache ($NANOTOLL_CACHE, default .toolchain/cache)
 #   mpy-*     mpy-cross, unix port, qemu MPS2_AN385 port (keyed by version+flags)
+#   mpy-board the emulated nanotoll board: the qemu port with BOARD_DIR=boards/qemu_mps2
+#             (keyed by the board files' hash) -> .toolchain/qemu-nanotoll/firmware.elf
 #   paths     stable links under .toolchain/bin and .toolchain/qemu
 #
 # `tools/setup.sh apt venv` runs only the named steps.
@@ -50,6 +52,9 @@ MPY_UNIX_FLAGS=(MICROPY_PY_BTREE=0 MICROPY_PY_FFI=0 MICROPY_PY_SSL=0
 MPY_QEMU_BOARD=MPS2_AN385
 # Bump when the build recipe below changes, so finished builds are redone.
 MPY_RECIPE=2
+# The emulated board's build inputs (boards/qemu_mps2 also holds Python for the board).
+BOARD_DIR=$ROOT/boards/qemu_mps2
+BOARD_OUT=$TC/qemu-nanotoll
 MPY_SMOKE='import asyncio, hashlib, struct, json, binascii, os, time, socket, select; print(1)'
 
 mkdir -p "$TC" "$LOGS" "$CACHE"
@@ -384,6 +389,33 @@ step_mpy_qemu() {
   note "$variant"
 }
 
+board_inputs() {
+  (cd "$BOARD_DIR" && ls mpconfigboard.mk mpconfigboard.h mps2.ld manifest.py ./*.c ./*.h \
+    ./*.inc frozen/*.py 2>/dev/null | LC_ALL=C sort)
+}
+
+step_mpy_board() {
+  [[ -f $BOARD_DIR/mpconfigboard.mk ]] ||
+    fail "$BOARD_DIR/mpconfigboard.mk is missing." "Restore boards/qemu_mps2 from git."
+  local key files stamp=$BOARD_OUT/.nanotoll-built build=$BOARD_OUT/build
+  mapfile -t files < <(board_inputs)
+  key="$(cat "$MPY_DIR/.nanotoll-unpacked") r$MPY_RECIPE board $(cd "$BOARD_DIR" && sha "${files[@]}")"
+  if [[ -f $BOARD_OUT/firmware.elf ]] && stamp_is "$stamp" "$key"; then
+    note "${BOARD_OUT#"$ROOT"/}/firmware.elf"
+    cached
+    return 0
+  fi
+  rm -f "$stamp" "$BOARD_OUT/firmware.elf"
+  rm -rf "$build"
+  mkdir -p "$BOARD_OUT"
+  make -C "$MPY_DIR/ports/qemu" -j"$JOBS" BOARD=NANOTOLL_MPS2 BOARD_DIR="$BOARD_DIR" \
+    BUILD="$build"
+  [[ -f $build/firmware.elf ]] || fail "no firmware.elf after the board build." "See the log."
+  cp "$build/firmware.elf" "$BOARD_OUT/firmware.elf"
+  echo "$key" >"$stamp"
+  note "${BOARD_OUT#"$ROOT"/}/firmware.elf"
+}
+
 # link NAME TARGET: make NAME a symlink to TARGET unless it already is one;
 # prints "changed" when it made or replaced it.
 link() {
@@ -432,6 +464,7 @@ STEPS=(
   "mpy-cross:mpy-cross"
   "mpy-unix:micropython unix port"
   "mpy-qemu:micropython qemu $MPY_QEMU_BOARD"
+  "mpy-board:emulated board qemu_mps2"
   "paths:paths"
 )
 # `tools/setup.sh NAME...` runs only those steps (names as in STEPS).
