@@ -37,7 +37,6 @@ N = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141)
 HALF_N = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)
 _GX = const(0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798)
 _GY = const(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
-_SQRT_EXP = const(0x3FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFBFFFFF0C)  # (P + 1) / 4
 
 # Comb geometry: the scalar's 260 bit positions (256 used) form TEETH rows of
 # BLOCKS * SPAN columns; each block has 2^TEETH - 1 precomputed points, and k*G
@@ -63,6 +62,7 @@ _AY = const(10)
 _BX = const(11)  # another (u1*G during a recovery)
 _BY = const(12)
 _ONE = const(13)
+_AYN = const(14)  # -y of the (AX, AY) operand, for signed-digit additions
 _TABLE = const(16)  # entry e: x in slot 16 + 2e, y in 17 + 2e
 _SLOTS = const(140)  # 16 + 2 * BLOCKS * PER_BLOCK
 
@@ -299,20 +299,73 @@ def _mul_g(k):
 
 
 def _mul_point(k):
-    # (X, Y, Z) = k (AX, AY) by double-and-add; False if infinity. Only for
-    # recovery, where speed matters less than in signing.
+    # (X, Y, Z) = k (AX, AY) for 0 < k < N; False if infinity. Only for recovery:
+    # doublings and signed-digit (NAF) additions, about 86 of them instead of
+    # 128, since -(x, y) = (x, p - y). NAF digit i is bit i+1 of 3k minus bit
+    # i+1 of k.
+    _put(_AYN, P - _get(_AY) % P)
+    triple = (3 * k).to_bytes(33, "big")
+    single = k.to_bytes(33, "big")
     infinity = True
-    for byte in k.to_bytes(32, "big"):
-        for shift in range(7, -1, -1):
-            if not infinity:
-                _double()
-            if (byte >> shift) & 1:
-                if infinity:
-                    _load_affine(_AX, _AY)
-                    infinity = False
-                else:
-                    infinity = not _add_affine(_AX, _AY)
+    for position in range(263, 0, -1):  # bit `position` gives NAF digit position - 1
+        index = 32 - (position >> 3)
+        shift = position & 7
+        if not infinity:
+            _double()
+        digit = ((triple[index] >> shift) & 1) - ((single[index] >> shift) & 1)
+        if digit:
+            y = _AY if digit > 0 else _AYN
+            if infinity:
+                _load_affine(_AX, y)
+                infinity = False
+            else:
+                infinity = not _add_affine(_AX, y)
     return not infinity
+
+
+def _square_n(slot, times):
+    for _ in range(times):
+        _mul(slot, slot, slot)
+
+
+def _sqrt_into_y(a):
+    # Y = a^((p + 1) / 4), a square root of slot a when there is one. The
+    # exponent's binary form is blocks of 223, 22 and 2 ones: libsecp256k1's
+    # addition chain, 253 squarings and 13 multiplications (pow() on
+    # MicroPython's big integers costs about three times as much).
+    mul = _mul
+    mul(_T1, a, a)
+    mul(_T1, _T1, a)  # x2 = a^(2^2 - 1)
+    mul(_T2, _T1, _T1)
+    mul(_T2, _T2, a)  # x3
+    _copy(_X, _T2)
+    _square_n(_X, 3)
+    mul(_X, _X, _T2)  # x6
+    _square_n(_X, 3)
+    mul(_X, _X, _T2)  # x9
+    _square_n(_X, 2)
+    mul(_X, _X, _T1)  # x11
+    _copy(_Y, _X)
+    _square_n(_Y, 11)
+    mul(_T3, _Y, _X)  # x22
+    _copy(_X, _T3)
+    _square_n(_X, 22)
+    mul(_T4, _X, _T3)  # x44
+    _copy(_X, _T4)
+    _square_n(_X, 44)
+    mul(_X, _X, _T4)  # x88
+    _copy(_Y, _X)
+    _square_n(_Y, 88)
+    mul(_Y, _Y, _X)  # x176
+    _square_n(_Y, 44)
+    mul(_Y, _Y, _T4)  # x220
+    _square_n(_Y, 3)
+    mul(_Y, _Y, _T2)  # x223
+    _square_n(_Y, 23)
+    mul(_Y, _Y, _T3)
+    _square_n(_Y, 6)
+    mul(_Y, _Y, _T1)
+    _square_n(_Y, 2)
 
 
 def check_private_key(secret):
@@ -434,8 +487,11 @@ def recover(digest, signature):
     if len(digest) != 32:
         raise ValueError("a digest is 32 bytes")
     r, s, parity = split_signature(signature)
+    precompute()
     y2 = (r * r % P * r + 7) % P
-    y = pow(y2, _SQRT_EXP, P)
+    _put(_AX, y2)
+    _sqrt_into_y(_AX)
+    y = _get(_Y) % P
     if y * y % P != y2:
         raise InvalidSignature("r is not the x of a curve point")
     if y & 1 != parity:
@@ -451,7 +507,6 @@ def recover(digest, signature):
         _put(_BX, x1)
         _put(_BY, y1)
         have_u1g = True
-    precompute()
     _put(_AX, r)
     _put(_AY, y)
     finite = _mul_point(u2)
