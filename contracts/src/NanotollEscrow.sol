@@ -25,6 +25,9 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 /// neighbouring channel id (paid and deposit of two channels). Channels opened together get
 /// consecutive ids, so a batch over a fleet touches each ledger slot twice: once cold, once warm.
 ///
+/// Time: a voucher pays while `block.timestamp < expiry`; the payer reclaims from `expiry` on.
+/// Validators can skew the timestamp by seconds, which moves that boundary by as much and no more.
+///
 /// Tokens: plain ERC-20s, including ones that return nothing (SafeERC20). Fee-on-transfer and
 /// other tokens whose balance moves by something other than the amount sent are refused when
 /// funds come in (the balance delta is measured). Rebasing tokens are not supported: their
