@@ -17,7 +17,8 @@ Figures (``run_device_bench() -> dict``):
 - ``voucher_bytes``: length of the wire form
 - ``min_heap_bytes``: the least free heap, measured after the modules are
   imported, with which the board can build a ``VoucherSigner`` and its comb
-  table and sign a voucher (a ballast shrinks the free heap; binary search)
+  table and sign a voucher (a ballast shrinks the free heap to one free run of
+  that size; binary search to 128 bytes)
 - ``import_heap_bytes``: heap the imported modules themselves keep (code, constants)
 - ``instructions_table_build``: the one-off comb table build on first use
 - ``runtime``: what ran where
