@@ -1,0 +1,243 @@
+"""``nanotoll device flash``: the firmware and the board's files onto a board.
+
+1. compile ``firmware/*.py`` and the board's modules with mpy-cross for the board's
+   architecture (``main.py`` stays source: the board runs it at power-up);
+2. ask the board who it is (platform, MicroPython version, .mpy arch, free space) and
+   refuse one that could not load the files;
+3. hash every target file on the board and copy only what differs, each to a temporary
+   name first; check the temporary files' hashes; only then rename them into place (a
+   rename is atomic on littlefs), so an interrupted or failed flash leaves the old set
+   whole; a full file system is found before anything is written;
+4. verify the installed files by hash, drop files an earlier flash installed that are no
+   longer part of the set, and soft-reset the board.
+
+A second run with nothing changed copies nothing and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..bench.device import mpy_cross
+from .boards import BoardSpec
+from .repl import BoardExecError, DeviceError, Repl
+
+MANIFEST = "/lib/.nanotoll-files"  # what the last flash installed, one JSON list
+TMP_SUFFIX = ".nt-tmp"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    source: Path
+    dest: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class FlashResult:
+    copied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reset: bool = False
+
+
+def _mpy_cross_version(compiler: Path) -> str:
+    out = subprocess.run([str(compiler), "--version"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    return out or "mpy-cross"
+
+
+def build(spec: BoardSpec, say: Callable[[str], None] = print) -> list[Artifact]:
+    """The files for ``spec``: modules as .mpy for its arch, main.py as source."""
+    compiler = mpy_cross()
+    if compiler is None:
+        raise DeviceError("mpy-cross is not installed: run `make setup` "
+                          "(or set NANOTOLL_MPY_CROSS to an mpy-cross 1.25 binary)")
+    sources = spec.sources()
+    missing = [str(src) for src, _ in sources if not src.exists()]
+    if missing:
+        raise DeviceError("missing source files: " + ", ".join(missing))
+    say(f"flash: compiling {sum(d.startswith('/lib/') for _, d in sources)} modules "
+        f"for {spec.arch} ({_mpy_cross_version(compiler)})")
+    artifacts = []
+    with tempfile.TemporaryDirectory(prefix="nanotoll-flash-") as tmp:
+        for src, dest in sources:
+            if dest.startswith("/lib/") and dest.endswith(".py"):
+                out = Path(tmp) / (src.stem + ".mpy")
+                result = subprocess.run(
+                    [str(compiler), f"-march={spec.arch}", "-o", str(out), str(src)],
+                    capture_output=True, text=True, check=False)
+                if result.returncode != 0:
+                    raise DeviceError(f"mpy-cross failed on {src}:\n{result.stderr.strip()}")
+                artifacts.append(Artifact(src, dest[:-3] + ".mpy", out.read_bytes()))
+            else:
+                artifacts.append(Artifact(src, dest, src.read_bytes()))
+    return artifacts
+
+
+# Board side: sha256 (hex) of each path, or None where there is no such file; the
+# previous manifest; and leftovers of an interrupted flash.
+_HASHES = """
+import os, json, hashlib, binascii
+def _h(p):
+    try:
+        h = hashlib.sha256()
+        with open(p, 'rb') as f:
+            while True:
+                b = f.read(512)
+                if not b:
+                    break
+                h.update(b)
+        return binascii.hexlify(h.digest()).decode()
+    except OSError:
+        return None
+def _ls(d):
+    try:
+        return [d + '/' + n for n in os.listdir(d)]
+    except OSError:
+        return []
+_old = []
+try:
+    with open({manifest!r}) as f:
+        _old = json.load(f)
+except (OSError, ValueError):
+    pass
+print(json.dumps({{"hashes": {{p: _h(p) for p in {paths!r}}}, "old": _old,
+    "tmp": [p for p in _ls('') + _ls('/lib') if p.endswith({suffix!r})],
+    "all": _ls('') + _ls('/lib')}}))
+del _h, _ls, _old
+"""
+
+_REMOVE = """
+import os
+for _p in {paths!r}:
+    try:
+        os.remove(_p)
+    except OSError:
+        pass
+"""
+
+_RENAME = """
+import os
+for _a, _b in {pairs!r}:
+    os.rename(_a, _b)
+"""
+
+
+def _board_hashes(repl: Repl, paths: list[str]) -> dict[str, object]:
+    code = _HASHES.format(manifest=MANIFEST, paths=paths, suffix=TMP_SUFFIX)
+    return dict(repl.exec_json(code, timeout=120))
+
+
+def _blocks(size: int, block_size: int) -> int:
+    return -(-size // block_size) + 1  # data blocks plus about one for metadata
+
+
+def _is_full(exc: BoardExecError) -> bool:
+    return "28" in exc.board_error or "ENOSPC" in exc.board_error
+
+
+def flash(repl: Repl, spec: BoardSpec, artifacts: list[Artifact],
+          say: Callable[[str], None] = print, reset: bool = True) -> FlashResult:
+    info = repl.info()
+    info.check(spec)
+    say(f"flash: board at {repl.port}: {info.describe()}, "
+        f"{info.free_bytes // 1024} KiB free of {info.blocks * info.block_size // 1024} KiB")
+    result = FlashResult()
+    targets = [a.dest for a in artifacts]
+    state = _board_hashes(repl, targets)
+    hashes = dict(state["hashes"])  # type: ignore[call-overload]
+    leftovers = list(state["tmp"])  # type: ignore[call-overload]
+    if leftovers:
+        say(f"flash: removing {len(leftovers)} temporary files of an interrupted flash")
+        repl.exec(_REMOVE.format(paths=leftovers))
+    changed = [a for a in artifacts if hashes.get(a.dest) != a.sha256]
+    result.unchanged = [a.dest for a in artifacts if a not in changed]
+    on_board = set(state["all"])  # type: ignore[call-overload]
+    # A stale source twin would shadow the .mpy (MicroPython imports .py first).
+    twins = [a.dest[:-4] + ".py" for a in artifacts
+             if a.dest.endswith(".mpy") and a.dest[:-4] + ".py" in on_board]
+    stale = [p for p in state["old"] if p not in targets and p in on_board]  # type: ignore[attr-defined]
+
+    if not changed and not twins and not stale:
+        say(f"flash: nothing to copy: all {len(artifacts)} files on the board are up to "
+            "date (same sha256); no reset needed")
+        return result
+
+    if changed:
+        need = sum(_blocks(len(a.data), info.block_size) for a in changed) + 2
+        if need > info.free_blocks:
+            raise DeviceError(
+                f"the board's file system is full: {len(changed)} files need about "
+                f"{need * info.block_size // 1024} KiB, {info.free_bytes // 1024} KiB are "
+                "free. Nothing was written. Remove files you no longer need (mpremote "
+                "connect PORT rm :FILE) and flash again.")
+        repl.exec("import os\ntry:\n    os.mkdir('/lib')\nexcept OSError:\n    pass")
+        written: list[str] = []
+        try:
+            for index, artifact in enumerate(changed, 1):
+                tmp = artifact.dest + TMP_SUFFIX
+                written.append(tmp)
+                say(f"flash: [{index}/{len(changed)}] {artifact.dest} "
+                    f"({len(artifact.data):,} bytes)")
+                repl.write_file(tmp, artifact.data)
+            check = dict(_board_hashes(repl, written)["hashes"])  # type: ignore[call-overload]
+            bad = [a.dest for a, tmp in zip(changed, written, strict=True)
+                   if check.get(tmp) != a.sha256]
+            if bad:
+                raise DeviceError("the board holds different bytes than were sent for: "
+                                  + ", ".join(bad) + ". Nothing was installed; flash again.")
+        except BoardExecError as exc:
+            repl.exec(_REMOVE.format(paths=written))
+            if _is_full(exc):
+                raise DeviceError(
+                    "the board's file system filled up while copying; the temporary files "
+                    "are removed and the installed files are unchanged. Free some space "
+                    "(mpremote connect PORT rm :FILE) and flash again.") from exc
+            raise
+        except BaseException:
+            with contextlib.suppress(DeviceError):
+                repl.exec(_REMOVE.format(paths=written))
+            raise
+        # Everything is on the board under temporary names: install (atomic renames).
+        repl.exec(_RENAME.format(pairs=[(tmp, a.dest) for a, tmp in
+                                        zip(changed, written, strict=True)]))
+        result.copied = [a.dest for a in changed]
+
+    if twins or stale:
+        repl.exec(_REMOVE.format(paths=twins + stale))
+        result.removed = twins + stale
+        say(f"flash: removed {', '.join(result.removed)}")
+    manifest = json.dumps(targets).encode()
+    repl.write_file(MANIFEST + TMP_SUFFIX, manifest)
+    repl.exec(_RENAME.format(pairs=[(MANIFEST + TMP_SUFFIX, MANIFEST)]))
+
+    final = dict(_board_hashes(repl, targets)["hashes"])  # type: ignore[call-overload]
+    wrong = [a.dest for a in artifacts if final.get(a.dest) != a.sha256]
+    if wrong:
+        raise DeviceError("verification failed after install for: " + ", ".join(wrong))
+    say(f"flash: copied {len(result.copied)} files, {len(result.unchanged)} unchanged; "
+        f"all {len(artifacts)} verified by sha256")
+    if reset:
+        repl.soft_reset()
+        result.reset = True
+        say("flash: soft reset")
+    return result
+
+
+def flash_port(port: str, spec: BoardSpec, say: Callable[[str], None] = print,
+               reset: bool = True) -> FlashResult:
+    artifacts = build(spec, say)
+    with Repl(port) as repl:
+        return flash(repl, spec, artifacts, say, reset=reset)
