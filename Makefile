@@ -3,6 +3,8 @@
 #   make test            ruff, then pytest over tests/ (pytest's summary is the last line)
 #   make test-firmware   pytest on the firmware tests only (-k firmware; FIRMWARE_TESTS=...)
 #   make test-contracts  forge test in contracts/
+#   make test-board      the emulated board: flash, provision, purchases, settlement,
+#                        and the Robot suites in renode/ (run in QEMU); part of make test
 #   make demo | bench    the nanotoll CLI
 #   make clean           build outputs (keeps .venv, node_modules and the download cache)
 #   make distclean       everything set-up made, download cache included
@@ -26,11 +28,12 @@ export PATH := $(VENV)/bin:$(TC)/bin:$(ANVIL_BIN):$(FORGE_BIN):$(ROOT)/node_modu
 
 PYTEST_ARGS ?=
 FIRMWARE_TESTS ?= tests -k firmware
+BOARD_TESTS ?= tests/test_board_qemu.py tests/test_board_robot.py
 
 # pytest exits 5 when it collects no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup test lint test-firmware test-contracts demo bench clean distclean
+.PHONY: setup test lint test-firmware test-contracts test-board demo bench clean distclean
 
 setup:
 	@bash tools/setup.sh
@@ -43,6 +46,9 @@ test: setup lint
 
 test-firmware: setup
 	$(PYTEST) $(PYTEST_ARGS) $(FIRMWARE_TESTS) || [ $$? -eq 5 ]
+
+test-board: setup
+	$(PYTEST) $(PYTEST_ARGS) $(BOARD_TESTS)
 
 test-contracts: setup
 	cd contracts && $(NANOTOLL_FORGE) test
