@@ -93,7 +93,7 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
     kills = 0
     try:
         gateway.start()
-        next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
+        next_kill = time.monotonic() + rng.uniform(0.1, 0.6)
         deadline = time.monotonic() + 150
         while done < len(devices) * per_device:
             assert time.monotonic() < deadline, f"only {done} purchases finished"
@@ -125,7 +125,7 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
                 gateway.kill()
                 kills += 1
                 gateway.start()
-                next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
+                next_kill = time.monotonic() + rng.uniform(0.1, 0.6)
         assert gateway.terminate() == 0
     finally:
         gateway.stop()

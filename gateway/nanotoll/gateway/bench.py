@@ -15,6 +15,7 @@ latency a provider sees when not saturated.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import statistics
 import sys
@@ -185,12 +186,34 @@ def run_echo(port: int, provider_hex: str) -> None:
     client.loop_forever()
 
 
-def _measure(load: _Load) -> dict[str, float]:
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (all its threads); this process for None."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(load: _Load, responder: int | None, broker: int | None) -> dict[str, float]:
+    """Closed loop, then open loop at half that rate. CPU time per answered request of the
+    responder, the broker and the load generator is taken over the closed loop: it says
+    where the two cores went, whatever else the machine was doing meanwhile."""
+    pids = {"responder": responder, "broker": broker, "load": None}
+    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     rate, full = load.closed(FULL_SECONDS)
+    after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     half = load.open(rate / 2, HALF_SECONDS)
-    return {"rate": rate, "p50": statistics.median(full) if full else float("nan"),
-            "p99": _percentile(full, 0.99), "p99_half": _percentile(half, 0.99),
-            "errors": load.errors}
+    figures = {"rate": rate, "p50": statistics.median(full) if full else float("nan"),
+               "p99": _percentile(full, 0.99), "p99_half": _percentile(half, 0.99),
+               "errors": load.errors}
+    for name in pids:
+        spent = after[name] - before[name]
+        figures[f"cpu_us_{name}"] = spent / len(full) * 1e6 if full else float("nan")
+    return figures
 
 
 def run_gateway_bench() -> dict[str, Any]:
@@ -254,8 +277,10 @@ def run_gateway_bench() -> dict[str, Any]:
 
             load = _Load(broker.port, devices)
             try:
-                with Echo(broker.port, provider_hex, root / "echo"):
-                    echo = _measure(load)
+                broker_pid = broker.process.pid if broker.process else None
+                with Echo(broker.port, provider_hex, root / "echo") as echo_process:
+                    assert echo_process.process is not None
+                    echo = _measure(load, echo_process.process.pid, broker_pid)
                 for device in devices:
                     device.next_index = 0
                 config_path = root / "gateway.toml"
@@ -264,12 +289,13 @@ def run_gateway_bench() -> dict[str, Any]:
                     chain_id=31337, ledger_path=root / "ledger.db", catalog_seq=1,
                     extra={"log": {"level": "WARNING"},
                            "settlement": {"check_every": 3600}}))
-                with GatewayProcess(config_path, provider_key, root / "gateway"):
+                with GatewayProcess(config_path, provider_key, root / "gateway") as process:
+                    assert process.process is not None
                     for device in devices:  # warm the channel cache: one purchase each
                         load.send(device)
                     load._drain()
                     load.errors = 0
-                    gateway = _measure(load)
+                    gateway = _measure(load, process.process.pid, broker_pid)
             finally:
                 load.close()
     return {
@@ -283,6 +309,14 @@ def run_gateway_bench() -> dict[str, Any]:
         "echo_p99_ms_half_load": round(echo["p99_half"], 3),
         "gateway_errors": int(gateway["errors"]),
         "devices": DEVICES,
+        # CPU microseconds per answered request in the closed loop, by process.
+        "gateway_cpu_us": round(gateway["cpu_us_responder"], 1),
+        "echo_cpu_us": round(echo["cpu_us_responder"], 1),
+        "broker_cpu_us": round(gateway["cpu_us_broker"], 1),
+        "echo_broker_cpu_us": round(echo["cpu_us_broker"], 1),
+        "load_cpu_us": round(gateway["cpu_us_load"], 1),
+        "echo_load_cpu_us": round(echo["cpu_us_load"], 1),
+        "cores": os.cpu_count() or 0,
     }
 
 

@@ -59,7 +59,9 @@ class MqttConfig:
     port: int = 1883
     client_id: str = ""  # empty: a random id per process
     keepalive: int = 30
-    workers: int = 16  # threads verifying and waiting for the ledger's group commit
+    workers: int = 1  # accepted for older configs; the ingress batches in two threads
+    inflight: int = 256  # requests the broker may have outstanding with us (MQTT v5
+    # Receive Maximum), and responses we may have unacknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +273,8 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
         port=s.integer("port", 1883, 1, 65535),
         client_id=s.text("client_id", ""),
         keepalive=s.integer("keepalive", 30, 5, 3600),
-        workers=s.integer("workers", 16, 1, 256),
+        workers=s.integer("workers", 1, 1, 256),
+        inflight=s.integer("inflight", 256, 16, 65535),
     )
     s.finish()
 

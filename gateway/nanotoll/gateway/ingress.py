@@ -1,17 +1,22 @@
 """MQTT ingress: paho-mqtt 2 on MQTT v5, a shared subscription, manual acknowledgement.
 
-Threads, on purpose. paho-mqtt runs its own network thread and calls back from it, and
-the work per request is blocking by nature: a coincurve recovery (native code), a
-SQLite commit that waits for fsync. A pool of worker threads lets many requests wait on
-the same group commit at once (that is what batches the fsyncs) while the network thread
-keeps reading; asyncio would need the same threads underneath (SQLite and paho are not
-async) plus a bridge into the loop, for nothing gained.
+Three threads, each with one job, and batches between them:
 
-Flow per message: the network thread queues it; a worker runs the pipeline (verify,
-serve, durable write), publishes the response at QoS 1 and waits for the broker's
-PUBACK of it, and only then PUBACKs the request (``manual_ack``). A gateway that dies at
-any point before that leaves the request unacknowledged in its persistent session, and
-the broker delivers it again: the ledger's stored response answers it, uncharged.
+* paho's network thread reads requests and queues them (``on_message``), and
+  acknowledges a request once the broker has acknowledged its response (``on_publish``);
+* the *verify* thread takes every request waiting, runs the pipeline's first stage on
+  them (rules, serve, sign) and publishes errors and replays at once;
+* the *commit* thread takes every batch verified meanwhile, stores it in one durable
+  write (:meth:`Pipeline.commit`) and then publishes the responses.
+
+So a batch is verified while the one before waits for its fsync, and the number of
+threads does not grow with the load: the first cut's sixteen workers, each waiting on
+the ledger and on its own PUBACK, spent more time handing the GIL around than verifying.
+Nothing acknowledged depends on memory: a request is PUBACKed only after its response
+was PUBACKed by the broker, and that response is published only after its voucher was
+committed. A gateway that dies at any point leaves the request unacknowledged in its
+persistent session; the broker delivers it again and the ledger's stored response
+answers it, uncharged.
 """
 
 from __future__ import annotations
@@ -21,20 +26,20 @@ import logging
 import queue
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .logs import event
-from .pipeline import Outcome
+from .pipeline import Job, Outcome, Pipeline
 
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (and unacked requests)
-PUBLISH_TIMEOUT = 10.0
 
 
 class IngressError(RuntimeError):
@@ -59,43 +64,52 @@ def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
 
 
 class Ingress:
-    def __init__(self, host: str, port: int, provider_hex: str,
-                 handler: Callable[[str, bytes], Outcome], catalog: bytes, *,
-                 client_id: str = "", workers: int = 16, keepalive: int = 30,
-                 logger: logging.Logger | None = None) -> None:
+    """Serves a :class:`~.pipeline.Pipeline` on the provider's shared subscription."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, host: str, port: int, provider_hex: str, pipeline: Pipeline,
+                 catalog: bytes, *, client_id: str = "", inflight: int = 256,
+                 keepalive: int = 30, logger: logging.Logger | None = None) -> None:
         self.host, self.port = host, port
         self.provider_hex = provider_hex
-        self._handler = handler
+        self._pipeline = pipeline
         self._catalog = catalog
-        self._workers_n = workers
+        self._inflight = max(16, min(65535, inflight))
         self._keepalive = keepalive
         self._log = logger or logging.getLogger("nanotoll.gateway.ingress")
         self.client_id = client_id or f"nanotoll-gw-{provider_hex[:12]}-{uuid.uuid4().hex[:8]}"
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._commits: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._generation = 0  # bumps on every (re)connection: acks never cross connections
+        self._acks_lock = threading.Lock()
+        self._acks: dict[int, tuple[int, int, int]] = {}  # response mid -> request's
+        self._early: set[int] = set()  # response mids PUBACKed before we filed them
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
         self._client.on_socket_open = _no_delay
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(self._inflight)
 
     # --------------------------------------------------------- lifecycle --
 
     def start(self, timeout: float = 10.0) -> None:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY
-        properties.ReceiveMaximum = max(16, min(65535, 4 * self._workers_n))
-        for index in range(self._workers_n):
-            worker = threading.Thread(target=self._work, name=f"gw-worker-{index}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        properties.ReceiveMaximum = self._inflight
+        for name, target in (("gw-verify", self._verify_loop), ("gw-commit", self._commit_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         try:
             self._client.connect(self.host, self.port, keepalive=self._keepalive,
                                  clean_start=False, properties=properties)
@@ -108,16 +122,30 @@ class Ingress:
             self.stop()
             raise IngressError(f"no subscription to {self.host}:{self.port} within {timeout} s")
 
-    def stop(self) -> None:
-        """Finish the requests in hand; leave queued ones unacknowledged for redelivery."""
+    def stop(self, drain: float = 5.0) -> None:
+        """Finish the batches in hand; leave queued requests unacknowledged (the broker
+        delivers them again), and wait up to ``drain`` seconds for the last PUBACKs."""
         self._stopping.set()
-        for _ in self._workers:
-            self._queue.put(_STOP)
-        for worker in self._workers:
-            worker.join(timeout=30)
-        self._workers.clear()
+        self._inbox.put(_STOP)
+        if self._threads:
+            self._threads[0].join(timeout=30)
+        self._commits.put(_STOP)
+        for thread in self._threads[1:]:
+            thread.join(timeout=30)
+        self._threads.clear()
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            with self._acks_lock:
+                if not self._acks:
+                    break
+            time.sleep(0.01)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def publish_catalog(self, catalog: bytes) -> None:
+        """Publish a new catalog (retained); reconnections publish this one."""
+        self._catalog = catalog
+        self._client.publish(catalog_topic(self.provider_hex), catalog, qos=1, retain=True)
 
     # ---------------------------------------------------------- callbacks --
 
@@ -127,6 +155,9 @@ class Ingress:
             event(self._log, "mqtt_connect_refused", logging.ERROR, reason=str(reason))
             return
         self._generation += 1
+        with self._acks_lock:  # the broker re-delivers what we had not acknowledged
+            self._acks.clear()
+            self._early.clear()
         event(self._log, "mqtt_connected", client_id=self.client_id,
               session_present=bool(getattr(flags, "session_present", False)))
         client.publish(catalog_topic(self.provider_hex), self._catalog, qos=1, retain=True)
@@ -147,34 +178,93 @@ class Ingress:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
                     ) -> None:
-        self._queue.put((message.topic, bytes(message.payload), message.mid, message.qos,
-                         self._generation))
+        self._inbox.put(Job(message.topic, bytes(message.payload),
+                            (message.mid, message.qos, self._generation)))
 
-    # ------------------------------------------------------------ workers --
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP or self._stopping.is_set():
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        # Runs in the network thread, inside paho's lock on outgoing messages: only our
+        # own small lock here, never a publish.
+        with self._acks_lock:
+            request = self._acks.pop(mid, None)
+            if request is None:
+                if len(self._early) > 10_000:  # mids we never filed (the catalog's)
+                    self._early.clear()
+                self._early.add(mid)
                 return
-            topic, payload, mid, qos, generation = item
-            try:
-                self._serve(topic, payload, mid, qos, generation)
-            except Exception:  # never lose a worker to one message
-                self._log.exception("worker failed on a message; left unacknowledged")
+        self._ack(request)
 
-    def _serve(self, topic: str, payload: bytes, mid: int, qos: int, generation: int) -> None:
-        outcome = self._handler(topic, payload)
-        info = self._client.publish(outcome.topic, outcome.response, qos=1)
-        try:
-            info.wait_for_publish(PUBLISH_TIMEOUT)
-        except (RuntimeError, ValueError) as exc:
-            event(self._log, "response_not_published", logging.WARNING, topic=outcome.topic,
-                  error=str(exc))
-            return
-        if not info.is_published():
-            event(self._log, "response_not_published", logging.WARNING, topic=outcome.topic,
-                  error="timeout")
-            return
+    def _ack(self, request: tuple[int, int, int]) -> None:
+        mid, qos, generation = request
         if qos > 0 and generation == self._generation:
             self._client.ack(mid, qos)
+
+    # ------------------------------------------------------------ stages --
+
+    def _take(self, source: queue.SimpleQueue[Any], first: Any) -> tuple[list[Any], bool]:
+        """``first`` and whatever else is waiting (up to MAX_BATCH); True on _STOP."""
+        batch = [first]
+        while len(batch) < self.MAX_BATCH:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _verify_loop(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is _STOP:
+                return
+            jobs, stop = self._take(self._inbox, first)
+            try:
+                finished, pending, again = self._pipeline.prepare(jobs)
+                self._publish(finished)
+                if pending:
+                    self._commits.put(pending)
+                for job in again:
+                    self._inbox.put(job)
+            except Exception:  # never lose the stage to one batch
+                self._log.exception("verify stage failed on a batch; left unacknowledged")
+            if stop:
+                return
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._commits.get()
+            if first is _STOP:
+                return
+            batches, stop = self._take(self._commits, first)
+            pending = [entry for batch in batches for entry in batch]
+            try:
+                finished, again = self._pipeline.commit(pending)
+                self._publish(finished)
+                for job in again:
+                    self._inbox.put(job)
+            except Exception:
+                self._log.exception("commit stage failed on a batch; left unacknowledged")
+            if stop:
+                return
+
+    def _publish(self, finished: Sequence[tuple[Job, Outcome]]) -> None:
+        for job, outcome in finished:
+            info = self._client.publish(outcome.topic, outcome.response, qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # Not connected: the request stays unacknowledged and comes back.
+                event(self._log, "response_not_published", logging.WARNING,
+                      topic=outcome.topic, error=mqtt.error_string(info.rc))
+                continue
+            if job.token is None:
+                continue
+            with self._acks_lock:
+                if info.mid in self._early:  # the broker was quicker than this thread
+                    self._early.discard(info.mid)
+                    early = True
+                else:
+                    self._acks[info.mid] = job.token
+                    early = False
+            if early:
+                self._ack(job.token)

@@ -56,8 +56,8 @@ class GatewayService:
         if self.settler is not None:
             self.metrics.gauges["nanotoll_settlement_lag_seconds"] = self._settlement_lag
         self.ingress = Ingress(config.mqtt.host, config.mqtt.port, self.provider_hex,
-                               self.pipeline.handle, self.catalog.encode(),
-                               client_id=config.mqtt.client_id, workers=config.mqtt.workers,
+                               self.pipeline, self.catalog.encode(),
+                               client_id=config.mqtt.client_id, inflight=config.mqtt.inflight,
                                keepalive=config.mqtt.keepalive)
         self._settle_in_background = settle_in_background and self.settler is not None
         self._stop = threading.Event()

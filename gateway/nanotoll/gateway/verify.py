@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
-
 from ..protocol import cbor
 from ..protocol.errors import ErrorCode, ProtocolError
-from ..protocol.messages import Catalog, Request, decode_request, request_hash
-from ..protocol.signing import SignatureError, recover_public_key
+from ..protocol.messages import Catalog, Request, decode_request
+from ..protocol.signing import SignatureError
 from .channels import ChannelCache, ChannelState
+from .hotpath import keccak256, recover_signer, voucher_digest
 from .ledger import ChannelRecord
 from .providers.base import Provider
 
@@ -110,7 +109,7 @@ class Verifier:
         provider = self._catalog_rules(request, now)
         channel = self._channel_rules(request.voucher.channel_id, now)
         signer = self._signature_rule(request, channel, topic_device)
-        return Verified(request, bytes(payload), request_hash(payload), channel, signer, provider)
+        return Verified(request, bytes(payload), keccak256(payload), channel, signer, provider)
 
     def _catalog_rules(self, request: Request, now: int) -> Provider:
         price = self.catalog.price_of(request.product)
@@ -146,11 +145,12 @@ class Verifier:
                         topic_device: bytes) -> bytes:
         voucher = request.voucher
         try:
-            public = recover_public_key(voucher.digest(self.separator), voucher.signature)
+            device = recover_signer(
+                voucher_digest(self.separator, voucher.channel_id, voucher.cumulative),
+                voucher.signature)
         except (SignatureError, ValueError) as exc:
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, str(exc)) from None
         # Raw 20-byte comparison: no checksum encoding on the hot path.
-        device = keccak(public.format(compressed=False)[1:])[-20:]
         if device != bytes.fromhex(channel.signer[2:]):
             raise ProtocolError(ErrorCode.BAD_SIGNATURE,
                                 f"voucher signed by 0x{device.hex()}, not the channel's signer")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth_utils import keccak
-
 from ...protocol import cbor
+from ..hotpath import keccak256 as keccak
 from .base import MAX_LAT, MAX_LON, Params, bad_params, check_keys
 
 CELL = 100_000  # micro-degrees (0.1°)

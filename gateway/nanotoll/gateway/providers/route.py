@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 
-from eth_utils import keccak
-
 from ...protocol import cbor
 from ...protocol.eip712 import typed_digest
 from ...protocol.signing import recover_address, sign_compact
+from ..hotpath import keccak256 as keccak
 from .base import Params, ProviderContext, bad_params, check_keys, int_param, text_param
 
 ROUTE_GRANT_TYPE = "RouteGrant(string corridor,address holder,uint64 validFrom,uint64 validUntil)"

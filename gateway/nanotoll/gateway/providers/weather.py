@@ -9,9 +9,7 @@ wind in tenths of a metre per second, pressure in pascals.
 
 from __future__ import annotations
 
-from eth_utils import keccak
-
-from ...protocol import cbor
+from ..hotpath import encode_flat_map, keccak256
 from .base import MAX_LAT, MAX_LON, Params, check_keys, int_param
 
 SLOT = 600  # seconds per nowcast step
@@ -21,7 +19,7 @@ AHEAD = 6 * 3600  # and how far ahead
 
 
 def _noise(*parts: int) -> bytes:
-    return keccak(b"".join(part.to_bytes(8, "big", signed=True) for part in parts))
+    return keccak256(b"".join(part.to_bytes(8, "big", signed=True) for part in parts))
 
 
 class WeatherProvider:
@@ -65,7 +63,7 @@ class WeatherProvider:
         precip = max(0, (noise[6] % 100) - 70) * 100  # micrometres per hour
         cloud_base = 300 + (noise[7] << 8 | noise[8]) % 2_700
         visibility = 10_000 if precip == 0 else 10_000 - precip * 2
-        return cbor.dumps({
+        return encode_flat_map({
             "lat": lat, "lon": lon, "alt": alt, "t": slot,
             "temp": temp,
             "dewpoint": temp - 20 - noise[9] % 80,
