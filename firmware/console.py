@@ -17,8 +17,6 @@ import asyncio
 import device
 import errors
 
-board = None  # the board module, set by main()
-examples = None  # folder of the example apps, set by the board's main.py
 
 _FLAGS = ("--init-key", "--status", "--resync", "--verbose")
 
@@ -63,7 +61,7 @@ def state_json(agent):
     }
 
 
-async def run(opts, cfg):
+async def run(opts, cfg, board, examples):
     log = None
     if opts.get("verbose"):
         log = lambda *a: print(*a, file=sys.stderr)
@@ -84,7 +82,7 @@ async def run(opts, cfg):
                 rc = 1
         product = opts.get("buy")
         if product:
-            rc = await buy_loop(agent, opts, product)
+            rc = await buy_loop(agent, opts, product, board)
         if opts.get("app"):
             if examples and examples not in sys.path:
                 sys.path.append(examples)
@@ -99,7 +97,7 @@ async def run(opts, cfg):
     return rc
 
 
-async def buy_loop(agent, opts, product):
+async def buy_loop(agent, opts, product, board):
     count = int(opts.get("count", "1"))
     max_price = int(opts["max-price"]) if "max-price" in opts else None
     interval = int(opts.get("interval-ms", "0"))
@@ -154,11 +152,8 @@ async def buy_loop(agent, opts, product):
     return 0 if failed == 0 else 1
 
 
-def main(argv, board_module, examples_dir=None):
-    """Run the command line in argv on board_module; return the exit code."""
-    global board, examples
-    board = board_module
-    examples = examples_dir
+def main(argv, board, examples=None):
+    """Run the command line in argv on a board module; return the exit code."""
     try:
         opts = parse(argv)
         cfg = device.load_config(opts["config"])
@@ -169,5 +164,5 @@ def main(argv, board_module, examples_dir=None):
         address, made = device.init_key(cfg, board)
         out({"address": address, "created": made, "key_file": cfg["key_file"]})
         return 0
-    return asyncio.run(run(opts, cfg))
+    return asyncio.run(run(opts, cfg, board, examples))
 

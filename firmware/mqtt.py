@@ -105,6 +105,14 @@ class Inbox:
         return self._items.pop(0)
 
 
+class _Suback:
+    """A SUBSCRIBE waiting for its SUBACK: code stays -1 if the link goes first."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+        self.code = -1
+
+
 def _varint(n):
     out = bytearray()
     while True:
@@ -171,7 +179,7 @@ class MQTTClient:
         self.inbox = Inbox(inbox_size)
         self._subs = []  # [(topic, qos)]
         self._inflight = {}  # pid -> Event set by PUBACK
-        self._subacks = {}  # pid -> [Event, return code]
+        self._subacks = {}  # pid -> _Suback
         self._pid = 0
         self._stream = None
         self._gen = 0  # connection generation, bumped on every CONNACK
@@ -181,8 +189,8 @@ class MQTTClient:
         self._tasks = []
         self._runner = None
         self._running = False
-        self._last_rx = 0
-        self._last_tx = 0
+        self._last_rx = ticks_ms()
+        self._last_tx = ticks_ms()
         self.session_present = False
         self.last_error = None
         # counters, useful in tests and logs
@@ -260,7 +268,7 @@ class MQTTClient:
         self._inflight[pid] = event
         body = topic + bytes((pid >> 8, pid & 0xFF)) + payload
         sent_gen = -1
-        sent_at = 0
+        sent_at = ticks_ms()
         tries = 0
         try:
             while not event.is_set():
@@ -343,7 +351,7 @@ class MQTTClient:
             self._stream = None
         # waiters on a SUBACK of the dead connection give up
         for pid in self._subacks:
-            self._subacks[pid][0].set()
+            self._subacks[pid].event.set()
 
     async def _supervise(self):
         backoff = self.backoff_min_ms
@@ -393,9 +401,12 @@ class MQTTClient:
         self._stream = stream
         await self._send(self._connect_packet())
         try:
-            first, body = await asyncio.wait_for_ms(self._read_packet(), self.timeout_ms)
+            packet = await asyncio.wait_for_ms(  # type: ignore[var-annotated]
+                self._read_packet(), self.timeout_ms
+            )
         except asyncio.TimeoutError:
             raise MQTTTimeout("no CONNACK")
+        first, body = packet
         if first != _CONNACK or len(body) != 2:
             raise MQTTError("expected CONNACK, got 0x%02x" % first)
         if body[1]:
@@ -415,24 +426,26 @@ class MQTTClient:
 
     async def _subscribe(self, topic, qos, timeout_ms):
         pid = self._next_pid()
-        entry = [asyncio.Event(), None]
+        entry = _Suback()
         self._subacks[pid] = entry
         try:
             body = bytes((pid >> 8, pid & 0xFF)) + _str(topic) + bytes((qos,))
             await self._send(_packet(_SUBSCRIBE, body))
             try:
-                await asyncio.wait_for_ms(entry[0].wait(), timeout_ms)
+                await asyncio.wait_for_ms(entry.event.wait(), timeout_ms)
             except asyncio.TimeoutError:
                 raise MQTTTimeout("no SUBACK")
-            if entry[1] is None:
+            if entry.code < 0:
                 raise MQTTError("link lost before SUBACK")
-            if entry[1] == 0x80:
+            if entry.code == 0x80:
                 raise MQTTError("subscription refused: %s" % topic)
         finally:
             self._subacks.pop(pid, None)
 
     async def _read_packet(self):
         stream = self._stream
+        if stream is None:
+            raise MQTTError("not connected")
         first = (await stream.readexactly(1))[0]
         size = 0
         shift = 0
@@ -472,8 +485,8 @@ class MQTTClient:
                 elif kind == _SUBACK and len(body) >= 3:
                     entry = self._subacks.get(body[0] << 8 | body[1])
                     if entry:
-                        entry[1] = body[2]
-                        entry[0].set()
+                        entry.code = body[2]
+                        entry.event.set()
                 elif kind == _PINGRESP:
                     pass
                 else:
