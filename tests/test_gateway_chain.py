@@ -349,3 +349,65 @@ def test_background_settlement_by_threshold_and_metrics(tmp_path: Path, chain: C
         assert "nanotoll_verify_latency_ms_count 4" in text
     finally:
         ledger.close()
+
+
+def test_settlement_lease_one_signer_across_settlers(tmp_path: Path, chain: Chain) -> None:
+    """A running gateway's settler and ``settle now`` (another Settler on the same ledger,
+    as another process has) never sign with the key at the same time."""
+    import threading
+
+    from nanotoll.gateway.settle import LeaseBusy
+
+    ledger, escrow = rig(tmp_path, chain)
+    channels = [chain.open() for _ in range(3)]
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, escrow, escrow,
+                                 settle_in_background=False)
+        devices = [chain.device(channel_id) for channel_id in channels]
+        for device in devices:
+            for _ in range(2):
+                assert service.pipeline.handle(device.topic, device.request()).code \
+                    == ErrorCode.OK
+        gateway = service.settler
+        assert gateway is not None
+        other = Settler(ledger, chain.escrow_chain(), SettlementConfig(threshold=1))
+        release = threading.Event()
+        holding = threading.Event()
+
+        def hold() -> None:
+            with gateway.leased():
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(10)
+        # While the gateway's round runs: the other's round is skipped, settle now waits.
+        assert other.run_once().transactions == []
+        assert ledger.settlements() == []
+        with pytest.raises(LeaseBusy):
+            other.settle_now(timeout=0.3, poll=0.05)
+        threading.Timer(0.5, release.set).start()
+        summary = other.settle_now(timeout=60, poll=0.05)
+        holder.join()
+        assert summary.amount == 3 * 3_000 and summary.pending == 0
+        # Both at once: one signs, the other finds nothing left; no nonce is used twice.
+        for device in devices:
+            assert service.pipeline.handle(device.topic, device.request()).code == ErrorCode.OK
+        results: list[SettlementSummary] = []
+        racers = [threading.Thread(target=lambda s=s: results.append(
+            s.settle_now(timeout=60, poll=0.05))) for s in (gateway, other)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        assert sum(r.amount for r in results) == 3 * 1_500
+        states = {s.state for s in ledger.settlements()}
+        assert states == {SettlementState.CONFIRMED}
+        nonces = [s.nonce for s in ledger.settlements()]
+        assert len(nonces) == len(set(nonces))
+        for channel_id in channels:
+            assert chain.client.channel(channel_id).paid == 4_500
+    finally:
+        ledger.close()

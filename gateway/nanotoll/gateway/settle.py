@@ -12,6 +12,14 @@ is ``paid`` when the chain reached its amount, else ``skipped`` (the contract sk
 expired or over-deposit items without reverting), and the ledger's redeemed amounts
 follow the chain, never the other way round.
 
+One signer across processes: the key's nonce is shared by every process that settles
+through the same ledger (a running gateway, ``nanotoll settle now``, a second gateway on
+the same PostgreSQL ledger). Each takes the ledger's ``settlement`` lease before it
+signs or advances anything, renews it before every signature, and gives it up when its
+round ends; a gateway whose round finds the lease taken skips that round, and
+``settle now`` waits for a running gateway's round to end. A crashed holder's lease runs
+out after :data:`LEASE_SECONDS`.
+
 Policy (``due``): a channel is redeemed when its unredeemed amount reaches the threshold,
 when its oldest unredeemed voucher is older than the interval, or when its expiry is
 near; ``settle_now`` redeems everything.
@@ -19,11 +27,15 @@ near; ``settle_now`` redeems everything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +43,9 @@ from .channels import ChannelState
 from .config import SettlementConfig
 from .ledger import ChannelRecord, Ledger, Settlement, SettlementItem, SettlementState
 from .logs import event
+
+LEASE = "settlement"
+LEASE_SECONDS = 60.0
 
 
 class ChainError(RuntimeError):
@@ -46,6 +61,14 @@ class ChainError(RuntimeError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+
+
+class LeaseBusy(ChainError):
+    """Another process holds the settlement lease: nothing was signed."""
+
+    def __init__(self) -> None:
+        super().__init__(ChainError.OTHER, "another process holds the settlement lease (a "
+                         "running gateway or settle now); try again shortly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +141,42 @@ class Settler:
         self._lock = threading.RLock()  # the one owner of the key's nonce in this process
         self._log = logger or logging.getLogger("nanotoll.gateway.settle")
         self._last_sent: dict[int, float] = {}
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held = 0  # nesting depth of lease-holding sections in this process
+
+    # ------------------------------------------------------------- lease --
+
+    def _renew(self) -> None:
+        """Take or renew the cross-process lease; ChainError when another process has it."""
+        if not self.ledger.acquire_lease(LEASE, self.holder, LEASE_SECONDS):
+            raise LeaseBusy()
+
+    @contextlib.contextmanager
+    def leased(self, wait: float = 0.0, poll: float = 0.1) -> Iterator[None]:
+        """Hold the settlement lease (waiting up to ``wait`` seconds for it) and the
+        in-process lock for the block; the lease is released at the end."""
+        deadline = time.monotonic() + wait
+        with self._lock:
+            if self._held == 0:
+                while True:
+                    try:
+                        self._renew()
+                        break
+                    except LeaseBusy:
+                        if time.monotonic() >= deadline:
+                            raise
+                        time.sleep(poll)
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+                if self._held == 0:
+                    try:
+                        self.ledger.release_lease(LEASE, self.holder)
+                    except Exception as exc:  # it runs out by itself
+                        event(self._log, "lease_release_failed", logging.WARNING,
+                              error=str(exc))
 
     # ------------------------------------------------------------ policy --
 
@@ -174,7 +233,7 @@ class Settler:
                 SettlementItem(record.channel_id, record.cumulative, record.voucher))
         size = self._batch_size()
         created = []
-        with self._lock:
+        with self.leased():
             for route, items in sorted(by_route.items()):
                 for start in range(0, len(items), size):
                     chunk = items[start:start + size]
@@ -182,6 +241,7 @@ class Settler:
         return created
 
     def _sign_store_send(self, route: int, items: Sequence[SettlementItem]) -> Settlement:
+        self._renew()  # a nonce is about to be used: the lease must still be ours
         nonce = self._next_nonce()
         vouchers = b"".join(item.voucher for item in items)
         signed = self.chain.sign_redeem(route, vouchers, nonce)
@@ -229,7 +289,7 @@ class Settler:
         """Move every open settlement as far as the chain allows; returns the open ones."""
         summary = summary or SettlementSummary()
         still_open = []
-        with self._lock:
+        with self.leased():
             for settlement in self.ledger.settlements(open_only=True):
                 settlement = self._advance_one(settlement, summary)
                 if settlement.state.open:
@@ -284,6 +344,7 @@ class Settler:
         replacement (nodes want at least +10%); store it, then broadcast it."""
         bump = 25 * (len(settlement.previous_hashes) + 1)
         vouchers = b"".join(item.voucher for item in settlement.items)
+        self._renew()
         try:
             signed = self.chain.sign_redeem(settlement.route, vouchers, settlement.nonce, bump)
         except ChainError as exc:
@@ -326,8 +387,17 @@ class Settler:
     # -------------------------------------------------------------- runs --
 
     def run_once(self) -> SettlementSummary:
-        """One pass of the background worker: progress, then redeem what is due."""
+        """One pass of the background worker: progress, then redeem what is due. Skipped
+        (an empty summary) while another process holds the settlement lease."""
         summary = SettlementSummary()
+        try:
+            with self.leased():
+                self._run_once(summary)
+        except LeaseBusy:
+            event(self._log, "settlement_lease_busy", logging.INFO)
+        return summary
+
+    def _run_once(self, summary: SettlementSummary) -> None:
         self.advance(summary)
         due = self.due()
         if not due:
@@ -338,10 +408,15 @@ class Settler:
             due = self.near_expiry(candidates, states)
         if due:
             self.submit(due, summary)
-        return summary
 
     def settle_now(self, timeout: float = 120.0, poll: float = 0.2) -> SettlementSummary:
-        """Redeem every accepted voucher and wait until the transactions are confirmed."""
+        """Redeem every accepted voucher and wait until the transactions are confirmed.
+        Waits (within ``timeout``) for another process's settlement round to end."""
+        started = time.monotonic()
+        with self.leased(wait=timeout, poll=poll):
+            return self._settle_now(max(0.0, timeout - (time.monotonic() - started)), poll)
+
+    def _settle_now(self, timeout: float, poll: float) -> SettlementSummary:
         summary = SettlementSummary()
         self.advance(summary)
         self.submit(self.due(everything=True), summary)
@@ -361,3 +436,4 @@ class Settler:
                 summary.pending = len(still_open)
                 return summary
             time.sleep(poll)
+            self._renew()  # still ours while we wait for confirmations
