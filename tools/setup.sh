@@ -215,6 +215,26 @@ step_venv() {
   note "python $pyver"
 }
 
+# slither pins web3 < 8 while the project needs web3 8: it gets a venv of its own.
+SLITHER_VERSION=0.11.6
+step_slither() {
+  local py=${NANOTOLL_PYTHON:-python3} dir=$TC/slither key
+  key="slither-analyzer==$SLITHER_VERSION $("$py" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -x $dir/bin/slither ]] && stamp_is "$dir/.nanotoll-stamp" "$key"; then
+    note "$SLITHER_VERSION"
+    cached
+    return 0
+  fi
+  rm -rf "$dir"
+  "$py" -m venv "$dir" || fail "'$py -m venv' failed for slither." "apt-get install -y python3-venv"
+  "$dir/bin/python" -m pip install --disable-pip-version-check -q \
+    "slither-analyzer==$SLITHER_VERSION" ||
+    fail "'pip install slither-analyzer==$SLITHER_VERSION' failed." \
+      "See the log; PyPI unreachable or the version withdrawn."
+  echo "$key" >"$dir/.nanotoll-stamp"
+  note "$SLITHER_VERSION"
+}
+
 step_npm() {
   [[ -f package-lock.json ]] ||
     fail "package-lock.json is missing." "Restore it from git: git checkout -- package-lock.json"
@@ -436,6 +456,7 @@ step_paths() {
     link "$TC/bin/anvil" "../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
     link "$TC/bin/forge" "../../node_modules/@foundry-rs/forge-linux-amd64/bin/forge"
     link "$TC/bin/solc" "../../tools/solc"
+    link "$TC/bin/slither" "../slither/bin/slither"
   )
   echo "$changes"
   local f
@@ -458,6 +479,7 @@ STEPS=(
   "node:node"
   "apt:apt packages"
   "venv:python venv"
+  "slither:slither (own venv)"
   "npm:npm packages"
   "mpy-src:micropython $MPY_VERSION source"
   "mpy-unpack:micropython unpack"
