@@ -223,6 +223,23 @@ def test_provision_then_refuse_a_second_key(stack: Stack) -> None:
 
 @needs_qemu
 @pytest.mark.e2e
+def test_main_starts_the_agent_at_boot_and_ctrl_c_stops_it(stack: Stack) -> None:
+    from nanotoll.device.repl import Repl
+
+    bridge = stack.board.bridge  # type: ignore[attr-defined]
+    before = bridge.stats.broker_connections
+    with Repl(stack.port) as repl:
+        repl.soft_reset()  # as Ctrl-D at the prompt: boot.py, then main.py
+    deadline = time.monotonic() + 60
+    while bridge.stats.broker_connections == before:  # main.py's agent sent CONNECT
+        assert time.monotonic() < deadline, "the agent did not come online after reset"
+        time.sleep(0.2)
+    # The agent runs forever; the next command interrupts it (Ctrl-C) and gets the REPL.
+    assert _status(stack)["channel"]
+
+
+@needs_qemu
+@pytest.mark.e2e
 def test_paid_purchases_settle_on_chain(stack: Stack) -> None:
     from nanotoll.gateway import load_config, settle_now
 
@@ -264,3 +281,29 @@ def test_rotate_makes_a_new_key_and_channel(stack: Stack) -> None:
     after = _status(stack)
     assert after["channel"] == made["channel"]
     assert not after["spent"] and not after["cumulative"]  # a fresh state record
+
+
+@needs_qemu
+@pytest.mark.e2e
+def test_sim_board_prints_the_pty_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "gateway"), environ.get("PYTHONPATH")) if p)
+    process = subprocess.Popen([sys.executable, "-m", "nanotoll.cli", "sim", "board"],
+                               stdout=subprocess.PIPE, text=True, env=environ,
+                               stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("board: REPL on /dev/pts/"), first
+        pty = first.split()[-1]
+        assert os.path.exists(pty)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "stopping QEMU" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
