@@ -71,7 +71,13 @@ def test_sequential_device_and_a_bad_topic(tmp_path: Path, mosquitto: Mosquitto)
             topic, payload, _ = peer.next()
             assert topic.endswith("/resp/junk")
             assert decode_response(payload).code == ErrorCode.WRONG_TOPIC
+            # A level nobody could be provisioned with: logged, acknowledged, not answered.
+            peer.publish(device.topic.rsplit("/", 1)[0] + "/a.b", device.request())
+            peer.publish(device.topic, device.request())
+            topic, payload, _ = peer.next()
+            assert topic == device.response_topic
+            assert decode_response(payload).code == ErrorCode.OK
             peer.close()
-        assert ledger.totals()["purchases"] == 10
+        assert ledger.totals()["purchases"] == 11
     finally:
         ledger.close()

@@ -197,8 +197,48 @@ def test_every_bad_input_gets_its_code_and_is_not_charged(rig: Rig, case: str) -
     assert rig.ledger.totals()["purchases"] == 0
     if case == "price":
         assert response.detail == 3
-    if case not in ("malformed", "trailing", "too_large"):
-        assert response.request_id == 1
+    # Even an undecodable or oversized request is answered with its own request id, read
+    # from its first bytes; only bytes that do not start like a request get 0.
+    assert response.request_id == (0 if case == "malformed" else 1)
+    if case == "topic_not_hex":
+        assert outcome.topic.endswith("/resp/NOT-A-DEVICE")
+
+
+@pytest.mark.parametrize(("segment", "answered"), [
+    ("NOT-A-DEVICE", True), ("ABCDEF" * 6 + "ABCD", True), ("x" * 64, True),
+    ("x" * 65, False), ("caf\u00e9", False), ("a.b", False), ("", False), (" ", False),
+])
+def test_wrong_topic_is_answered_only_on_a_plausible_device_level(rig: Rig, segment: str,
+                                                                   answered: bool) -> None:
+    device = Device(1)
+    topic = device.topic.rsplit("/", 1)[0] + "/" + segment
+    outcome = rig.pipeline.handle(topic, device.request())
+    assert outcome.code == ErrorCode.WRONG_TOPIC and outcome.increment == 0
+    if answered:
+        assert outcome.topic == f"nt/1/{hex_address(PROVIDER_KEY)}/resp/{segment}"
+    else:
+        assert outcome.topic == ""  # logged and acknowledged, published nowhere
+    assert rig.ledger.totals()["purchases"] == 0
+
+
+def test_request_id_is_read_from_the_first_bytes() -> None:
+    from nanotoll.gateway.verify import request_id_of
+
+    device = Device(1)
+    good = device.request()
+    assert request_id_of(good) == 1
+    fields = cbor.loads(good)
+    for request_id in (0, 23, 24, 255, 256, 65_535, 65_536, (1 << 32) - 1):
+        encoded = cbor.dumps([1, request_id, *fields[2:]])
+        assert request_id_of(encoded) == request_id
+        assert request_id_of(encoded[:12] + b"\xff" * 600) == request_id  # junk after it
+    assert request_id_of(b"") == 0
+    assert request_id_of(b"\x87") == 0  # truncated
+    assert request_id_of(b"\x87\x01\x19\x01") == 0  # truncated two-byte id
+    assert request_id_of(b"\x87\x01\x18\x05") == 0  # non-canonical head: not trusted
+    assert request_id_of(b"\x87\x01\x1b" + bytes(8)) == 0  # 64-bit: above the id range
+    assert request_id_of(b"\xa1\x01\x02") == 0  # a map
+    assert request_id_of(b"\x87\x61\x61\x01") == 0  # version is not an integer
 
 
 def test_navigation_and_route_grant_verifiable_by_anyone(rig: Rig) -> None:

@@ -251,6 +251,10 @@ class Ingress:
 
     def _publish(self, finished: Sequence[tuple[Job, Outcome]]) -> None:
         for job, outcome in finished:
+            if not outcome.topic:  # nowhere to answer: acknowledge, it was logged
+                if job.token is not None:
+                    self._ack(job.token)
+                continue
             info = self._client.publish(outcome.topic, outcome.response, qos=1)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 # Not connected: the request stays unacknowledged and comes back.

@@ -42,7 +42,16 @@ from .hotpath import ReceiptSigner, encode_ok_response
 from .ledger import AcceptItem, AcceptStatus, ChannelRecord, Ledger, LedgerError
 from .logs import event
 from .metrics import Metrics
-from .verify import Charge, Replay, Verified, Verifier, request_id_of, response_topic
+from .verify import (
+    Charge,
+    Replay,
+    Verified,
+    Verifier,
+    reply_segment,
+    request_id_of,
+    request_topic,
+    response_topic,
+)
 
 CAS_ATTEMPTS = 8
 RECORD_CACHE = 100_000  # channels whose last accepted voucher is kept in memory
@@ -50,7 +59,7 @@ RECORD_CACHE = 100_000  # channels whose last accepted voucher is kept in memory
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    topic: str  # where the response goes
+    topic: str  # where the response goes; "" when it goes nowhere (see reply_segment)
     response: bytes
     code: ErrorCode
     increment: int = 0  # units charged by this request (0 for errors and replays)
@@ -186,9 +195,12 @@ class Pipeline:
         if job.verified is not None:
             return None
         job.now = int(self._clock())
-        segment = job.topic.rsplit("/", 1)[-1] if "/" in job.topic else "_"
-        job.reply_to = response_topic(self.verifier.provider_hex, segment or "_")
-        job.fields.update(topic=job.topic, bytes=len(job.payload))
+        segment = reply_segment(job.topic, request_topic(self.verifier.provider_hex))
+        # "" = no response: a topic level we would not publish to (the request is
+        # acknowledged and logged, nothing else).
+        job.reply_to = "" if segment is None else response_topic(self.verifier.provider_hex,
+                                                                  segment)
+        job.fields.update(topic=job.topic[:200], bytes=len(job.payload))
         try:
             verified = self.verifier.check(job.topic, job.payload, job.now)
         except ProtocolError as exc:

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol import cbor
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import Catalog, Request, decode_request
 from ..protocol.signing import SignatureError
@@ -61,17 +60,40 @@ def response_topic(provider_hex: str, device_segment: str) -> str:
     return f"nt/1/{provider_hex}/resp/{device_segment}"
 
 
+REPLY_SEGMENT = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def reply_segment(topic: str, prefix: str) -> str | None:
+    """The ``{device}`` level to answer on for a request received on ``topic``: the last
+    level when it is a plausible one (letters, digits, ``_``/``-``, at most 64), else None:
+    the request is dropped with a log line rather than answered on a topic nobody
+    provisioned (a junk level would make the gateway publish wherever a sender likes)."""
+    segment = topic[len(prefix):] if topic.startswith(prefix) else topic.rsplit("/", 1)[-1]
+    return segment if REPLY_SEGMENT.fullmatch(segment) else None
+
+
 def request_id_of(payload: bytes) -> int:
-    """The request id of a message that may not decode, for addressing its error."""
-    try:
-        value = cbor.loads(payload, max_size=512)
-    except cbor.CBORError:
+    """The request id of a message that does not decode (or is too large), for
+    addressing its error: read from the first bytes alone, ``[version, request_id, ...``
+    as a request starts, whatever follows. 0 when even that much is not there."""
+    data = bytes(payload[:16])
+    if not data or data[0] >> 5 != 4:  # not an array
         return 0
-    if isinstance(value, list) and len(value) > 1:
-        rid = value[1]
-        if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= 0xFFFFFFFF:
-            return rid
-    return 0
+    pos = 1 if data[0] & 0x1F < 24 else 2 if data[0] & 0x1F == 24 else -1
+    if pos < 0 or len(data) <= pos or data[pos] >= 24:  # a version, any small uint
+        return 0
+    pos += 1
+    if len(data) <= pos or data[pos] >> 5 != 0:  # an unsigned integer
+        return 0
+    info = data[pos] & 0x1F
+    if info < 24:
+        return info
+    size = {24: 1, 25: 2, 26: 4}.get(info)
+    if size is None or len(data) < pos + 1 + size:
+        return 0
+    value = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+    shortest = {1: 24, 2: 0x100, 4: 0x10000}[size]
+    return value if value >= shortest else 0  # non-canonical heads are not trusted
 
 
 class Verifier:
