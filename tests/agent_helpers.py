@@ -1,11 +1,8 @@
 """Helpers for the device-agent tests: the firmware under the real MicroPython unix port.
 
 - ``micropython()``: the binary (env ``NANOTOLL_MICROPYTHON``, else ``.toolchain/bin/micropython``).
-- ``FakeGateway``: a small provider on paho-mqtt and the CPython protocol reference. It
-  follows docs/protocol.md sections 4.2 to 4.4 (signed retained catalog, signature,
-  idempotent replay, STALE_VOUCHER with the highest voucher, PRICE_CHANGED, UNDERPAID,
-  OVERDRAFT) with an in-memory ledger and knobs for fault injection. No chain: the
-  deposit is a number given to it.
+- ``FakeGateway``: nanotoll.bench.provider.ReferenceProvider, a provider on paho-mqtt and
+  the CPython protocol reference with an in-memory ledger and fault-injection knobs.
 - ``Device``: writes a board config, policy and key to a folder and runs
   ``boards/unix/main.py`` as a subprocess, parsing its JSON lines.
 """
@@ -15,32 +12,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import keccak
-from nanotoll.protocol import cbor, eip712
-from nanotoll.protocol.errors import ErrorCode, ProtocolError
-from nanotoll.protocol.messages import (
-    Product,
-    Response,
-    decode_request,
-    error_response,
-    sign_catalog,
-    sign_receipt,
+from nanotoll.bench.provider import (  # noqa: F401 - re-exported for the tests
+    CHAIN_ID,
+    DEVICE_KEY,
+    ESCROW,
+    PRODUCTS,
+    PROVIDER_KEY,
+    SEPARATOR,
+    ChannelBook,
+    addr_hex,
 )
-from nanotoll.protocol.signing import address_of
+from nanotoll.bench.provider import ReferenceProvider as FakeGateway  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAIN_ID = 31337
-ESCROW = bytes.fromhex("95c62b7bca32875bad1194eb8c6a158277366fd9")
-PROVIDER_KEY = bytes.fromhex("11" * 32)
-DEVICE_KEY = bytes.fromhex("22" * 32)
-SEPARATOR = eip712.domain_separator(CHAIN_ID, ESCROW)
 
 
 def micropython() -> str:
@@ -69,166 +57,6 @@ def run_mp(script: str, cwd: Path, timeout: float = 60, args: tuple[str, ...] = 
         raise AssertionError(
             f"micropython failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
-
-
-def addr_hex(secret: bytes) -> str:
-    return address_of(secret)[2:].lower()
-
-
-PRODUCTS = (
-    Product("weather", 1500, "nowcast"),
-    Product("nav", 4000, "airspace updates"),
-    Product("route", 25000, "corridor grant"),
-)
-
-
-@dataclass
-class ChannelBook:
-    highest: int = 0  # last accepted cumulative (starts at on-chain paid)
-    voucher: bytes = b""
-    request_hash: bytes = b""
-    response: bytes = b""
-    charged: int = 0
-    accepted: int = 0
-
-
-@dataclass
-class FakeGateway:
-    port: int
-    channel: int = 1
-    deposit: int = 10_000_000
-    signer: bytes = DEVICE_KEY
-    products: tuple[Product, ...] = PRODUCTS
-    seq: int = 1
-    # fault injection
-    drop_first: int = 0  # requests received and not answered (as if the gateway died)
-    busy_first: int = 0  # requests answered BUSY first
-    provider_error_first: int = 0
-    bad_receipt: bool = False
-    publish_on_price_changed: bool = True
-    # raw replies used instead of the rules, one per request: f(request id) -> bytes
-    overrides: list[Any] = field(default_factory=list)
-    log: list[tuple[int, int, int]] = field(default_factory=list)  # (request id, cum, code)
-    book: ChannelBook = field(default_factory=ChannelBook)
-    received: list[bytes] = field(default_factory=list)  # every request payload, in order
-
-    def __post_init__(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.provider = bytes.fromhex(addr_hex(PROVIDER_KEY))
-        self.prov_hex = self.provider.hex()
-        self._lock = threading.Lock()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"fakegw-{self.port}",
-            protocol=mqtt.MQTTv311, clean_session=True,
-        )
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._connected = threading.Event()
-
-    # ------------------------------------------------------------------ life cycle
-    def __enter__(self) -> FakeGateway:
-        self._client.connect("127.0.0.1", self.port, keepalive=10)
-        self._client.loop_start()
-        if not self._connected.wait(10):
-            raise RuntimeError("fake gateway could not connect")
-        self.publish_catalog()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(f"nt/1/{self.prov_hex}/req/+", qos=1)
-        self._connected.set()
-
-    def catalog_bytes(self, seq: int | None = None, key: bytes = PROVIDER_KEY) -> bytes:
-        now = int(time.time())
-        catalog = sign_catalog(key, SEPARATOR, self.provider, self.seq if seq is None else seq,
-                               now - 3600, now + 86400, self.products)
-        return catalog.encode()
-
-    def publish_catalog(self, raw: bytes | None = None) -> None:
-        info = self._client.publish(f"nt/1/{self.prov_hex}/catalog", raw or self.catalog_bytes(),
-                                    qos=1, retain=True)
-        info.wait_for_publish(5)
-
-    def set_price(self, name: str, price: int, publish: bool = True) -> None:
-        self.products = tuple(Product(p.name, price if p.name == name else p.unit_price,
-                                      p.description) for p in self.products)
-        self.seq += 1
-        if publish:
-            self.publish_catalog()
-
-    # ------------------------------------------------------------------ requests
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        device = msg.topic.rsplit("/", 1)[-1]
-        with self._lock:
-            self.received.append(bytes(msg.payload))
-            if self.drop_first > 0:
-                self.drop_first -= 1
-                return
-            response = self.handle(msg.payload, device)
-        if response is not None:
-            client.publish(f"nt/1/{self.prov_hex}/resp/{device}", response, qos=1)
-
-    def handle(self, raw: bytes, device: str) -> bytes | None:
-        request_id = 0
-        try:
-            try:
-                req = decode_request(raw)
-            except ProtocolError:
-                raise
-            request_id = req.request_id
-            if self.overrides:
-                return self.overrides.pop(0)(request_id)
-            if self.busy_first > 0:
-                self.busy_first -= 1
-                raise ProtocolError(ErrorCode.BUSY, "busy")
-            price = next((p.unit_price for p in self.products if p.name == req.product), None)
-            if price is None:
-                raise ProtocolError(ErrorCode.UNKNOWN_PRODUCT, req.product)
-            if req.price != price or req.catalog_seq != self.seq:
-                if self.publish_on_price_changed:
-                    self._client.publish(f"nt/1/{self.prov_hex}/catalog", self.catalog_bytes(),
-                                         qos=1, retain=True)
-                raise ProtocolError(ErrorCode.PRICE_CHANGED, "catalog changed", self.seq)
-            v = req.voucher
-            if v.channel_id != self.channel:
-                raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, str(v.channel_id))
-            signer = v.signer(SEPARATOR)[2:].lower()
-            if signer != addr_hex(self.signer) or device != signer:
-                raise ProtocolError(ErrorCode.BAD_SIGNATURE, "not the channel's signer")
-            book = self.book
-            rhash = keccak(raw)
-            if v.cumulative == book.highest and rhash == book.request_hash:
-                self.log.append((request_id, v.cumulative, -1))  # idempotent replay
-                return book.response
-            if v.cumulative <= book.highest:
-                raise ProtocolError(ErrorCode.STALE_VOUCHER, "stale", book.voucher or None)
-            if v.cumulative > self.deposit:
-                raise ProtocolError(ErrorCode.OVERDRAFT, "over deposit")
-            if v.cumulative - book.highest < price:
-                raise ProtocolError(ErrorCode.UNDERPAID, "underpaid")
-            if self.provider_error_first > 0:
-                self.provider_error_first -= 1
-                raise ProtocolError(ErrorCode.PROVIDER_ERROR, "source down")
-            data = cbor.dumps({"product": req.product, "seq": request_id})
-            receipt = sign_receipt(PROVIDER_KEY, SEPARATOR, v.channel_id, v.cumulative, rhash,
-                                   b"tampered" if self.bad_receipt else data)
-            response = Response(request_id, ErrorCode.OK, data=data, receipt=receipt).encode()
-            book.charged += v.cumulative - book.highest
-            book.highest = v.cumulative
-            book.voucher = v.pack()
-            book.request_hash = rhash
-            book.response = response
-            book.accepted += 1
-            self.log.append((request_id, v.cumulative, 0))
-            return response
-        except ProtocolError as exc:
-            self.log.append((request_id, -1, int(exc.code)))
-            return error_response(request_id, exc).encode()
 
 
 POLICY = {"deposit": 10_000_000, "budget": 1_000_000, "max_unit_price": 30_000}
