@@ -81,3 +81,45 @@ def test_sequential_device_and_a_bad_topic(tmp_path: Path, mosquitto: Mosquitto)
         assert ledger.totals()["purchases"] == 11
     finally:
         ledger.close()
+
+
+def test_catalog_is_renewed_before_it_expires_and_the_old_one_honoured_until_then(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    now = [1_800_000_000.0]  # on the hour
+    config = make_config(tmp_path, mqtt_port=mosquitto.port,
+                         catalog={"seq": 3, "validity": 1000, "products": [
+                             {"name": "weather", "price": 1500, "description": "nowcast"}]})
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    device = Device(1)
+    state = ChannelState(1, address_of(DEVICE_KEY), address_of(PROVIDER_KEY), "0x" + "11" * 20,
+                         10_000_000, 0, int(now[0]) + 86_400, 1)
+    provider_hex = hex_address(PROVIDER_KEY)
+    try:
+        with GatewayService(config, PROVIDER_KEY, ledger, MemoryChannels(state),
+                            clock=lambda: now[0]) as service:
+            first = service.catalog
+            assert (first.seq, first.valid_from, first.valid_until) == \
+                (3, 1_800_000_000, 1_800_001_000)
+            assert not service.refresh_catalog()
+            now[0] += 899  # the window is 900 s: 1000 s valid, renewed 100 s before the end
+            assert not service.refresh_catalog()
+            now[0] += 1
+            assert service.refresh_catalog()
+            second = service.catalog
+            assert (second.seq, second.valid_from, second.valid_until) == \
+                (4, 1_800_000_900, 1_800_001_900)
+            peer = MqttPeer(mosquitto.port, (f"nt/1/{provider_hex}/catalog",))
+            _, payload, retained = peer.next()
+            assert retained and decode_catalog(payload).seq == 4
+            peer.close()
+            # Priced by the old catalog (seq 3) while it is still valid: accepted.
+            outcome = service.pipeline.handle(device.topic, device.request(seq=3))
+            assert outcome.code == ErrorCode.OK
+            assert service.pipeline.handle(device.topic, device.request(seq=4)).code \
+                == ErrorCode.OK
+            now[0] += 100  # the old one has expired
+            outcome = service.pipeline.handle(device.topic, device.request(seq=3))
+            assert outcome.code == ErrorCode.PRICE_CHANGED
+            assert decode_response(outcome.response).detail == 4
+    finally:
+        ledger.close()

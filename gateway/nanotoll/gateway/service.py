@@ -16,7 +16,7 @@ from types import TracebackType
 
 from ..protocol.eip712 import domain_separator
 from ..protocol.signing import address_of
-from .catalog import build_catalog
+from .catalog import build_catalog, overlap_of
 from .channels import ChannelCache, ChannelReader
 from .config import GatewayConfig
 from .ingress import Ingress
@@ -40,7 +40,12 @@ class GatewayService:
         self.provider_address = address_of(secret)
         self.provider_hex = self.provider_address[2:].lower()
         self.separator = domain_separator(config.chain.chain_id, config.chain.escrow)
-        self.catalog = build_catalog(config.catalog, secret, self.separator, int(clock()))
+        self._secret = secret
+        self._clock = clock
+        started = int(clock())
+        self._catalog_anchor = started - started % 3600
+        self.catalog = build_catalog(config.catalog, secret, self.separator, started,
+                                     self._catalog_anchor)
         providers = build_providers(config.catalog.products,
                                     ProviderContext(secret, self.separator))
         self.channels = ChannelCache(reader)
@@ -62,7 +67,30 @@ class GatewayService:
         self._settle_in_background = settle_in_background and self.settler is not None
         self._stop = threading.Event()
         self._settle_thread: threading.Thread | None = None
+        self._catalog_thread: threading.Thread | None = None
         self._metrics_server: MetricsServer | None = None
+
+    def refresh_catalog(self) -> bool:
+        """Publish the next catalog when its window has begun (before the current one
+        expires); True when it did."""
+        fresh = build_catalog(self.config.catalog, self._secret, self.separator,
+                              int(self._clock()), self._catalog_anchor)
+        if fresh.seq == self.catalog.seq:
+            return False
+        self.verifier.set_catalog(fresh)
+        self.catalog = fresh
+        self.ingress.publish_catalog(fresh.encode())
+        event(self._log, "catalog_published", seq=fresh.seq, valid_from=fresh.valid_from,
+              valid_until=fresh.valid_until)
+        return True
+
+    def _catalog_loop(self) -> None:
+        every = max(1.0, min(60.0, overlap_of(self.config.catalog.validity) / 10))
+        while not self._stop.wait(every):
+            try:
+                self.refresh_catalog()
+            except Exception as exc:  # a broker hiccup; the next round publishes it
+                event(self._log, "catalog_refresh_failed", logging.WARNING, error=str(exc))
 
     def _settlement_lag(self) -> float:
         records = self.ledger.unredeemed()
@@ -75,6 +103,9 @@ class GatewayService:
         if self.config.metrics_port is not None:
             self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port)
         self.ingress.start()
+        self._catalog_thread = threading.Thread(target=self._catalog_loop, name="catalog",
+                                                daemon=True)
+        self._catalog_thread.start()
         if self._settle_in_background:
             self._settle_thread = threading.Thread(target=self._settle_loop, name="settler",
                                                    daemon=True)
@@ -93,6 +124,8 @@ class GatewayService:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._catalog_thread is not None:
+            self._catalog_thread.join(timeout=10)
         self.ingress.stop()
         if self._settle_thread is not None:
             self._settle_thread.join(timeout=30)

@@ -106,6 +106,7 @@ class Verifier:
         self.payee = bytes.fromhex(provider_hex)
         self.separator = separator
         self.catalog = catalog
+        self.previous: Catalog | None = None  # honoured for requests until it expires
         self.providers = dict(providers)
         self.channels = channels
         self.expiry_margin = expiry_margin
@@ -133,15 +134,24 @@ class Verifier:
         signer = self._signature_rule(request, channel, topic_device)
         return Verified(request, bytes(payload), keccak256(payload), channel, signer, provider)
 
+    def set_catalog(self, catalog: Catalog) -> None:
+        """A renewed catalog; the one it replaces stays good until its valid_until."""
+        if catalog.seq != self.catalog.seq:
+            self.previous, self.catalog = self.catalog, catalog
+
     def _catalog_rules(self, request: Request, now: int) -> Provider:
-        price = self.catalog.price_of(request.product)
+        current, previous = self.catalog, self.previous
+        catalog = current
+        if request.catalog_seq != current.seq and previous is not None \
+                and request.catalog_seq == previous.seq and now < previous.valid_until:
+            catalog = previous  # priced just before a renewal: still a valid offer
+        price = catalog.price_of(request.product)
         provider = self.providers.get(request.product)
         if price is None or provider is None:
             raise ProtocolError(ErrorCode.UNKNOWN_PRODUCT, f"no product {request.product!r}")
-        if request.catalog_seq != self.catalog.seq or request.price != price:
+        if request.catalog_seq != catalog.seq or request.price != price:
             raise ProtocolError(ErrorCode.PRICE_CHANGED,
-                                f"catalog seq {self.catalog.seq} is current",
-                                self.catalog.seq)
+                                f"catalog seq {current.seq} is current", current.seq)
         provider.validate(request.params, now)  # BAD_PARAMS
         return provider
 
