@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -285,3 +286,163 @@ def run_console(board: AgentBoard, args: list[str], timeout: float = 300) -> lis
 def temp_stage(config: dict[str, Any], compiled: bool = True) -> tuple[Path, str]:
     folder = Path(tempfile.mkdtemp(prefix="nanotoll-qemu-agent-"))
     return folder, stage(folder, config, compiled)
+
+
+# ---------------------------------------------------------------------------------
+# `nanotoll bench agent`: one purchase on the emulated board, as a flashed device.
+
+TICK_INSTRUCTIONS = 40  # CMSDK timer at 25 MHz against -icount shift=0 (1 GHz)
+
+# Board side. Timer 0 counts down at 25 MHz of virtual time; with -icount shift=0 one
+# tick is 40 instructions. Waiting is what the asyncio loop spends in the poller
+# (select.poll.ipoll: idle until the UART or a timeout wakes it); a wrapper around the
+# loop's poller adds it up, and it is taken out of each purchase.
+_BENCH_PRELUDE = """
+import gc, json, machine
+_T = const(0x40000000)
+_m32 = machine.mem32
+_m32[_T] = 0
+_m32[_T + 8] = 0xFFFFFFFF
+_m32[_T + 4] = 0xFFFFFFFF
+_m32[_T] = 1
+def _now():
+    return _m32[_T + 4] & 0xFFFFFFFF
+def _ticks(before, after):
+    return (before - after) & 0xFFFFFFFF
+"""
+
+_BENCH_START = """
+import asyncio, board, device
+class _TimedPoll:
+    def __init__(self, poller):
+        self.p = poller
+        self.waited = 0
+    def register(self, *a):
+        return self.p.register(*a)
+    def modify(self, *a):
+        return self.p.modify(*a)
+    def unregister(self, *a):
+        return self.p.unregister(*a)
+    def ipoll(self, *a):
+        t0 = _now()
+        r = self.p.ipoll(*a)
+        self.waited += _ticks(t0, _now())
+        return r
+_poll = _TimedPoll(asyncio.core._io_queue.poller)
+asyncio.core._io_queue.poller = _poll
+_cfg = device.load_config(%(config)r)
+_agent = device.make_agent(_cfg, board)
+_PARAMS = {"lat": 52520008, "lon": 13404954, "alt": 120}
+async def _buy():
+    w0 = _poll.waited
+    t0 = _now()
+    await _agent.buy("weather", _PARAMS)
+    t1 = _now()
+    return _ticks(t0, t1), _poll.waited - w0
+"""
+
+_BENCH_MEASURE = """
+async def _main():
+    await _agent.start(30000)
+    out = []
+    for i in range(%(rounds)d + 1):
+        total, waited = await _buy()
+        out.append([total, waited])
+    await _agent.stop()
+    return out
+print(json.dumps(asyncio.run(_main())))
+"""
+
+_HEAP_TRIAL = """
+import gc
+gc.collect()
+_free0 = gc.mem_free()
+_ballast = bytearray(max(0, _free0 - %(free)d - 16))
+gc.collect()
+_left = gc.mem_free()
+try:
+%(body)s
+    async def _main():
+        await _agent.start(30000)
+        await _buy()
+        await _agent.stop()
+    asyncio.run(_main())
+    print(json.dumps({"ok": True, "free": _left}))
+except MemoryError:
+    print(json.dumps({"ok": False, "free": _left}))
+"""
+
+
+def _indent(code: str) -> str:
+    return "\n".join("    " + line if line.strip() else line for line in code.splitlines())
+
+
+def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
+    """Instructions of one purchase and the least free heap that completes one, on the
+    emulated board flashed as a device is (.mpy files on its littlefs), buying from the
+    reference provider through UART1 -> bridge -> mosquitto."""
+    from ..device.boards import BOARDS
+    from ..device.flash import build, flash
+    from ..device.repl import Repl
+    from ..device.sim import BoardSim
+    from ..services import Mosquitto
+    from .provider import (
+        CHAIN_ID,
+        DEVICE_KEY,
+        ESCROW,
+        PROVIDER_KEY,
+        ReferenceProvider,
+        addr_hex,
+    )
+
+    spec = BOARDS["qemu_mps2"]
+    quiet = lambda message: None  # noqa: E731
+    config = {
+        "key": DEVICE_KEY.hex(), "chain_id": CHAIN_ID, "escrow": "0x" + ESCROW.hex(),
+        "channel": 1, "provider": "0x" + addr_hex(PROVIDER_KEY),
+        "policy": {"deposit": 10**12, "budget": 10**12},
+        "state_dir": "/bench-state", "keepalive": 60, "timeout_ms": 60000,
+        "resend_ms": 20000,
+    }
+    with Mosquitto() as broker, ReferenceProvider(broker.port, deposit=10**12), \
+            BoardSim(broker.host, broker.port, icount=True) as sim, Repl(sim.pty) as repl:
+        flash(repl, spec, build(spec, quiet), quiet, reset=False)
+        repl.write_file("/bench.json", json.dumps(config).encode())
+        start = _BENCH_START % {"config": "/bench.json"}
+        setup = _BENCH_PRELUDE + start
+        # instructions: one warm-up purchase (connect, catalog, comb table), then rounds
+        repl.exec("import sys\nsys.modules.pop('main', None)", timeout=60)
+        out = repl.exec(setup + _BENCH_MEASURE % {"rounds": rounds}, timeout=900)
+        samples = json.loads(out.strip().splitlines()[-1])[1:]
+        work = sorted(total - waited for total, waited in samples)
+        instructions = work[len(work) // 2] * TICK_INSTRUCTIONS
+        print("bench agent: samples (ticks, waited)", samples, file=sys.stderr)
+
+        def trial(free: int) -> tuple[bool, int]:
+            repl._transport.enter_raw_repl(soft_reset=True)  # a fresh heap
+            result = json.loads(repl.exec(
+                _BENCH_PRELUDE + _HEAP_TRIAL % {"free": free, "body": _indent(start)},
+                timeout=900).strip().splitlines()[-1])
+            print(f"bench agent: heap trial {free} B free -> {result}", file=sys.stderr)
+            return bool(result["ok"]), int(result["free"])
+
+        repl._transport.enter_raw_repl(soft_reset=True)
+        total_free = json.loads(repl.exec("import gc\ngc.collect()\nprint(gc.mem_free())"))
+        low, high = 8192, int(total_free)
+        ok, _ = trial(high)
+        if not ok:
+            raise BoardError(f"a purchase does not fit the board's whole free heap ({high} B)")
+        while high - low > heap_step:
+            middle = (low + high) // 2
+            ok, _ = trial(middle)
+            if ok:
+                high = middle
+            else:
+                low = middle
+    return {
+        "instructions_per_purchase": instructions,
+        "min_heap_bytes_purchase": high,
+        "board_free_heap_bytes": int(total_free),
+        "runtime": "MicroPython 1.25 on QEMU mps2-an385 (Cortex-M3), boards/qemu_mps2 "
+                   "firmware, agent as .mpy on littlefs, -icount shift=0",
+    }

@@ -1,0 +1,20 @@
+"""`nanotoll bench agent` runs on the emulated board and reports its figures (the
+figures themselves are a benchmark, not a pass/fail line here)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from nanotoll.device.sim import DEFAULT_FIRMWARE
+
+
+def test_agent_bench_reports_instructions_and_heap() -> None:
+    if shutil.which("qemu-system-arm") is None or not DEFAULT_FIRMWARE.exists():
+        pytest.skip("qemu-system-arm or the board firmware is missing: run `make setup`")
+    from nanotoll.bench.agent import run_agent_bench
+
+    figures = run_agent_bench(rounds=2, heap_step=4096)
+    print(figures)
+    assert 1_000_000 < figures["instructions_per_purchase"] < 500_000_000
+    assert 8192 < figures["min_heap_bytes_purchase"] <= figures["board_free_heap_bytes"]
