@@ -32,6 +32,7 @@ _MAX_CATALOG = const(2048)
 _MAX_RID = const(0xFFFFFFFF)
 _MAX_AMOUNT = (1 << 64) - 1
 _BUSY_WAIT_MS = const(500)
+_BLANK_VOUCHER = bytes(76)
 
 
 def _is_uint(v):
@@ -122,7 +123,10 @@ class Agent:
             self._pump_task = asyncio.create_task(self._pump())
         await self.client.subscribe(self.t_resp, 1)
         await self.client.subscribe(self.t_catalog, 1)
-        await self.client.start(timeout_ms or self.timeout_ms)
+        try:
+            await self.client.start(timeout_ms or self.timeout_ms)
+        except MQTTError as exc:
+            raise Timeout("broker not reachable: %r" % (self.client.last_error or exc,))
         status = b"state-corrupt" if self.store.corrupt else b"online"
         try:
             await self.client.publish(self.t_status, status, retain=True)
@@ -290,10 +294,16 @@ class Agent:
         now = self._now()
         self.policy.check(self.provider_hex, product, price, increase, st, now, max_price)
         rid = st.request_id % _MAX_RID + 1
+        # Encode once with a blank voucher (same size): bad params or an oversized
+        # request are refused before anything is signed.
+        try:
+            size = len(W.dumps([1, rid, product, params, price, seq, _BLANK_VOUCHER]))
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(E.BAD_PARAMS, "params do not encode: %s" % exc)
+        if size > _MAX_REQUEST:
+            raise ProtocolError(E.TOO_LARGE, "request of %d bytes is over %d" % (size, _MAX_REQUEST))
         voucher = self.wallet.sign_voucher(self.channel, cumulative)
         request = W.dumps([1, rid, product, params, price, seq, voucher])
-        if len(request) > _MAX_REQUEST:
-            raise PolicyDenied("request of %d bytes is over %d" % (len(request), _MAX_REQUEST))
         new = st.copy()
         new.cumulative = cumulative
         new.spent = st.spent + increase

@@ -2,7 +2,8 @@
 #
 #   --config CONFIG --init-key
 #       make the device key (once) and print {"address": "0x...", "created": bool}
-#   --config CONFIG --buy PRODUCT --count N [--params JSON] [--max-price N] [--interval-ms N]
+#   --config CONFIG --buy PRODUCT --count N [--params JSON|@FILE] [--max-price N]
+#                   [--interval-ms N]
 #       one JSON line per purchase, then one summary line; exit 0 when all succeeded
 #   --config CONFIG --status | --resync
 #   --config CONFIG --app flight
@@ -70,7 +71,13 @@ async def run(opts, cfg, board, examples):
         out(state_json(agent))
         return 0
     board.network_up(cfg)
-    await agent.start()
+    try:
+        await agent.start()
+    except errors.AgentError as exc:
+        out({"summary": True, "ok": 0, "failed": int(opts.get("count", "0")),
+             "error": errors.error_code(exc), "message": str(exc)})
+        await agent.stop()
+        return 1
     rc = 0
     try:
         if opts.get("resync"):
@@ -101,7 +108,13 @@ async def buy_loop(agent, opts, product, board):
     count = int(opts.get("count", "1"))
     max_price = int(opts["max-price"]) if "max-price" in opts else None
     interval = int(opts.get("interval-ms", "0"))
-    params = json.loads(opts["params"]) if "params" in opts else None
+    params = None
+    if "params" in opts:
+        text = opts["params"]
+        if text.startswith("@"):  # long params from a file (argv items over 255 bytes crash the unix port)
+            with open(text[1:]) as f:
+                text = f.read()
+        params = json.loads(text)
     ok = failed = paid = 0
     for i in range(1, count + 1):
         t0 = time.ticks_ms()
@@ -125,7 +138,7 @@ async def buy_loop(agent, opts, product, board):
             )
             ok += 1
             paid += agent.last_price
-        except errors.AgentError as exc:
+        except Exception as exc:  # AgentError, or a bug: reported, never a traceback
             st = agent.state
             line.update(
                 {

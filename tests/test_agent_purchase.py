@@ -243,3 +243,22 @@ def test_example_drone_app_flies_its_plan(gateway: FakeGateway, device: Device) 
     assert summary["purchases"] == 7
     assert summary["cumulative"] == 25000 + 3 * (4000 + PRICE) == gateway.book.charged
     assert [x["weather"] for x in lines if x.get("step") == "leg"][0] == ["product", "seq"]
+
+
+def test_bad_or_oversized_params_sign_nothing(gateway: FakeGateway, device: Device) -> None:
+    rc, lines, _ = device.buy(1, "weather", "--params", '{"lat": 52.52}')
+    assert purchases(lines)[0]["error"] == "BAD_PARAMS"
+    big = device.folder / "big.json"
+    big.write_text(json.dumps({"note": "x" * 600}))
+    rc, lines, _ = device.buy(1, "weather", "--params", f"@{big}")
+    assert purchases(lines)[0]["error"] == "TOO_LARGE"
+    assert gateway.received == [] and lines[-1]["cumulative"] == 0
+
+
+def test_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:
+    from nanotoll.services import free_port
+
+    dev = Device(tmp_path / "dev", free_port(), timeout_ms=1500)
+    rc, lines, err = dev.buy(2)
+    assert rc == 1 and "Traceback" not in err
+    assert lines[-1]["summary"] and lines[-1]["error"] == "Timeout" and lines[-1]["failed"] == 2
