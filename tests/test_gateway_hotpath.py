@@ -96,3 +96,47 @@ def test_weather_served_bytes_are_unchanged() -> None:
     data = provider.serve(params, 1_764_000_000, Device(1).key[:20])
     assert data == cbor.dumps(cbor.loads(data))  # canonical strict CBOR
     assert cbor.loads(data)["t"] == 1_764_000_000 - 1_764_000_000 % 600
+
+
+def test_fast_request_reader_agrees_with_the_strict_decoder() -> None:
+    from nanotoll.protocol.errors import ProtocolError
+    from nanotoll.protocol.messages import decode_request
+
+    device = Device(7)
+    samples = []
+    for _ in range(60):
+        params: dict[str, object] = {"lat": RNG.randint(-90_000_000, 90_000_000),
+                                     "lon": RNG.randint(-180_000_000, 180_000_000)}
+        if RNG.random() < 0.5:
+            params["alt"] = RNG.choice([0, 23, 24, -1, -25, 20_000, 1 << 40, -(1 << 63)])
+        if RNG.random() < 0.2:
+            params["note"] = "text"  # not an integer: the strict path takes it
+        payload = device.request(params=params, price=RNG.choice([1, 23, 1500, 1 << 33]),
+                                 seq=RNG.choice([0, 3, 300]))
+        samples.append(payload)
+        fast = hotpath.decode_request_fast(payload)
+        if "note" not in params:
+            assert fast == decode_request(payload)
+        else:
+            assert fast is None
+    taken = 0
+    for payload in samples:
+        for _ in range(40):
+            mutated = bytearray(payload)
+            choice = RNG.random()
+            if choice < 0.5:
+                mutated[RNG.randrange(len(mutated))] = RNG.randrange(256)
+            elif choice < 0.75:
+                del mutated[RNG.randrange(len(mutated)):]
+            else:
+                mutated.insert(RNG.randrange(len(mutated) + 1), RNG.randrange(256))
+            fast = hotpath.decode_request_fast(bytes(mutated))
+            if fast is None:
+                continue
+            taken += 1
+            try:
+                strict = decode_request(bytes(mutated))
+            except ProtocolError as exc:  # what the fast reader takes, the strict one must
+                raise AssertionError(f"fast took {bytes(mutated).hex()}: {exc}") from exc
+            assert fast == strict
+    assert taken > 50  # mutations inside amounts and signatures still decode

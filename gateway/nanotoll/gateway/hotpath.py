@@ -10,7 +10,9 @@ against its ``protocol`` twin on random inputs. What it saves, per purchase:
 * the provider's coincurve ``PrivateKey`` built once, not per receipt (building one
   derives the public key: a second scalar multiplication per signature);
 * the signer compared as 20 raw bytes, never checksum-encoded;
-* the OK response written with precomputed CBOR heads instead of the generic encoder.
+* the OK response written with precomputed CBOR heads instead of the generic encoder;
+* the usual request (integer params) parsed by a specialised reader, the strict decoder
+  judging everything else.
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ from coincurve import PrivateKey, PublicKey
 from ..protocol import PROTOCOL_VERSION
 from ..protocol.eip712 import RECEIPT_TYPEHASH, VOUCHER_TYPEHASH
 from ..protocol.errors import ErrorCode
-from ..protocol.messages import Receipt
+from ..protocol.messages import (
+    MAX_PARAMS,
+    MAX_REQUEST,
+    MAX_REQUEST_ID,
+    PARAM_KEY,
+    PRODUCT_NAME,
+    Receipt,
+    Request,
+)
 from ..protocol.signing import HALF_N, SignatureError, split_compact
+from ..protocol.voucher import VoucherError, unpack
 
 try:
     from sha3 import keccak_256 as _keccak_256
@@ -149,3 +160,72 @@ def encode_flat_map(mapping: dict[str, int | bool]) -> bytes:
         else:
             raise TypeError(f"encode_flat_map: {type(value).__name__} value")
     return b"".join(out)
+
+
+_SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}
+_VOUCHER_HEAD = b"\x58\x4c"  # bytes(76)
+
+
+def _uint_at(data: bytes, pos: int, major: int) -> tuple[int, int]:
+    """(value, next position) of a shortest-form head of ``major`` at ``pos``; raises
+    IndexError/ValueError on anything else (the caller then takes the strict path)."""
+    initial = data[pos]
+    if initial >> 5 != major:
+        raise ValueError("major type")
+    info = initial & 0x1F
+    if info < 24:
+        return info, pos + 1
+    size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+    end = pos + 1 + size
+    if end > len(data):
+        raise IndexError("truncated")
+    value = int.from_bytes(data[pos + 1:end], "big")
+    if value < _SMALLEST[size]:
+        raise ValueError("non-shortest")
+    return value, end
+
+
+def decode_request_fast(data: bytes) -> Request | None:
+    """The common request, decoded without the generic strict decoder: version 1, a
+    product name, params whose values are all integers, bytes(76) voucher, everything in
+    canonical form. Returns None for anything else (or anything doubtful), and the caller
+    runs ``protocol.messages.decode_request``, which is the judge and gives the error.
+    What this accepts, the strict decoder accepts as the same Request (tested)."""
+    try:
+        if len(data) > MAX_REQUEST or data[0] != 0x87 or data[1] != PROTOCOL_VERSION:
+            return None
+        request_id, pos = _uint_at(data, 2, 0)
+        if request_id > MAX_REQUEST_ID:
+            return None
+        length, pos = _uint_at(data, pos, 3)
+        product = data[pos:pos + length].decode("ascii")
+        pos += length
+        if not PRODUCT_NAME.fullmatch(product):
+            return None
+        count, pos = _uint_at(data, pos, 5)
+        if count > MAX_PARAMS:
+            return None
+        params: dict[str, int] = {}
+        previous = b""
+        for _ in range(count):
+            start = pos
+            length, pos = _uint_at(data, pos, 3)
+            key_bytes = data[start:pos + length]
+            key = data[pos:pos + length].decode("ascii")
+            pos += length
+            if key_bytes <= previous or not PARAM_KEY.fullmatch(key):
+                return None
+            previous = key_bytes
+            major = data[pos] >> 5
+            if major > 1:
+                return None
+            value, pos = _uint_at(data, pos, major)
+            params[key] = value if major == 0 else -1 - value
+        price, pos = _uint_at(data, pos, 0)
+        seq, pos = _uint_at(data, pos, 0)
+        if data[pos:pos + 2] != _VOUCHER_HEAD or pos + 78 != len(data):
+            return None
+        voucher = unpack(data[pos + 2:])
+    except (IndexError, ValueError, KeyError, UnicodeDecodeError, VoucherError):
+        return None
+    return Request(request_id, product, params, price, seq, voucher)

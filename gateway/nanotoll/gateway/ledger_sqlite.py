@@ -243,25 +243,28 @@ class SQLiteLedger(Ledger):
     def _accept_one(conn: sqlite3.Connection, item: AcceptItem, now: int) -> AcceptResult:
         previous = _amount(item.cumulative - item.increment)
         amount = _amount(item.cumulative)
-        row = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?",
-                           (item.channel_id,)).fetchone()
-        if row is not None and row[1] > previous:
-            return AcceptResult(AcceptStatus.CONFLICT, _channel(row))
-        if row is None:
+        # The compare-and-set as one statement (amounts are fixed-width text, so text
+        # comparison is numeric comparison); no row back: a first voucher or a conflict.
+        row = conn.execute(
+            "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
+            "accepted_ms=?, first_unredeemed_ms=CASE WHEN cumulative > redeemed "
+            "THEN first_unredeemed_ms ELSE ? END WHERE channel_id=? AND cumulative <= ? "
+            "RETURNING redeemed, first_unredeemed_ms",
+            (amount, item.voucher, item.request_hash, item.response, now, now,
+             item.channel_id, previous)).fetchone()
+        if row is not None:
+            record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
+                                   item.request_hash, item.response, now, int(row[0]), row[1])
+        else:
+            current = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+                                   "WHERE channel_id=?", (item.channel_id,)).fetchone()
+            if current is not None:
+                return AcceptResult(AcceptStatus.CONFLICT, _channel(current))
             record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
                                    item.request_hash, item.response, now, 0, now)
             conn.execute("INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (item.channel_id, amount, item.voucher, item.request_hash,
                           item.response, now, _amount(0), now))
-        else:
-            first = row[7] if int(row[1]) > int(row[6]) else now
-            record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
-                                   item.request_hash, item.response, now, int(row[6]), first)
-            conn.execute(
-                "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
-                "accepted_ms=?, first_unredeemed_ms=? WHERE channel_id=?",
-                (amount, item.voucher, item.request_hash, item.response, now, first,
-                 item.channel_id))
         conn.execute("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)",
                      (item.channel_id, amount, _amount(item.increment), item.request_hash,
                       now))

@@ -274,7 +274,10 @@ class Pipeline:
         items = []
         for entry in pending:
             voucher = entry.job.verified.request.voucher  # type: ignore[union-attr]
-            items.append(AcceptItem(voucher.channel_id, voucher.cumulative, voucher.pack(),
+            # The 76 wire bytes (fields checked when the request was decoded).
+            wire = (voucher.channel_id.to_bytes(4, "big") + voucher.cumulative.to_bytes(8, "big")
+                    + voucher.signature)
+            items.append(AcceptItem(voucher.channel_id, voucher.cumulative, wire,
                                     entry.job.verified.request_hash,  # type: ignore[union-attr]
                                     entry.response, entry.charge.increment))
         finished: list[Finished] = []

@@ -18,7 +18,7 @@ from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import Catalog, Request, decode_request
 from ..protocol.signing import SignatureError
 from .channels import ChannelCache, ChannelState
-from .hotpath import keccak256, recover_signer, voucher_digest
+from .hotpath import decode_request_fast, keccak256, recover_signer, voucher_digest
 from .ledger import ChannelRecord
 from .providers.base import Provider
 
@@ -128,7 +128,9 @@ class Verifier:
 
     def check(self, topic: str, payload: bytes, now: int) -> Verified:
         topic_device = self.topic_device(topic)
-        request = decode_request(payload)  # rule 2: TOO_LARGE, MALFORMED, UNSUPPORTED_VERSION
+        # Rule 2: TOO_LARGE, MALFORMED, UNSUPPORTED_VERSION (the strict decoder judges
+        # whatever the fast reader does not take).
+        request = decode_request_fast(payload) or decode_request(payload)
         provider = self._catalog_rules(request, now)
         channel = self._channel_rules(request.voucher.channel_id, now)
         signer = self._signature_rule(request, channel, topic_device)
