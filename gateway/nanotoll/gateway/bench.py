@@ -10,6 +10,17 @@ One load generator (this process) drives both with pre-signed vouchers over many
 channels: first closed-loop at full speed (each device keeps one request in flight, as a
 real device does) for throughput and p50/p99; then open-loop at half that rate for the
 latency a provider sees when not saturated.
+
+Besides the issue's figures it prints CPU microseconds per answered request of each
+process in the closed loop (``gateway_cpu_us``, ``echo_cpu_us``, ``broker_cpu_us``,
+``load_cpu_us``): on a shared 2-core machine the rates swing with whatever else runs,
+the CPU cost per request much less, and it says what bounds the ratio. The echo spends
+~90 µs per request (all of it paho: PUBLISH in, PUBACK out, PUBLISH out, PUBACK in).
+The gateway does that same MQTT work plus a signature recovery and a receipt signature
+(~75 µs of libsecp256k1 together), decode, provider, hashing, a durable commit share and
+the thread hand-offs: ~360-390 µs, in one process whose Python threads share one core
+(the GIL). So one gateway process tops out near 2,600 purchases/s here, while the echo
+reaches 4,400-7,000/s depending on the machine's other load.
 """
 
 from __future__ import annotations
