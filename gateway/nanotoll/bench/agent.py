@@ -187,6 +187,8 @@ class AgentBoard:
         if match is None:
             self.stop()
             raise BoardError(f"qemu did not report its serial pty: {line.strip()!r}")
+        # keep reading QEMU's output so that it never blocks on a full pipe
+        threading.Thread(target=self._process.stdout.read, daemon=True).start()
         self.transport = SerialTransport(match.group(1), baudrate=115200)
         self.transport.enter_raw_repl(soft_reset=False)
 
@@ -205,6 +207,9 @@ class AgentBoard:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+            if self._process.stdout is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._process.stdout.close()
             self._process = None
 
     def exec(self, code: str, timeout: float | None = None) -> str:
