@@ -11,6 +11,7 @@ read with ``refresh``. Events can feed ``update`` directly.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,15 @@ class ChannelReader(Protocol):
 
 
 class ChannelCache:
-    """A thread-safe, age-bounded cache in front of a :class:`ChannelReader`."""
+    """A thread-safe, age-bounded cache in front of a :class:`ChannelReader`.
+
+    A known channel older than ``max_age`` is served as cached while one background
+    thread reads it again (it is refreshed at once only past twice ``max_age``): with
+    a thousand channels cached at once, re-reading them all on the hot path stalled
+    every request behind a burst of RPCs each ``max_age``. Serving it a little longer
+    is safe for the rules: deposit and expiry only grow, and a rule that fails on the
+    cached state asks for a fresh read.
+    """
 
     def __init__(self, reader: ChannelReader, max_age: float = 30.0, miss_age: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -46,6 +55,9 @@ class ChannelCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[int, tuple[float, ChannelState | None]] = {}
+        self._stale: dict[int, None] = {}  # ids waiting for the background refresh
+        self._wake = threading.Event()
+        self._refresher: threading.Thread | None = None
 
     def channel(self, channel_id: int) -> ChannelState | None:
         now = self._clock()
@@ -56,7 +68,33 @@ class ChannelCache:
             age = self._max_age if state is not None else self._miss_age
             if now - fetched < age:
                 return state
+            if state is not None and now - fetched < 2 * age:
+                self._refresh_later(channel_id)
+                return state
         return self.refresh(channel_id)
+
+    def _refresh_later(self, channel_id: int) -> None:
+        with self._lock:
+            self._stale[channel_id] = None
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh_loop, daemon=True,
+                                                   name="channel-refresh")
+                self._refresher.start()
+        self._wake.set()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if not self._stale:
+                        break
+                    channel_id = next(iter(self._stale))
+                    del self._stale[channel_id]
+                # The node may be away: the hot path reads the channel itself when due.
+                with contextlib.suppress(Exception):
+                    self.refresh(channel_id)
 
     def refresh(self, channel_id: int) -> ChannelState | None:
         state = self._reader.channel(channel_id)
