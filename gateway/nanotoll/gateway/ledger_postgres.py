@@ -315,9 +315,14 @@ class PostgresLedger(Ledger):
 
     def record_redeemed(self, channel_id: int, paid: int) -> None:
         amount = _check_amount(paid)
+        # The oldest voucher still above the new amount dates what is left unredeemed
+        # (without this the age of a busy channel never resets after a redemption).
         self._transaction(lambda conn: conn.execute(
-            "UPDATE channels SET redeemed=%s WHERE channel_id=%s AND redeemed < %s",
-            (amount, channel_id, amount)))
+            "UPDATE channels SET redeemed=%s, first_unredeemed_ms=COALESCE("
+            "(SELECT MIN(v.accepted_ms) FROM vouchers v WHERE v.channel_id=%s "
+            "AND v.cumulative > %s), first_unredeemed_ms) "
+            "WHERE channel_id=%s AND redeemed < %s",
+            (amount, channel_id, amount, channel_id, amount)))
 
     # --------------------------------------------------------- settlements --
 

@@ -337,8 +337,14 @@ class SQLiteLedger(Ledger):
         amount = _amount(paid)
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE channels SET redeemed=? WHERE channel_id=? AND redeemed < ?",
-                         (amount, channel_id, amount))
+            # The oldest voucher still above the new amount dates what is left unredeemed
+            # (without this the age of a busy channel never resets after a redemption).
+            conn.execute(
+                "UPDATE channels SET redeemed=?, first_unredeemed_ms=COALESCE("
+                "(SELECT MIN(v.accepted_ms) FROM vouchers v WHERE v.channel_id=? "
+                "AND v.cumulative > ?), first_unredeemed_ms) "
+                "WHERE channel_id=? AND redeemed < ?",
+                (amount, channel_id, amount, channel_id, amount))
 
         self._write(run)
 

@@ -193,6 +193,10 @@ class Settler:
         for record in self.ledger.unredeemed():
             if covered.get(record.channel_id, 0) >= record.cumulative:
                 continue
+            if not everything and record.channel_id in covered:
+                # A redemption of it is on its way: the rest waits for its confirmation
+                # (re-submitting every busy channel each round kept the worker on RPC).
+                continue
             if everything or record.unredeemed >= self.config.threshold \
                     or now_ms - record.first_unredeemed_ms >= self.config.interval * 1000:
                 chosen.append(record)
