@@ -107,8 +107,10 @@ class Live:
     """What the progress line and the summary count while purchases come in."""
 
     started: float = 0.0  # monotonic time of go
-    ok: int = 0
+    ok: int = 0  # scheduled purchases (the warm-up ones apart)
     failed: int = 0
+    warm_ok: int = 0
+    warm_failed: int = 0
     recovered: int = 0
     late_ms_max: int = 0
     latencies: list[float] = field(default_factory=list)  # ms, every scheduled purchase
@@ -119,11 +121,16 @@ class Live:
 
     def add(self, line: dict[str, Any], now: float) -> None:
         ms = line["us"] / 1000.0
+        self.window.append((now, ms))
         if line.get("w"):
             self.warm_latencies.append(ms)
-        else:
-            self.latencies.append(ms)
-        self.window.append((now, ms))
+            if line.get("ok"):
+                self.warm_ok += 1
+            else:
+                self.warm_failed += 1
+                self.errors[str(line.get("e"))] = self.errors.get(str(line.get("e")), 0) + 1
+            return
+        self.latencies.append(ms)
         self.late_ms_max = max(self.late_ms_max, int(line.get("late", 0)))
         if line.get("ok"):
             self.ok += 1
@@ -152,6 +159,7 @@ class Fleet:
         self.events: list[dict[str, Any]] = []
         self.live = Live()
         self.summary: dict[str, Any] = {}
+        self.samples: list[dict[str, Any]] = []
         self._tty = hasattr(out, "isatty") and out.isatty()
         self._last_progress = 0.0
         self._phase_started = time.monotonic()
@@ -370,7 +378,7 @@ class Fleet:
         records = self._purchase_loop(group, gateways, broker, ledger_url, roots, go_file,
                                       meter)
         cpu_after = meter.totals(roots())
-        window = max(1e-6, self.summary["phases"]["purchasing_s"])
+        window = max(1e-6, self.summary["phases"]["devices_done_s"])  # go to the last exit
         self.summary["cpu"] = {
             name: {"seconds": round(cpu_after.get(name, 0) - cpu_before.get(name, 0), 2),
                    "cores": round((cpu_after.get(name, 0) - cpu_before.get(name, 0)) / window,
@@ -378,6 +386,13 @@ class Fleet:
             for name in roots()}
         self.summary["cpu"]["total_cores"] = round(sum(
             v["cores"] for v in self.summary["cpu"].values()), 3)
+        # While the schedule runs (warm-up and the drain at the end left out).
+        steady = [s["cpu_cores"] for s in self.samples if "cpu_cores" in s
+                  and o.warmup + 2 <= s["t"] <= o.warmup + o.duration]
+        if steady:
+            self.summary["cpu_steady_cores"] = {
+                name: round(sum(s.get(name, 0) for s in steady) / len(steady), 3)
+                for name in steady[-1]}
 
         # settle ------------------------------------------------------------------------
         for gateway in gateways:
@@ -395,6 +410,15 @@ class Fleet:
         self.summary["phases"]["settle_s"] = round(time.monotonic() - t0, 2)
         received = escrow.balance_of(provider.address) - balance_before
         verdict = check_fleet(slots, records, ledger_url, escrow, received, self.run_dir)
+        done = [x for x in json.loads((self.run_dir / "settlements.json").read_text())
+                if x["state"] == "confirmed"]
+        self.summary["settlement"] = {
+            "redeem_transactions": len(done),
+            "redeem_gas": sum(x["gas_used"] or 0 for x in done),
+            "during_run_transactions": len(done) - len(settlement.transactions),
+            "settle_now_transactions": len(settlement.transactions),
+            "settle_now_gas": settlement.gas_used,
+        }
         self._summarise(verdict, slots, group)
         self.say(verdict.table())
         return verdict
@@ -491,6 +515,7 @@ class Fleet:
                     next_sample = now + 1.0
                     sample = self._sample(ledger, group, roots, meter, cpu_prev, cpu_prev_t)
                     cpu_prev, cpu_prev_t = sample.pop("_cpu"), now
+                    self.samples.append(sample)
                     timeline.write(json.dumps(sample) + "\n")
                     timeline.flush()
                     self._progress_line(sample, len(gateways))
@@ -556,7 +581,8 @@ class Fleet:
 
     def _counts(self, now: float) -> dict[str, Any]:
         recent = self.live.recent(now)
-        return {"ok": self.live.ok, "failed": self.live.failed,
+        return {"ok": self.live.ok + self.live.warm_ok,
+                "failed": self.live.failed + self.live.warm_failed,
                 "recent_per_s": round(len(recent) / min(5.0, max(0.2, now - self.live.started)),
                                       1),
                 "recent_p50_ms": round(percentile(recent, 0.5), 2) if recent else None,
@@ -585,7 +611,7 @@ class Fleet:
             "per_s": round(live.ok / window, 2) if window else None,
             "target_per_s": round(self.options.total_rate, 2),
             "errors_by_code": live.errors,
-            "warmup_purchases": len(live.warm_latencies),
+            "warmup_ok": live.warm_ok, "warmup_failed": live.warm_failed,
             "warmup_latency_ms": {"p50": round(percentile(live.warm_latencies, 0.5), 2),
                                   "p99": round(percentile(live.warm_latencies, 0.99), 2)}
             if live.warm_latencies else None,
