@@ -55,3 +55,43 @@ def test_the_worker_leaves_a_channel_with_an_open_redemption_alone(
     _accept(ledger, 1, 250, 150)  # more on channel 1 while its redemption is open
     assert [r.channel_id for r in settler.due()] == [2]
     assert sorted(r.channel_id for r in settler.due(everything=True)) == [1, 2]
+
+
+def test_the_expiry_scan_reads_a_far_expiring_channel_once(
+        ledger_store: LedgerStore) -> None:  # noqa: F811
+    from nanotoll.gateway.channels import ChannelState
+    from nanotoll.gateway.config import SettlementConfig
+    from nanotoll.gateway.settle import Settler
+
+    now = 1_800_000_000
+    expiries = {1: now + 30 * 86400, 2: now + 3600}  # channel 2 is inside the window
+
+    class Chain:
+        reads: list[int] = []
+
+        def now(self) -> int:
+            return now
+
+        def channel(self, channel_id: int) -> ChannelState:
+            self.reads.append(channel_id)
+            return ChannelState(channel_id, "0x" + "11" * 20, "0x" + "22" * 20,
+                                "0x" + "33" * 20, 10**6, 0, expiries[channel_id])
+
+    ledger = ledger_store.open()
+    _accept(ledger, 1, 100, 100)
+    _accept(ledger, 2, 100, 100)
+    chain = Chain()
+    settler = Settler(ledger, chain, SettlementConfig(threshold=10**6, interval=3600,  # type: ignore[arg-type]
+                                                      expiry_window=7200))
+    submitted: list[list[int]] = []
+    settler.submit = lambda records, summary: submitted.append(  # type: ignore[method-assign]
+        sorted(r.channel_id for r in records)) or []
+    settler.advance = lambda summary=None: []  # type: ignore[method-assign]
+    from nanotoll.gateway.settle import SettlementSummary
+
+    settler._run_once(SettlementSummary())
+    assert sorted(chain.reads) == [1, 2] and submitted == [[2]]
+    settler._next_expiry_scan = 0.0  # the next scan, a minute later
+    settler._run_once(SettlementSummary())
+    assert sorted(chain.reads) == [1, 2, 2], "channel 1 expires far off: not read again"
+    assert submitted == [[2], [2]]

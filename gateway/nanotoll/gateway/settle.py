@@ -145,6 +145,7 @@ class Settler:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held = 0  # nesting depth of lease-holding sections in this process
         self._next_expiry_scan = 0.0  # monotonic time of the next near-expiry scan
+        self._expiry_seen: dict[int, int] = {}  # channel id -> expiry as last read
 
     # ------------------------------------------------------------- lease --
 
@@ -407,14 +408,26 @@ class Settler:
         self.advance(summary)
         due = self.due()
         if not due and time.monotonic() >= self._next_expiry_scan:
-            # One chain read per unredeemed channel: at a thousand channels that is
-            # seconds of RPC, so it runs at most once per EXPIRY_SCAN_SECONDS, which is
-            # far inside the expiry window.
+            # A chain read per unredeemed channel not known to expire far off: at a
+            # thousand channels that is seconds of RPC, so it runs at most once per
+            # EXPIRY_SCAN_SECONDS, which is far inside the expiry window.
             self._next_expiry_scan = time.monotonic() + EXPIRY_SCAN_SECONDS
             # Near-expiry channels are due whatever their amount.
             candidates = self.due(everything=True)
+            # Expiry only grows (extendExpiry) and a channel closes only after it: one
+            # known to expire well past the window is not read again until it nears.
+            now = self.chain.now()
+            window = self.config.expiry_window
+            candidates = [r for r in candidates if self._expiry_seen.get(r.channel_id, 0)
+                          - now <= window]
+            # At most a tenth (100 or more) per scan, those known to be near first: each
+            # channel is read within ten scans, well inside the window, with no burst.
+            candidates.sort(key=lambda r: (r.channel_id not in self._expiry_seen,
+                                           self._expiry_seen.get(r.channel_id, 0)))
+            candidates = candidates[:max(100, len(candidates) // 10)]
             states = {r.channel_id: s for r in candidates
                       if (s := self.chain.channel(r.channel_id)) is not None}
+            self._expiry_seen.update({c: s.expiry for c, s in states.items()})
             due = self.near_expiry(candidates, states)
         if due:
             self.submit(due, summary)
