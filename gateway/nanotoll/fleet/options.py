@@ -154,6 +154,14 @@ def validate(options: FleetOptions) -> None:
     if options.rate > 0 and options.duration > 0 and options.rate * options.duration < 1:
         problems.append(f"--rate {options.rate} × --duration {options.duration} is less than "
                         "one purchase per device")
+    if options.devices >= 1:
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = options.devices + 256
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            problems.append(f"{options.devices} devices need {needed} open files in the "
+                            f"broker, the limit here is {hard}: raise it (ulimit -n)")
     if not 1 <= options.gateways <= MAX_GATEWAYS:
         problems.append(f"--gateways must be in 1..{MAX_GATEWAYS}, got {options.gateways}")
     if not 0 <= options.warmup <= 600:

@@ -102,6 +102,15 @@ class CpuMeter:
         return {name: sum(self._last.get(name, {}).values()) for name in roots}
 
 
+def _raise_open_files(needed: int) -> None:
+    """Children inherit the limit: the broker holds one socket per device."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(needed, soft)), hard))
+
+
 @dataclass
 class Live:
     """What the progress line and the summary count while purchases come in."""
@@ -198,6 +207,7 @@ class Fleet:
             return 2
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
+        _raise_open_files(self.options.devices + 256)
         try:
             with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
                 verdict = self._run(stack)
