@@ -219,7 +219,7 @@ def _plots(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
         xs2 += [(ms - go_ms) / 1000, (ms - go_ms) / 1000]
         ys2 += [ys2[-1], total]
     ax.plot(xs2, [y / 1e6 for y in ys2], color="#d35400")
-    for ms, _gas, items in confirmed:
+    for ms, _gas, items in confirmed if len(confirmed) <= 15 else ():
         ax.annotate(f"{items} vouchers", ((ms - go_ms) / 1000, 0), fontsize=7, rotation=90,
                     xycoords=("data", "axes fraction"), va="bottom")
     _time_axes(ax, summary)
