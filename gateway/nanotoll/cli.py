@@ -17,6 +17,7 @@ from typing import Any
 # bench name -> (module, function); each function returns one flat dict of figures.
 BENCHES: dict[str, tuple[str, str]] = {
     "device": ("nanotoll.bench.device", "run_device_bench"),
+    "agent": ("nanotoll.bench.agent", "run_agent_bench"),
     "gas": ("nanotoll.chain.bench", "run_gas_bench"),
     "gateway": ("nanotoll.gateway.bench", "run_gateway_bench"),
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
