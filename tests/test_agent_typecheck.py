@@ -28,15 +28,14 @@ def stubs_dir(kind: str) -> Path:
     base = Path(os.environ.get("NANOTOLL_STUBS", ROOT / ".toolchain" / "stubs"))
     path = base / kind
     if not (path / "stdlib").is_dir() or not (path / "machine.pyi").exists():
-        pytest.skip(f"no {kind} stubs at {path}: install micropython-{kind}-stubs and "
-                    f"micropython-stdlib-stubs there with pip --target")
+        pytest.fail(f"no {kind} stubs at {path}: make setup installs them (step 'stubs')")
     return path
 
 
 @pytest.mark.parametrize("kind", sorted(BOARDS))
 def test_agent_type_checks_against_board_stubs(kind: str, tmp_path: Path) -> None:
     if importlib.util.find_spec("mypy") is None:
-        pytest.skip("mypy is not installed in this environment")
+        pytest.fail("mypy is not installed: it is in the dev extra, run make setup")
     stubs = stubs_dir(kind)
     for path in (ROOT / "firmware").glob("*.py"):
         shutil.copy(path, tmp_path / path.name)

@@ -235,6 +235,27 @@ step_slither() {
   note "$SLITHER_VERSION"
 }
 
+# Each board's MicroPython stubs in a folder of its own: installed together, the esp32 and
+# rp2 packages overwrite each other's modules. tests/test_agent_typecheck.py uses them.
+STUBS_PINS="micropython-stdlib-stubs==1.29.0.post2"
+step_stubs() {
+  local kind key dir
+  key="$STUBS_PINS micropython-esp32-stubs==1.29.0.post1 micropython-rp2-stubs==1.29.0.post1"
+  if stamp_is "$TC/stubs/.nanotoll-stamp" "$key"; then
+    cached
+    return 0
+  fi
+  for kind in esp32 rp2; do
+    dir=$TC/stubs/$kind
+    rm -rf "$dir"
+    .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps --target "$dir" \
+      "micropython-$kind-stubs==1.29.0.post1" "$STUBS_PINS" ||
+      fail "pip could not install the $kind stubs." "See the log; PyPI unreachable?"
+  done
+  echo "$key" >"$TC/stubs/.nanotoll-stamp"
+  note "esp32, rp2"
+}
+
 step_npm() {
   [[ -f package-lock.json ]] ||
     fail "package-lock.json is missing." "Restore it from git: git checkout -- package-lock.json"
@@ -480,6 +501,7 @@ STEPS=(
   "apt:apt packages"
   "venv:python venv"
   "slither:slither (own venv)"
+  "stubs:micropython stubs"
   "npm:npm packages"
   "mpy-src:micropython $MPY_VERSION source"
   "mpy-unpack:micropython unpack"
