@@ -14,13 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +36,7 @@ from .services import (
     forge_binary,
     micropython_binary,
     port_in_use,
+    sigterm_as_interrupt,
     stop_process,
 )
 
@@ -91,23 +90,6 @@ class DemoReport:
 
 def _say(out: TextIO, message: str) -> None:
     print(f"demo: {message}", file=out, flush=True)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the ExitStack stops every child process."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class GatewayProcess(ManagedProcess):
@@ -268,7 +250,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
     root.mkdir(parents=True, exist_ok=True)
     report = DemoReport(purchases=purchases)
     try:
-        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
             started = time.monotonic()
             device = Device(root)  # fails early, with a hint, if MicroPython is missing
             chain = stack.enter_context(Anvil(port=rpc_port, workdir=root / "anvil"))

@@ -21,12 +21,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..services import ServiceError
+from ..services import ServiceError, sigterm_as_interrupt
 from .check import Verdict, check_fleet
 from .devices import DeviceGroup, DeviceSlot
 from .options import PRICES, FleetError, FleetOptions, default_run_dir, validate
@@ -35,23 +35,6 @@ OPEN_MANY_CHUNK = 200  # channels per openMany: ~62k gas each, well under the 16
 CHANNEL_LIFETIME = 7 * 86400
 CLIENT_ID = "nanotoll-fleet-gw-{}"
 KEY_ENV = "NANOTOLL_PROVIDER_KEY"
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the ExitStack stops every child process."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -209,7 +192,7 @@ class Fleet:
         self.work.mkdir(parents=True, exist_ok=True)
         _raise_open_files(self.options.devices + 256)
         try:
-            with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
                 verdict = self._run(stack)
         except (FleetError, ServiceError) as exc:
             self.say(f"failed: {exc}")
