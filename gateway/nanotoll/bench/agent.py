@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .device import BoardError, mpy_cross, qemu_firmware
+from .device import BoardError, QemuBoard, mpy_cross
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD_DIR = ROOT / "boards" / "qemu_mps2"
@@ -149,71 +148,25 @@ class UartRelay:
         self.close()
 
 
-class AgentBoard:
+class AgentBoard(QemuBoard):
     """QEMU mps2-an385 with the REPL on a pty and UART1 on the relay's TCP port."""
 
     def __init__(self, uart_port: int, icount: bool = False, timeout: float = 120) -> None:
-        self.uart_port = uart_port
-        self.icount = icount
-        self.timeout = timeout
-        self.firmware = qemu_firmware()
-        self._process: subprocess.Popen[str] | None = None
-        self.transport: Any = None
+        super().__init__(timeout=timeout, icount=icount, uart_port=uart_port)
 
-    def __enter__(self) -> AgentBoard:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        from mpremote.transport_serial import SerialTransport
-
-        qemu = shutil.which("qemu-system-arm")
-        if qemu is None:
-            raise BoardError("qemu-system-arm is not installed: run `make setup`")
-        command = [qemu, "-machine", "mps2-an385", "-nographic", "-monitor", "null",
-                   "-semihosting", "-serial", "pty",
-                   "-serial", f"tcp:127.0.0.1:{self.uart_port}",
-                   "-kernel", str(self.firmware)]
-        if self.icount:
-            command[1:1] = ["-icount", "shift=0"]
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True)
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        match = re.search(r"(/dev/pts/\d+)", line)
-        if match is None:
-            self.stop()
-            raise BoardError(f"qemu did not report its serial pty: {line.strip()!r}")
-        # keep reading QEMU's output so that it never blocks on a full pipe
-        threading.Thread(target=self._process.stdout.read, daemon=True).start()
-        self.transport = SerialTransport(match.group(1), baudrate=115200)
-        self.transport.enter_raw_repl(soft_reset=False)
+    @property
+    def transport(self) -> Any:
+        return self._transport
 
     def stop(self) -> None:
-        if self.transport is not None:
+        if self._transport is not None:
             with contextlib.suppress(Exception):
-                if getattr(self.transport, "mounted", False):
-                    self.transport.umount_local()
-            with contextlib.suppress(OSError):
-                self.transport.close()
-            self.transport = None
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            if self._process.stdout is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    self._process.stdout.close()
-            self._process = None
+                if getattr(self._transport, "mounted", False):
+                    self._transport.umount_local()
+        super().stop()
 
     def exec(self, code: str, timeout: float | None = None) -> str:
-        out, err = self.transport.exec_raw(code, timeout=timeout or self.timeout)
+        out, err = self._transport.exec_raw(code, timeout=timeout or self.timeout)
         if err:
             raise BoardError((out + err).decode(errors="replace").strip())
         return str(out.decode(errors="replace"))

@@ -36,6 +36,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -115,9 +116,12 @@ gc.collect()
 class QemuBoard:
     """MicroPython on QEMU's mps2-an385 (Cortex-M3), driven through its raw REPL."""
 
-    def __init__(self, firmware: Path | None = None, timeout: float = 120) -> None:
+    def __init__(self, firmware: Path | None = None, timeout: float = 120, icount: bool = True,
+                 uart_port: int | None = None) -> None:
         self.firmware = firmware or qemu_firmware()
         self.timeout = timeout
+        self.icount = icount  # 1 ns of virtual time per instruction: counts that do not drift
+        self.uart_port = uart_port  # UART1 connects to this loopback TCP port when given
         self._process: subprocess.Popen[str] | None = None
         self._transport: Any = None
 
@@ -134,11 +138,13 @@ class QemuBoard:
         qemu = shutil.which("qemu-system-arm")
         if qemu is None:
             raise BoardError("qemu-system-arm is not installed: run `make setup`")
-        command = [
-            qemu, "-machine", "mps2-an385", "-nographic", "-monitor", "null",
-            "-semihosting", "-serial", "pty", "-icount", "shift=0",
-            "-kernel", str(self.firmware),
-        ]  # fmt: skip
+        command = [qemu, "-machine", "mps2-an385", "-nographic", "-monitor", "null",
+                   "-semihosting", "-serial", "pty"]
+        if self.uart_port is not None:
+            command += ["-serial", f"tcp:127.0.0.1:{self.uart_port}"]
+        if self.icount:
+            command += ["-icount", "shift=0"]
+        command += ["-kernel", str(self.firmware)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -148,6 +154,8 @@ class QemuBoard:
         if match is None:
             self.stop()
             raise BoardError(f"qemu did not report its serial pty: {line.strip()!r}")
+        # keep reading QEMU's output so that it never blocks on a full pipe
+        threading.Thread(target=self._process.stdout.read, daemon=True).start()
         self._transport = SerialTransport(match.group(1), baudrate=115200)
         self._transport.enter_raw_repl(soft_reset=False)
 
@@ -163,6 +171,9 @@ class QemuBoard:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+            if self._process.stdout is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._process.stdout.close()
             self._process = None
 
     def exec(self, code: str, timeout: float | None = None) -> str:
