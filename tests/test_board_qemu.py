@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,56 @@ def test_bridge_splits_mqtt_packets() -> None:
     assert buffer == bytearray(b"\xc0")  # PINGREQ not complete yet
     buffer += b"\x00"
     assert split_packets(buffer) == [b"\xc0\x00"] and not buffer
+
+
+def test_bridge_opens_a_broker_connection_per_connect_and_survives_a_drop() -> None:
+    import socket
+
+    from nanotoll.device.bridge import UartBridge
+
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    def read(sock: socket.socket, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = sock.recv(count - len(data))
+            assert chunk, "connection closed"
+            data += chunk
+        return data
+
+    connect, publish = b"\x10\x02ab", b"\x30\x03xyz"
+    with socket.create_server(("127.0.0.1", 0)) as broker:
+        broker.settimeout(5)
+        with UartBridge("127.0.0.1", broker.getsockname()[1]) as bridge, \
+                socket.create_connection(("127.0.0.1", bridge.port)) as uart:
+            uart.settimeout(5)
+            bridge.wait_for_board()
+            uart.sendall(publish)  # no CONNECT yet: dropped, no broker connection
+            wait_for(lambda: bridge.stats.dropped_bytes == len(publish), "not dropped")
+            uart.sendall(connect + publish)
+            first, _ = broker.accept()
+            with first:
+                assert read(first, len(connect + publish)) == connect + publish
+                first.sendall(b"\x20\x02\x00\x00")  # CONNACK
+                assert read(uart, 4) == b"\x20\x02\x00\x00"
+                bridge.drop_broker()  # the broker side dies ...
+                first.settimeout(5)
+                assert first.recv(16) == b""
+            uart.sendall(publish)  # ... the board's packets go nowhere until CONNECT
+            uart.sendall(connect)
+            second, _ = broker.accept()
+            with second:
+                assert read(second, len(connect)) == connect
+        assert bridge.stats.broker_connections == 2 and bridge.stats.uart_connections == 1
+        assert bridge.stats.dropped_bytes == 2 * len(publish)
+        assert bridge.stats.bytes_to_broker == 2 * len(connect) + len(publish)
+        assert bridge.stats.bytes_to_board == 4
+        with pytest.raises(ConnectionRefusedError):  # stopped: its port is closed
+            socket.create_connection(("127.0.0.1", bridge.port), timeout=5).close()
 
 
 # ------------------------------------------------------------ the whole board --

@@ -5,8 +5,14 @@ QEMU connects the board's second UART to a TCP port (``-serial tcp:127.0.0.1:POR
 broker. A UART has no connection of its own, so the bridge reads the MQTT packet
 framing of what the board sends: each CONNECT opens a fresh broker connection (and
 drops the old one with anything still queued for it), as a TCP board's reconnect
-would. Bytes the board sends with no broker connection are dropped; the board's
-MQTT client notices the silence (keepalive) and reconnects.
+would. Bytes the board sends with no broker connection are dropped and counted; the
+board's MQTT client notices the silence (keepalive) and reconnects, so a broker that
+went away never sees a session that does not start with CONNECT.
+
+One thread runs the relay (a selector over the listener, the UART and the broker
+connection); :meth:`UartBridge.stop` ends it and closes every socket. Used by
+``nanotoll sim board`` (:class:`~nanotoll.device.sim.BoardSim`), the benchmarks and
+the emulated-board tests.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from dataclasses import dataclass
 from ..services import LOOPBACK
 
 CONNECT = 0x10
+CHUNK = 4096
+# A board's packets are small; a stream that claims more than this is not MQTT.
+MAX_PENDING = 1 << 20
+BROKER_TIMEOUT = 5.0
 
 
 @dataclass
@@ -62,7 +72,9 @@ def split_packets(buffer: bytearray) -> list[bytes]:
 
 
 class UartBridge:
-    """Listens on ``listen_port`` (0: a free one) for QEMU's UART connection."""
+    """Listens on ``listen_port`` (0: a free one) for QEMU's UART connection and relays
+    it to the broker at ``broker_host:broker_port``. A context manager; ``log`` prints
+    what happens to the connections (``bridge: ...`` lines)."""
 
     def __init__(self, broker_host: str = LOOPBACK, broker_port: int = 1883,
                  listen_port: int = 0, log: bool = False) -> None:
@@ -70,9 +82,13 @@ class UartBridge:
         self.stats = BridgeStats()
         self._log = log
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((LOOPBACK, listen_port))
-        self._listener.listen(1)
+        try:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((LOOPBACK, listen_port))
+            self._listener.listen(1)
+        except OSError:
+            self._listener.close()
+            raise
         self.port = int(self._listener.getsockname()[1])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,53 +97,115 @@ class UartBridge:
         self._pending = bytearray()
 
     def __enter__(self) -> UartBridge:
-        self.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self) -> UartBridge:
+        if self._thread is not None or self._stop.is_set():
+            raise RuntimeError("the UART bridge was already started")
         self._thread = threading.Thread(target=self._run, name="uart-bridge", daemon=True)
         self._thread.start()
+        return self
 
     def stop(self) -> None:
+        """End the relay thread and close every socket (idempotent)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                self._say("relay thread did not stop within 5 s; closing its sockets")
             self._thread = None
+        # The thread closes its sockets on the way out; these are what is left when it
+        # never ran or did not stop in time.
         for sock in (self._uart, self._upstream, self._listener):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
+        self._uart = self._upstream = None
+
+    def drop_broker(self) -> None:
+        """Cut the broker side now (what a broker crash looks like to the board). The
+        relay thread sees the connection end and closes it; the board's bytes are
+        dropped until it sends CONNECT again."""
+        upstream = self._upstream
+        if upstream is not None:
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
+
+    def wait_for_board(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.stats.uart_connections == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("QEMU did not connect to the UART bridge")
+            time.sleep(0.02)
 
     def _say(self, message: str) -> None:
         if self._log:
             print(f"bridge: {message}", flush=True)
 
+    # -- the relay thread ------------------------------------------------------------
+
     def _close_upstream(self, selector: selectors.BaseSelector) -> None:
-        if self._upstream is not None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
             with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(self._upstream)
+                selector.unregister(upstream)
             with contextlib.suppress(OSError):
-                self._upstream.close()
-            self._upstream = None
+                upstream.close()
+
+    def _close_uart(self, selector: selectors.BaseSelector) -> None:
+        uart, self._uart = self._uart, None
+        if uart is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(uart)
+            with contextlib.suppress(OSError):
+                uart.close()
+        self._pending.clear()
 
     def _open_upstream(self, selector: selectors.BaseSelector) -> None:
         self._close_upstream(selector)
         try:
-            sock = socket.create_connection(self.broker, timeout=5)
+            sock = socket.create_connection(self.broker, timeout=BROKER_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             self._say(f"broker {self.broker[0]}:{self.broker[1]} refused: {exc}")
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(None)
+        # Reads wait in the selector; a send that blocks this long means the broker
+        # stopped reading, and the connection is dropped rather than the relay stalled.
+        sock.settimeout(BROKER_TIMEOUT)
         self._upstream = sock
         self.stats.broker_connections += 1
         selector.register(sock, selectors.EVENT_READ, "broker")
         self._say("board sent CONNECT: new broker connection")
 
-    def _from_board(self, data: bytes, selector: selectors.BaseSelector) -> None:
+    def _accept(self, selector: selectors.BaseSelector) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:  # the connection went away before it was taken
+            return
+        conn.setblocking(True)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._uart is not None:
+            self._say("QEMU connected again: the old UART connection is closed")
+        self._close_uart(selector)
+        self._close_upstream(selector)
+        self._uart = conn
+        self.stats.uart_connections += 1
+        selector.register(conn, selectors.EVENT_READ, "uart")
+
+    def _from_board(self, selector: selectors.BaseSelector) -> None:
+        assert self._uart is not None
+        try:
+            data = self._uart.recv(CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self._say("QEMU closed the UART")
+            self._close_uart(selector)
+            self._close_upstream(selector)
+            return
         self._pending += data
         for packet in split_packets(self._pending):
             if packet[0] & 0xF0 == CONNECT:
@@ -138,55 +216,53 @@ class UartBridge:
             try:
                 self._upstream.sendall(packet)
                 self.stats.bytes_to_broker += len(packet)
-            except OSError:
+            except OSError as exc:
+                self._say(f"sending to the broker failed: {exc}")
+                self.stats.dropped_bytes += len(packet)
                 self._close_upstream(selector)
+        if len(self._pending) > MAX_PENDING:
+            self.stats.dropped_bytes += len(self._pending)
+            self._pending.clear()
+
+    def _from_broker(self, selector: selectors.BaseSelector) -> None:
+        assert self._upstream is not None
+        try:
+            data = self._upstream.recv(CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self._say("broker closed the connection")
+            self._close_upstream(selector)
+            return
+        if self._uart is None:
+            self.stats.dropped_bytes += len(data)
+            return
+        try:
+            self._uart.sendall(data)
+            self.stats.bytes_to_board += len(data)
+        except OSError:
+            self._say("QEMU closed the UART")
+            self._close_uart(selector)
+            self._close_upstream(selector)
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         self._listener.setblocking(False)
         selector.register(self._listener, selectors.EVENT_READ, "listen")
+        handlers = {"listen": self._accept, "uart": self._from_board,
+                    "broker": self._from_broker}
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.2):
-                    if key.data == "listen":
-                        conn, _ = self._listener.accept()
-                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        if self._uart is not None:
-                            selector.unregister(self._uart)
-                            self._uart.close()
-                        self._uart = conn
-                        self._pending.clear()
-                        self.stats.uart_connections += 1
-                        selector.register(conn, selectors.EVENT_READ, "uart")
-                    elif key.data == "uart":
-                        assert self._uart is not None
-                        data = self._uart.recv(4096)
-                        if not data:  # QEMU went away
-                            selector.unregister(self._uart)
-                            self._uart.close()
-                            self._uart = None
-                            self._close_upstream(selector)
-                            continue
-                        self._from_board(data, selector)
-                    elif key.data == "broker":
-                        assert self._upstream is not None
-                        try:
-                            data = self._upstream.recv(4096)
-                        except OSError:
-                            data = b""
-                        if not data:
-                            self._say("broker closed the connection")
-                            self._close_upstream(selector)
-                            continue
-                        if self._uart is not None:
-                            self._uart.sendall(data)
-                            self.stats.bytes_to_board += len(data)
+                    # an earlier event of this round may have closed this socket
+                    if key.data == "uart" and key.fileobj is not self._uart:
+                        continue
+                    if key.data == "broker" and key.fileobj is not self._upstream:
+                        continue
+                    handlers[key.data](selector)
         finally:
+            self._close_uart(selector)
+            self._close_upstream(selector)
+            with contextlib.suppress(OSError):
+                self._listener.close()
             selector.close()
-
-    def wait_for_board(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.stats.uart_connections == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("QEMU did not connect to the UART bridge")
-            time.sleep(0.02)
