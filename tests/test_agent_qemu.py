@@ -1,8 +1,8 @@
 """The payment agent on the emulated 32-bit board (QEMU mps2-an385, Cortex-M3).
 
 The firmware goes to the board as .mpy files; its MQTT link is UART1 (the same
-mqtt.py code path as TCP, through StreamLink), carried by a host relay to a real
-mosquitto and a provider on the CPython reference.
+mqtt.py code path as TCP, through StreamLink), carried by the host's UART bridge
+(nanotoll.device.bridge) to a real mosquitto and a provider on the CPython reference.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from agent_helpers import (
     FakeGateway,
     addr_hex,
 )
-from nanotoll.bench.agent import AgentBoard, UartRelay, run_console, stage
+from nanotoll.bench.agent import AgentBoard, run_console, stage
 from nanotoll.bench.device import BoardError, qemu_firmware
+from nanotoll.device.bridge import UartBridge
 
 PRICE = 1500
 
@@ -42,15 +43,15 @@ def board_setup(mosquitto, tmp_path):
     }
     stage(tmp_path / "stage", config)
     with FakeGateway(mosquitto.port) as gateway, \
-            UartRelay("127.0.0.1", mosquitto.port) as relay, \
-            AgentBoard(relay.port) as board:
+            UartBridge("127.0.0.1", mosquitto.port) as bridge, \
+            AgentBoard(bridge.port) as board:
         board.deploy(tmp_path / "stage")
         board.import_modules(tmp_path / "stage")
-        yield board, gateway, relay
+        yield board, gateway, bridge
 
 
 def test_purchases_over_uart_on_the_emulated_board(board_setup) -> None:
-    board, gateway, relay = board_setup
+    board, gateway, bridge = board_setup
     lines = run_console(board, ["--config", "config.json", "--buy", "weather", "--count", "3"])
     rows = [x for x in lines if "i" in x]
     assert [x["ok"] for x in rows] == [True] * 3, lines
@@ -62,14 +63,14 @@ def test_purchases_over_uart_on_the_emulated_board(board_setup) -> None:
 
 
 def test_emulated_board_reconnects_over_the_same_serial_line(board_setup) -> None:
-    board, gateway, relay = board_setup
+    board, gateway, bridge = board_setup
     gateway.drop_first = 1  # the first request goes unanswered ...
     import threading
 
     def cut() -> None:
         while not gateway.received:
             time.sleep(0.02)
-        relay.drop_broker()  # ... and the broker side of the link dies under it
+        bridge.drop_broker()  # ... and the broker side of the link dies under it
 
     thread = threading.Thread(target=cut, daemon=True)
     thread.start()
@@ -77,5 +78,5 @@ def test_emulated_board_reconnects_over_the_same_serial_line(board_setup) -> Non
     thread.join(5)
     rows = [x for x in lines if "i" in x]
     assert [x["ok"] for x in rows] == [True, True], lines
-    assert relay.broker_connections >= 2 and lines[-1]["mqtt_connects"] >= 2
+    assert bridge.stats.broker_connections >= 2 and lines[-1]["mqtt_connects"] >= 2
     assert gateway.book.charged == 2 * PRICE and gateway.book.accepted == 2

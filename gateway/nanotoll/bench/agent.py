@@ -1,10 +1,11 @@
 """The payment agent on the emulated Cortex-M3 board (QEMU mps2-an385).
 
 MicroPython runs in QEMU with UART0 as its REPL (a pty, driven with mpremote) and
-UART1 as the agent's MQTT link: QEMU's second ``-serial tcp:`` connects to a relay
-here that carries the bytes to a real broker. The board has no network, no clock
-and no file system; ``boards/qemu_mps2`` supplies ``time``, ``select`` (for asyncio),
-a UART driver and a RAM file system for the state record.
+UART1 as the agent's MQTT link: QEMU's second ``-serial tcp:`` connects to a
+:class:`~nanotoll.device.bridge.UartBridge` that carries the bytes to a real broker.
+The board has no network, no clock and no file system; ``boards/qemu_mps2`` supplies
+``time``, ``select`` (for asyncio), a UART driver and a RAM file system for the state
+record.
 
 Used by tests/test_agent_qemu.py (purchases on the emulated board) and by
 ``run_agent_bench()`` (instructions and least free heap of one purchase).
@@ -15,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,113 +42,8 @@ IMPORT_ORDER = (
 )  # fmt: skip
 
 
-class UartRelay:
-    """Carries UART1's bytes to the broker: QEMU connects here; each broker connection
-    is opened on the first byte the board sends and dropped when the broker closes it
-    (the board then reconnects over the same serial line)."""
-
-    def __init__(self, broker_host: str, broker_port: int) -> None:
-        self.broker = (broker_host, broker_port)
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", 0))
-        self._server.listen(1)
-        self.port = int(self._server.getsockname()[1])
-        self._uart: socket.socket | None = None
-        self._upstream: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.broker_connections = 0
-
-    def start(self) -> UartRelay:
-        thread = threading.Thread(target=self._accept, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def _accept(self) -> None:
-        self._server.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                continue
-            self._uart = conn
-            self._from_board(conn)
-            return
-
-    def _open_upstream(self) -> socket.socket:
-        with self._lock:
-            if self._upstream is None:
-                upstream = socket.create_connection(self.broker, timeout=5)
-                upstream.settimeout(None)
-                self._upstream = upstream
-                self.broker_connections += 1
-                thread = threading.Thread(target=self._from_broker, args=(upstream,),
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
-            return self._upstream
-
-    def _drop_upstream(self, upstream: socket.socket) -> None:
-        with self._lock:
-            if self._upstream is upstream:
-                self._upstream = None
-        with contextlib.suppress(OSError):
-            upstream.close()
-
-    def _from_board(self, conn: socket.socket) -> None:
-        while not self._stop.is_set():
-            try:
-                data = conn.recv(4096)
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                upstream = self._open_upstream()
-                upstream.sendall(data)
-            except OSError:
-                if self._upstream is not None:
-                    self._drop_upstream(self._upstream)
-
-    def _from_broker(self, upstream: socket.socket) -> None:
-        while True:
-            try:
-                data = upstream.recv(4096)
-            except OSError:
-                data = b""
-            if not data:
-                self._drop_upstream(upstream)
-                return
-            try:
-                if self._uart is not None:
-                    self._uart.sendall(data)
-            except OSError:
-                return
-
-    def drop_broker(self) -> None:
-        """Cut the broker side now (what a broker crash looks like to the board)."""
-        if self._upstream is not None:
-            self._drop_upstream(self._upstream)
-
-    def close(self) -> None:
-        self._stop.set()
-        for sock in (self._server, self._uart, self._upstream):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
-
-    def __enter__(self) -> UartRelay:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class AgentBoard(QemuBoard):
-    """QEMU mps2-an385 with the REPL on a pty and UART1 on the relay's TCP port."""
+    """QEMU mps2-an385 with the REPL on a pty and UART1 on a bridge's TCP port."""
 
     def __init__(self, uart_port: int, icount: bool = False, timeout: float = 120) -> None:
         super().__init__(timeout=timeout, icount=icount, uart_port=uart_port)
