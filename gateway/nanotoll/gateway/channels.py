@@ -6,7 +6,8 @@ state, or ``None`` when the channel does not exist. The web3 implementation live
 hot path costs no RPC: an entry is refreshed when it is older than ``max_age``, a miss
 is remembered for ``miss_age`` (so unknown ids cannot flood the node), and a caller that
 sees a rule fail on cached state (a top-up may have raised the deposit) asks for a fresh
-read with ``refresh``. Events can feed ``update`` directly.
+read with ``refresh``. The event follower (``events``) feeds ``amend``, ``refresh`` and
+``forget_miss``.
 """
 
 from __future__ import annotations
@@ -128,6 +129,29 @@ class ChannelCache:
     def forget(self, channel_id: int) -> None:
         with self._lock:
             self._entries.pop(channel_id, None)
+
+    def amend(self, channel_id: int, change: Callable[[ChannelState], ChannelState]) -> bool:
+        """Apply ``change`` to a cached channel atomically (the event follower's path); False
+        when no state is cached. The entry keeps its age, so the background re-read stays
+        the safety net for anything the change does not cover."""
+        with self._lock:
+            entry = self._entries.get(channel_id)
+            if entry is None or entry[1] is None:
+                return False
+            self._entries[channel_id] = (entry[0], change(entry[1]))
+            return True
+
+    def forget_miss(self, channel_id: int) -> None:
+        """Drop a remembered miss (the channel was just opened); a cached state stays."""
+        with self._lock:
+            entry = self._entries.get(channel_id)
+            if entry is not None and entry[1] is None:
+                del self._entries[channel_id]
+
+    def ids(self) -> list[int]:
+        """Ids of the channels cached with a state (remembered misses left out)."""
+        with self._lock:
+            return [cid for cid, (_, state) in self._entries.items() if state is not None]
 
 
 class MemoryChannels:
