@@ -22,6 +22,10 @@ Example::
     [ledger]
     url = "sqlite:///ledger.db"                 # relative to this file
 
+    [events]                                    # optional: the escrow event follower
+    poll_interval = 1.0                         # seconds between polls of the chain head
+    confirmations = 0                           # blocks below the head before a log counts
+
     [catalog]
     seq = 1
     [[catalog.products]]
@@ -117,6 +121,17 @@ class ChainConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """The escrow event follower (``events``): keeps cached channels fresh from logs."""
+
+    enabled: bool = True
+    poll_interval: float = 1.0  # seconds between polls of the chain head
+    confirmations: int = 0  # blocks below the head before a log is applied; 0 = the head
+    max_range: int = 1000  # blocks per eth_getLogs call (nodes cap the range)
+    max_backoff: float = 30.0  # seconds between retries at most while the node fails
+
+
+@dataclass(frozen=True, slots=True)
 class SettlementConfig:
     threshold: int = 1_000_000  # units unredeemed on one channel that trigger a redeem
     interval: int = 3600  # seconds an accepted voucher may wait unredeemed
@@ -149,6 +164,7 @@ class GatewayConfig:
     ledger_url: str = "sqlite:///nanotoll-ledger.db"
     expiry_margin: int = 3600
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     metrics_port: int | None = None  # Prometheus text endpoint on loopback; None = off
     log_level: str = "INFO"
@@ -196,6 +212,12 @@ class _Section:
         if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
             raise self.error(key, f"must be a number ≥ {low}, got {value!r}")
         return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
 
     def text(self, key: str, default: str | None = None, pattern: re.Pattern[str] | None = None,
             hint: str = "") -> str:
@@ -261,8 +283,8 @@ def _products(source: str, raw: Any) -> tuple[ProductConfig, ...]:
 
 def parse_config(document: dict[str, Any], base: Path, source: str = "<config>") -> GatewayConfig:
     """Validate a parsed TOML document; relative paths resolve against ``base``."""
-    known = {"mqtt", "provider", "chain", "ledger", "rules", "settlement", "catalog", "metrics",
-             "log"}
+    known = {"mqtt", "provider", "chain", "ledger", "rules", "settlement", "events", "catalog",
+             "metrics", "log"}
     for key in document:
         if key not in known:
             raise ConfigError(f"{source}: [{key}]: unknown table (known: {sorted(known)})")
@@ -327,6 +349,19 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     )
     s.finish()
 
+    s = _section(source, document, "events")
+    events = EventsConfig(
+        enabled=s.boolean("enabled", True),
+        poll_interval=s.number("poll_interval", 1.0, 0.05),
+        confirmations=s.integer("confirmations", 0, 0, 1000),
+        max_range=s.integer("max_range", 1000, 1, 100_000),
+        max_backoff=s.number("max_backoff", 30.0, 0.05),
+    )
+    s.finish()
+    if events.max_backoff < events.poll_interval:
+        raise s.error("max_backoff", f"must be ≥ poll_interval ({events.poll_interval:g} s), "
+                      f"got {events.max_backoff:g}")
+
     s = _section(source, document, "catalog")
     valid_from = s._get("valid_from", None)
     catalog = CatalogConfig(
@@ -349,7 +384,8 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     s.finish()
 
     return GatewayConfig(chain=chain, mqtt=mqtt, key=key, ledger_url=ledger_url,
-                         expiry_margin=expiry_margin, settlement=settlement, catalog=catalog,
+                         expiry_margin=expiry_margin, settlement=settlement, events=events,
+                         catalog=catalog,
                          metrics_port=metrics_port, log_level=level, source=source)
 
 
