@@ -1,10 +1,11 @@
-"""The escrow contract through the chain package's client: channel reads and redeems.
+"""The escrow contract through the chain package's client: channel reads, redeems, events.
 
-:class:`EscrowChain` implements both :class:`~.channels.ChannelReader` and
-:class:`~.settle.RedeemChain`. Reads and the contract object come from
-:class:`nanotoll.chain.EscrowClient` (the ABI shipped in the package); redeem transactions
-are built here, because the settler must store each signed transaction before it is
-broadcast, which a send-and-wait call cannot do. The provider key signs locally; only
+:class:`EscrowChain` implements :class:`~.channels.ChannelReader`,
+:class:`~.settle.RedeemChain` and :class:`~.events.LogSource`. Reads and the contract
+object come from :class:`nanotoll.chain.EscrowClient` (the ABI shipped in the package),
+logs are decoded by :mod:`.chainlog`; redeem transactions are built here, because the
+settler must store each signed transaction before it is broadcast, which a send-and-wait
+call cannot do. The provider key signs locally; only
 raw signed transactions reach the node. Node errors are classified for the settler.
 """
 
@@ -15,10 +16,12 @@ from typing import Any
 from eth_account import Account
 from eth_utils import to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
+from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
 
 from ..chain.client import EscrowClient
+from .chainlog import ChannelEvent, EscrowEventDecoder
 from .channels import ChannelState
+from .events import BlockRef
 from .settle import ChainError, SignedTx, TxReceipt
 
 
@@ -50,6 +53,7 @@ class EscrowChain:
         self.contract = self.client.escrow
         self._account = Account.from_key(secret) if secret is not None else None
         self._max_batch: int | None = None
+        self._events = EscrowEventDecoder(self.contract.abi)
 
     def _call(self, what: str, fn: Any) -> Any:
         try:
@@ -146,3 +150,28 @@ class EscrowChain:
     def now(self) -> int:
         block = self._call("block", lambda: self.w3.eth.get_block("latest"))
         return int(block["timestamp"])
+
+    # ------------------------------------------------------------ LogSource --
+
+    def head(self) -> BlockRef:
+        block = self._call("head", lambda: self.w3.eth.get_block("latest"))
+        return BlockRef(int(block["number"]), "0x" + bytes(block["hash"]).hex())
+
+    def canonical_hash(self, number: int) -> str | None:
+        """The hash of block ``number`` on the node's chain; None when it has no such
+        block. Node errors raise (unlike :meth:`block_hash`, a fork check must not read
+        an outage as a missing block)."""
+        try:
+            block = self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise classify(exc) from exc
+        return "0x" + bytes(block["hash"]).hex()
+
+    def channel_events(self, first: int, last: int) -> list[ChannelEvent]:
+        """The channel changes the escrow logged in blocks ``first..last``, in order."""
+        logs = self._call("logs", lambda: self.w3.eth.get_logs({
+            "address": self.escrow, "fromBlock": first, "toBlock": last,
+            "topics": [self._events.topics]}))  # type: ignore[typeddict-item]
+        return [change for log in logs for change in self._events.decode(log)]
