@@ -45,7 +45,7 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
         try:
-            service = GatewayService(config, secret, ledger, chain, chain)
+            service = GatewayService(config, secret, ledger, chain, chain, events=chain)
         except UnknownProviderKind as exc:
             raise ConfigError(f"{config.source}: [[catalog.products]] kind: {exc}") from None
         service.start()

@@ -1,7 +1,9 @@
-"""The gateway process: ledger, channel cache, verifier, providers, ingress, settler.
+"""The gateway process: ledger, channel cache, event follower, verifier, providers,
+ingress, settler.
 
 :class:`GatewayService` wires the parts from a config and explicit dependencies (a
-:class:`~.channels.ChannelReader`, a :class:`~.settle.RedeemChain`, a ledger), so tests
+:class:`~.channels.ChannelReader`, a :class:`~.settle.RedeemChain`, a
+:class:`~.events.LogSource` for the escrow's events, a ledger), so tests
 and benchmarks run the same assembly the CLI runs. Nothing is global: two services in
 one process (the two-gateway tests) share nothing but what they are given.
 """
@@ -19,6 +21,7 @@ from ..protocol.signing import address_of
 from .catalog import build_catalog, overlap_of
 from .channels import ChannelCache, ChannelReader
 from .config import GatewayConfig
+from .events import EventFollower, LogSource
 from .ingress import Ingress
 from .ledger import Ledger
 from .logs import event
@@ -33,7 +36,7 @@ class GatewayService:
     def __init__(self, config: GatewayConfig, secret: bytes, ledger: Ledger,
                  reader: ChannelReader, chain: RedeemChain | None = None, *,
                  settle_in_background: bool = True, clock: Callable[[], float] = time.time,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, events: LogSource | None = None) -> None:
         self.config = config
         self.ledger = ledger
         self._log = logger or logging.getLogger("nanotoll.gateway")
@@ -49,6 +52,9 @@ class GatewayService:
         providers = build_providers(config.catalog.products,
                                     ProviderContext(secret, self.separator))
         self.channels = ChannelCache(reader)
+        # Without a log source (unit tests, benches) the cache's bounded age alone applies.
+        self.follower = (EventFollower(events, self.channels, config.events, self._log)
+                         if events is not None and config.events.enabled else None)
         self.verifier = Verifier(self.provider_hex, self.separator, self.catalog, providers,
                                  self.channels, config.expiry_margin)
         self.metrics = Metrics()
@@ -60,6 +66,8 @@ class GatewayService:
                         if chain is not None else None)
         if self.settler is not None:
             self.metrics.gauges["nanotoll_settlement_lag_seconds"] = self._settlement_lag
+        if self.follower is not None:
+            self._follower_gauges(self.follower)
         self.ingress = Ingress(config.mqtt.host, config.mqtt.port, self.provider_hex,
                                self.pipeline, self.catalog.encode(),
                                client_id=config.mqtt.client_id, inflight=config.mqtt.inflight,
@@ -99,9 +107,31 @@ class GatewayService:
         oldest = min(r.first_unredeemed_ms for r in records)
         return max(0.0, time.time() - oldest / 1000)
 
+    def _follower_gauges(self, follower: EventFollower) -> None:
+        def cursor() -> float:
+            block = follower.stats().cursor
+            if block is None:
+                raise LookupError("not following yet")  # the gauge is left out
+            return block
+
+        def lag() -> float:
+            stats = follower.stats()
+            if stats.cursor is None or stats.head is None:
+                raise LookupError("not following yet")
+            return max(0, stats.head - stats.cursor)
+
+        gauges = self.metrics.gauges
+        gauges["nanotoll_chain_events_block"] = cursor
+        gauges["nanotoll_chain_events_lag_blocks"] = lag
+        gauges["nanotoll_chain_events_applied"] = lambda: follower.stats().applied
+        gauges["nanotoll_chain_events_reorgs"] = lambda: follower.stats().reorgs
+        gauges["nanotoll_chain_events_failures"] = lambda: follower.stats().failures
+
     def start(self) -> None:
         if self.config.metrics_port is not None:
             self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port)
+        if self.follower is not None:  # before requests: its cursor is the start block
+            self.follower.start()
         self.ingress.start()
         self._catalog_thread = threading.Thread(target=self._catalog_loop, name="catalog",
                                                 daemon=True)
@@ -127,6 +157,8 @@ class GatewayService:
         if self._catalog_thread is not None:
             self._catalog_thread.join(timeout=10)
         self.ingress.stop()
+        if self.follower is not None:
+            self.follower.stop()
         if self._settle_thread is not None:
             self._settle_thread.join(timeout=30)
         if self._metrics_server is not None:
