@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .device import BoardError, QemuBoard, mpy_cross
+from .device import BoardError, QemuBoard, mpy_cross, mpy_cross_command
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD_DIR = ROOT / "boards" / "qemu_mps2"
@@ -121,11 +121,11 @@ def stage(folder: Path, config: dict[str, Any], compiled: bool = True) -> str:
             if compiler is None or name == "main":
                 shutil.copy(path, target / path.name)
             else:
-                subprocess.run([str(compiler), "-march=armv7m", "-o",
-                                str(target / f"{name}.mpy"), str(path)],
+                subprocess.run(mpy_cross_command(compiler, "armv7m", path,
+                                                 target / f"{name}.mpy"),
                                check=True, capture_output=True)
     (folder / "config.json").write_text(json.dumps(config))
-    return "source" if compiler is None else ".mpy from mpy-cross -march=armv7m"
+    return "source" if compiler is None else ".mpy from mpy-cross -march=armv7m -O3"
 
 
 def run_console(board: AgentBoard, args: list[str], timeout: float = 300) -> list[dict[str, Any]]:

@@ -71,6 +71,15 @@ def mpy_cross() -> Path | None:
     return path if path.exists() else None
 
 
+def mpy_cross_command(compiler: Path, arch: str, source: Path, out: Path) -> list[str]:
+    """How every .mpy that goes to a board is made. -O3: no line-number tables and no
+    asserts in the bytecode (a board keeps the loaded code in RAM; tracebacks still
+    name file and function); -s: the file's own name, not the build machine's path,
+    as the module's source name (it is a string the board keeps)."""
+    return [str(compiler), f"-march={arch}", "-O3", "-s", source.name, "-o", str(out),
+            str(source)]
+
+
 # Board side: a read-only filesystem held in a dict, enough for `import`.
 _RAMFS = """
 import io, sys, vfs
@@ -211,12 +220,10 @@ def firmware_files(extra: Iterable[Path] = ()) -> tuple[dict[str, bytes], str]:
     with tempfile.TemporaryDirectory() as tmp:
         for path in sources:
             out = Path(tmp) / (path.stem + ".mpy")
-            subprocess.run(
-                [str(compiler), "-march=armv7m", "-o", str(out), str(path)],
-                check=True, capture_output=True,
-            )  # fmt: skip
+            subprocess.run(mpy_cross_command(compiler, "armv7m", path, out),
+                           check=True, capture_output=True)
             files[out.name] = out.read_bytes()
-    return files, ".mpy from mpy-cross -march=armv7m"
+    return files, ".mpy from mpy-cross -march=armv7m -O3"
 
 
 # Board side: the CMSDK timer and the measured calls.

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bench.device import mpy_cross
+from ..bench.device import mpy_cross, mpy_cross_command
 from .boards import BoardSpec
 from .repl import BoardExecError, DeviceError, Repl
 
@@ -75,9 +75,8 @@ def build(spec: BoardSpec, say: Callable[[str], None] = print) -> list[Artifact]
         for src, dest in sources:
             if dest.startswith("/lib/") and dest.endswith(".py"):
                 out = Path(tmp) / (src.stem + ".mpy")
-                result = subprocess.run(
-                    [str(compiler), f"-march={spec.arch}", "-o", str(out), str(src)],
-                    capture_output=True, text=True, check=False)
+                result = subprocess.run(mpy_cross_command(compiler, spec.arch, src, out),
+                                        capture_output=True, text=True, check=False)
                 if result.returncode != 0:
                     raise DeviceError(f"mpy-cross failed on {src}:\n{result.stderr.strip()}")
                 artifacts.append(Artifact(src, dest[:-3] + ".mpy", out.read_bytes()))
