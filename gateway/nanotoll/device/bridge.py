@@ -47,7 +47,7 @@ def split_packets(buffer: bytearray) -> list[bytes]:
 
     A buffer that cannot start a packet (a remaining-length over four bytes) is
     cleared: the board's next CONNECT starts a clean stream."""
-    packets = []
+    packets: list[bytes] = []
     while len(buffer) >= 2:
         length = 0
         shift = 0
@@ -69,6 +69,22 @@ def split_packets(buffer: bytearray) -> list[bytes]:
         packets.append(bytes(buffer[:index + length]))
         del buffer[:index + length]
     return packets
+
+
+def _recv(sock: socket.socket) -> bytes:
+    """What ``sock`` has (it is ready); b"" when its peer closed it or it failed."""
+    try:
+        return sock.recv(CHUNK)
+    except OSError:
+        return b""
+
+
+def _discard(sock: socket.socket | None, selector: selectors.BaseSelector) -> None:
+    if sock is not None:
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 class UartBridge:
@@ -148,21 +164,19 @@ class UartBridge:
     # -- the relay thread ------------------------------------------------------------
 
     def _close_upstream(self, selector: selectors.BaseSelector) -> None:
-        upstream, self._upstream = self._upstream, None
-        if upstream is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(upstream)
-            with contextlib.suppress(OSError):
-                upstream.close()
+        _discard(self._upstream, selector)
+        self._upstream = None
 
     def _close_uart(self, selector: selectors.BaseSelector) -> None:
-        uart, self._uart = self._uart, None
-        if uart is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(uart)
-            with contextlib.suppress(OSError):
-                uart.close()
+        _discard(self._uart, selector)
+        self._uart = None
         self._pending.clear()
+
+    def _lose_uart(self, selector: selectors.BaseSelector) -> None:
+        """QEMU went away: without a board the broker session is over too."""
+        self._say("QEMU closed the UART")
+        self._close_uart(selector)
+        self._close_upstream(selector)
 
     def _open_upstream(self, selector: selectors.BaseSelector) -> None:
         self._close_upstream(selector)
@@ -197,14 +211,9 @@ class UartBridge:
 
     def _from_board(self, selector: selectors.BaseSelector) -> None:
         assert self._uart is not None
-        try:
-            data = self._uart.recv(CHUNK)
-        except OSError:
-            data = b""
+        data = _recv(self._uart)
         if not data:
-            self._say("QEMU closed the UART")
-            self._close_uart(selector)
-            self._close_upstream(selector)
+            self._lose_uart(selector)
             return
         self._pending += data
         for packet in split_packets(self._pending):
@@ -226,10 +235,7 @@ class UartBridge:
 
     def _from_broker(self, selector: selectors.BaseSelector) -> None:
         assert self._upstream is not None
-        try:
-            data = self._upstream.recv(CHUNK)
-        except OSError:
-            data = b""
+        data = _recv(self._upstream)
         if not data:
             self._say("broker closed the connection")
             self._close_upstream(selector)
@@ -241,9 +247,7 @@ class UartBridge:
             self._uart.sendall(data)
             self.stats.bytes_to_board += len(data)
         except OSError:
-            self._say("QEMU closed the UART")
-            self._close_uart(selector)
-            self._close_upstream(selector)
+            self._lose_uart(selector)
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
