@@ -289,14 +289,16 @@ def test_node_outage_is_retried_and_logged_once(tmp_path: Path) -> None:
             failures = follower.stats().failures
             time.sleep(1.0)
             # ...retried with backoff (0.1, 0.2, then every 0.4 s), still one line.
-            assert 2 <= follower.stats().failures - failures <= 5
+            assert 1 <= follower.stats().failures - failures <= 5
             assert len(lines.named("chain_events_failed")) == 2
             anvil.start()  # ...and comes back with a new chain, shorter than the old one
             anvil.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
             wait_for(lambda: len(lines.named("chain_events_resumed")) == 2)
             wait_for(lambda: follower.stats().cursor == 1)
-            stats = follower.stats()
-            assert stats.reorgs + stats.resyncs >= 1 and follower.running
+            # Not one block it read is on the new chain (genesis differs by its time).
+            assert follower.stats().resyncs == 1 and follower.running
+            (resync,) = lines.named("chain_events_resync")
+            assert resync["level"] == "WARNING"
     finally:
         started = time.monotonic()
         follower.stop(timeout=5)

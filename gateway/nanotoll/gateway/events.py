@@ -261,6 +261,8 @@ class EventFollower:
         cached = set(self._cache.ids())
         refreshed = sorted(abandoned & cached)
         for channel_id in refreshed:
+            if self._stop.is_set():
+                return  # nothing changed yet: a stop does not wait for a thousand reads
             self._cache.refresh(channel_id)
         dropped_from = self._ranges[-1].last
         while len(self._ranges) > keep:
@@ -280,6 +282,8 @@ class EventFollower:
             raise ChainMoved(f"block {base} is below the head but the node does not have it")
         channel_ids = self._cache.ids()
         for channel_id in channel_ids:
+            if self._stop.is_set():
+                return
             self._cache.refresh(channel_id)
         self._ranges.clear()
         self._ranges.append(_Range(base, base_hash, frozenset()))
