@@ -95,6 +95,31 @@ def test_accept_many_is_one_commit_of_independent_compare_and_sets(
         ledger.accept_many([AcceptItem(4, 5, VOUCHER, b"a" * 32, b"r", 6)])
 
 
+def test_accept_many_over_known_channels_returns_the_stored_rows_and_a_conflict_stays_one(
+        ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    for channel_id in (1, 2, 3):
+        ledger.accept(channel_id, 10, VOUCHER, b"x" * 32, b"r", 10)
+    ledger.record_redeemed(2, 10)
+    # Distinct channels, each with a row, none moved meanwhile (SQLite's batched path).
+    results = ledger.accept_many([AcceptItem(c, 20, VOUCHER, bytes([c]) * 32, b"ok", 10)
+                                  for c in (3, 1, 2)])
+    assert [r.status for r in results] == [AcceptStatus.ACCEPTED] * 3
+    assert [r.record for r in results] == [ledger.lookup(c) for c in (3, 1, 2)]
+    assert results[2].record.redeemed == 10 and results[2].record.unredeemed == 10
+    # One of them checked against an amount that moved: only that one loses.
+    results = ledger.accept_many([AcceptItem(1, 30, VOUCHER, b"a" * 32, b"one", 10),
+                                  AcceptItem(2, 30, VOUCHER, b"b" * 32, b"two", 20),
+                                  AcceptItem(3, 30, VOUCHER, b"c" * 32, b"three", 10)])
+    assert [r.status for r in results] == [AcceptStatus.ACCEPTED, AcceptStatus.CONFLICT,
+                                           AcceptStatus.ACCEPTED]
+    assert results[1].record == ledger.lookup(2) and results[1].record.cumulative == 20
+    assert [r.record for r in results[::2]] == [ledger.lookup(1), ledger.lookup(3)]
+    assert ledger.vouchers(2) == [(10, 10), (20, 10)]
+    assert ledger.vouchers(3) == [(10, 10), (20, 10), (30, 10)]
+    assert ledger.totals()["purchases"] == 8
+
+
 def test_many_threads_one_channel_each_increment_accepted_once(ledger_store: LedgerStore
                                                                ) -> None:
     ledger = ledger_store.open()

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class LedgerError(RuntimeError):
@@ -44,6 +45,21 @@ class ChannelRecord:
     @property
     def unredeemed(self) -> int:
         return max(0, self.cumulative - self.redeemed)
+
+
+# The columns of a channel row, in the order :func:`channel_record` reads them.
+CHANNEL_COLUMNS = ("channel_id, cumulative, voucher, request_hash, response, accepted_ms, "
+                   "redeemed, first_unredeemed_ms")
+
+
+def channel_record(row: Sequence[Any]) -> ChannelRecord:
+    """A :class:`ChannelRecord` from a row of ``CHANNEL_COLUMNS``, whatever the driver
+    returns for its fields (amounts as decimal text or numerics, blobs as memoryviews)."""
+    return ChannelRecord(
+        channel_id=int(row[0]), cumulative=int(row[1]), voucher=bytes(row[2]),
+        request_hash=bytes(row[3]), response=bytes(row[4]), accepted_at_ms=int(row[5]),
+        redeemed=int(row[6]), first_unredeemed_ms=int(row[7]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from .ledger import (
+    CHANNEL_COLUMNS,
     AcceptItem,
     AcceptResult,
     AcceptStatus,
@@ -42,6 +43,7 @@ from .ledger import (
     Settlement,
     SettlementItem,
     SettlementState,
+    channel_record,
 )
 
 SCHEMA_VERSION = 1
@@ -100,13 +102,10 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
-_CHANNEL_COLUMNS = ("channel_id, cumulative, voucher, request_hash, response, accepted_ms, "
-                    "redeemed, first_unredeemed_ms")
-
 # The compare-and-set: insert a channel's first voucher, or move it up only from at most
 # the amount the rules were checked against. No row back means another acceptance won.
 _ACCEPT = f"""
-INSERT INTO channels AS c ({_CHANNEL_COLUMNS})
+INSERT INTO channels AS c ({CHANNEL_COLUMNS})
 VALUES (%(channel)s, %(amount)s, %(voucher)s, %(hash)s, %(response)s, %(now)s, 0, %(now)s)
 ON CONFLICT (channel_id) DO UPDATE SET
     cumulative = EXCLUDED.cumulative, voucher = EXCLUDED.voucher,
@@ -115,7 +114,7 @@ ON CONFLICT (channel_id) DO UPDATE SET
     first_unredeemed_ms = CASE WHEN c.cumulative > c.redeemed THEN c.first_unredeemed_ms
                                ELSE EXCLUDED.accepted_ms END
 WHERE c.cumulative <= %(previous)s
-RETURNING {_CHANNEL_COLUMNS}
+RETURNING {CHANNEL_COLUMNS}
 """
 _HISTORY = ("INSERT INTO vouchers (channel_id, cumulative, increment, request_hash, "
             "accepted_ms) VALUES (%s, %s, %s, %s, %s)")
@@ -129,14 +128,6 @@ def _check_amount(value: int) -> int:
     if not 0 <= value < 1 << 64:
         raise ValueError(f"amount {value} is not a uint64")
     return value
-
-
-def _channel(row: Sequence[Any]) -> ChannelRecord:
-    return ChannelRecord(
-        channel_id=int(row[0]), cumulative=int(row[1]), voucher=bytes(row[2]),
-        request_hash=bytes(row[3]), response=bytes(row[4]), accepted_at_ms=int(row[5]),
-        redeemed=int(row[6]), first_unredeemed_ms=int(row[7]),
-    )
 
 
 def _safe_url(url: str) -> str:
@@ -257,12 +248,12 @@ class PostgresLedger(Ledger):
             "previous": item.cumulative - item.increment,
         }).fetchone()
         if row is None:
-            current = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+            current = conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                                    "WHERE channel_id=%s", (item.channel_id,)).fetchone()
-            return AcceptResult(AcceptStatus.CONFLICT, _channel(current))
+            return AcceptResult(AcceptStatus.CONFLICT, channel_record(current))
         conn.execute(_HISTORY, (item.channel_id, item.cumulative, item.increment,
                                 item.request_hash, now))
-        return AcceptResult(AcceptStatus.ACCEPTED, _channel(row))
+        return AcceptResult(AcceptStatus.ACCEPTED, channel_record(row))
 
     def accept(self, channel_id: int, cumulative: int, voucher_bytes: bytes,
                request_hash: bytes, response_bytes: bytes, increment: int) -> AcceptResult:
@@ -288,25 +279,25 @@ class PostgresLedger(Ledger):
         return self._transaction(run)
 
     def lookup(self, channel_id: int) -> ChannelRecord | None:
-        rows = self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=%s",
+        rows = self._read(f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE channel_id=%s",
                           (channel_id,))
-        return _channel(rows[0]) if rows else None
+        return channel_record(rows[0]) if rows else None
 
     def lookup_many(self, channel_ids: Sequence[int]) -> dict[int, ChannelRecord]:
         if not channel_ids:
             return {}
-        rows = self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+        rows = self._read(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                           "WHERE channel_id = ANY(%s)", (list(channel_ids),))
-        return {int(row[0]): _channel(row) for row in rows}
+        return {int(row[0]): channel_record(row) for row in rows}
 
     def channels(self) -> list[ChannelRecord]:
-        rows = self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels ORDER BY channel_id")
-        return [_channel(row) for row in rows]
+        rows = self._read(f"SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY channel_id")
+        return [channel_record(row) for row in rows]
 
     def unredeemed(self) -> list[ChannelRecord]:
-        rows = self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+        rows = self._read(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                           "WHERE cumulative > redeemed ORDER BY channel_id")
-        return [_channel(row) for row in rows]
+        return [channel_record(row) for row in rows]
 
     def vouchers(self, channel_id: int) -> list[tuple[int, int]]:
         rows = self._read("SELECT cumulative, increment FROM vouchers WHERE channel_id=%s "

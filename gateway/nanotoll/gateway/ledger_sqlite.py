@@ -1,17 +1,19 @@
 """SQLite ledger: WAL mode, ``synchronous=FULL``, group commit.
 
-Durability. One writer thread owns the only write connection. Callers hand it jobs and
-block; it takes every job waiting in its queue, runs them in one ``BEGIN IMMEDIATE``
+Durability. One write connection, behind a lock. A caller queues its job and takes the
+lock; whoever holds it runs every job waiting in the queue in one ``BEGIN IMMEDIATE``
 transaction (each job in its own savepoint, so one failing job does not sink the
-others), commits, and only then wakes the callers. With ``synchronous=FULL`` in WAL mode
-a commit returns after the WAL is fsynced, so whatever a caller was told is stored
+others), commits, and only then lets the callers return. With ``synchronous=FULL`` in WAL
+mode a commit returns after the WAL is fsynced, so whatever a caller was told is stored
 survives a power cut. A power cut loses only jobs whose commit had not returned: their
 callers were never answered, their requests never PUBACKed, and the broker (or the
 device, re-sending the same bytes) delivers them again. Nothing acknowledged is lost.
 
 Concurrency. Group commit is what makes durable writes cheap: while one fsync runs, the
-next batch queues up, so N concurrent accepts cost about one fsync. Reads (``lookup``)
-use one connection per thread and never wait for the writer (WAL readers see the last
+next jobs queue up and the next caller to get the lock commits them all, so N concurrent
+accepts cost about one fsync. There is no writer thread: a lone writer (the gateway's
+commit stage) runs its own transaction without a thread hand-off. Reads (``lookup``) use
+one connection per thread and never wait for the writer (WAL readers see the last
 committed state). Several processes may share the file: ``BEGIN IMMEDIATE`` serialises
 writers across processes and the compare-and-set runs inside it, so two gateways can
 never accept the same increment twice.
@@ -19,16 +21,17 @@ never accept the same increment twice.
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .ledger import (
+    CHANNEL_COLUMNS,
     AcceptItem,
     AcceptResult,
     AcceptStatus,
@@ -38,6 +41,7 @@ from .ledger import (
     Settlement,
     SettlementItem,
     SettlementState,
+    channel_record,
 )
 
 SCHEMA_VERSION = 1
@@ -94,6 +98,16 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+# The compare-and-set as one statement (amounts are fixed-width text, so text comparison
+# is numeric comparison): it moves the row only from at most the amount the rules were
+# checked against. Parameters: cumulative, voucher, request_hash, response, now, now,
+# channel_id, previous.
+_MOVE = ("UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
+         "accepted_ms=?, first_unredeemed_ms=CASE WHEN cumulative > redeemed "
+         "THEN first_unredeemed_ms ELSE ? END WHERE channel_id=? AND cumulative <= ?")
+_HISTORY = "INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)"
+
+
 def _amount(value: int) -> str:
     if not 0 <= value < 1 << 64:
         raise ValueError(f"amount {value} is not a uint64")
@@ -107,24 +121,9 @@ def _now_ms() -> int:
 @dataclass(slots=True)
 class _Job:
     run: Callable[[sqlite3.Connection], Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # set, under the write lock, once the job's commit returned
     result: Any = None
     error: BaseException | None = None
-
-
-_STOP = object()
-
-
-def _channel(row: sqlite3.Row | tuple[Any, ...]) -> ChannelRecord:
-    return ChannelRecord(
-        channel_id=row[0], cumulative=int(row[1]), voucher=bytes(row[2]),
-        request_hash=bytes(row[3]), response=bytes(row[4]), accepted_at_ms=row[5],
-        redeemed=int(row[6]), first_unredeemed_ms=row[7],
-    )
-
-
-_CHANNEL_COLUMNS = ("channel_id, cumulative, voucher, request_hash, response, accepted_ms, "
-                    "redeemed, first_unredeemed_ms")
 
 
 class SQLiteLedger(Ledger):
@@ -132,7 +131,8 @@ class SQLiteLedger(Ledger):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: deque[_Job] = deque()  # jobs waiting for a commit
+        self._write_lock = threading.Lock()  # guards the write connection
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -146,9 +146,7 @@ class SQLiteLedger(Ledger):
         if int(version) != SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: ledger schema {version}, this gateway knows "
                               f"{SCHEMA_VERSION}")
-        self._thread = threading.Thread(target=self._writer, args=(writer,),
-                                        name="ledger-writer", daemon=True)
-        self._thread.start()
+        self._writer: sqlite3.Connection | None = writer
 
     # ------------------------------------------------------------ plumbing --
 
@@ -158,6 +156,9 @@ class SQLiteLedger(Ledger):
                                    timeout=self._busy_timeout_ms / 1000)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # Savepoints journal the pages they change; in memory, not in a temporary
+            # file (nothing durable lives there: a crash discards the open transaction).
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         except sqlite3.Error as exc:
             raise LedgerError(f"{self.path}: cannot open the ledger: {exc}") from exc
@@ -173,25 +174,6 @@ class SQLiteLedger(Ledger):
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
-
-    def _writer(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[_Job] = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True
-                    break
-                batch.append(job)
-            self._commit(conn, batch)
-        conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
@@ -212,14 +194,27 @@ class SQLiteLedger(Ledger):
                 job.error = LedgerError(f"commit failed: {exc}")
         finally:
             for job in batch:
-                job.done.set()
+                job.done = True
 
     def _write(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
-        if self._closed or not self._thread.is_alive():
+        """Run ``run`` in a committed write transaction: queue it, then take the write
+        lock until some holder (this caller or another) has committed it. A holder
+        commits every job queued so far in one transaction (group commit)."""
+        if self._closed:
             raise LedgerError("the ledger is closed")
         job = _Job(run)
-        self._queue.put(job)
-        job.done.wait()
+        self._pending.append(job)
+        while not job.done:
+            with self._write_lock:
+                if job.done:  # committed by the holder before us
+                    break
+                batch = [self._pending.popleft()
+                         for _ in range(min(MAX_BATCH, len(self._pending)))]
+                if self._writer is None:
+                    for waiting in batch:
+                        waiting.error, waiting.done = LedgerError("the ledger is closed"), True
+                else:
+                    self._commit(self._writer, batch)
         if job.error is not None:
             if isinstance(job.error, LedgerError | ValueError):
                 raise job.error
@@ -230,8 +225,10 @@ class SQLiteLedger(Ledger):
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join()
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
@@ -245,30 +242,60 @@ class SQLiteLedger(Ledger):
         amount = _amount(item.cumulative)
         # The compare-and-set as one statement (amounts are fixed-width text, so text
         # comparison is numeric comparison); no row back: a first voucher or a conflict.
-        row = conn.execute(
-            "UPDATE channels SET cumulative=?, voucher=?, request_hash=?, response=?, "
-            "accepted_ms=?, first_unredeemed_ms=CASE WHEN cumulative > redeemed "
-            "THEN first_unredeemed_ms ELSE ? END WHERE channel_id=? AND cumulative <= ? "
-            "RETURNING redeemed, first_unredeemed_ms",
-            (amount, item.voucher, item.request_hash, item.response, now, now,
-             item.channel_id, previous)).fetchone()
+        row = conn.execute(_MOVE + " RETURNING redeemed, first_unredeemed_ms",
+                           (amount, item.voucher, item.request_hash, item.response, now, now,
+                            item.channel_id, previous)).fetchone()
         if row is not None:
             record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
                                    item.request_hash, item.response, now, int(row[0]), row[1])
         else:
-            current = conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+            current = conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                                    "WHERE channel_id=?", (item.channel_id,)).fetchone()
             if current is not None:
-                return AcceptResult(AcceptStatus.CONFLICT, _channel(current))
+                return AcceptResult(AcceptStatus.CONFLICT, channel_record(current))
             record = ChannelRecord(item.channel_id, item.cumulative, item.voucher,
                                    item.request_hash, item.response, now, 0, now)
             conn.execute("INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (item.channel_id, amount, item.voucher, item.request_hash,
                           item.response, now, _amount(0), now))
-        conn.execute("INSERT INTO vouchers VALUES (?, ?, ?, ?, ?)",
-                     (item.channel_id, amount, _amount(item.increment), item.request_hash,
-                      now))
+        conn.execute(_HISTORY, (item.channel_id, amount, _amount(item.increment),
+                                item.request_hash, now))
         return AcceptResult(AcceptStatus.ACCEPTED, record)
+
+    @classmethod
+    def _accept_all(cls, conn: sqlite3.Connection, items: Sequence[AcceptItem], now: int
+                    ) -> list[AcceptResult]:
+        """The batch's compare-and-sets. The usual batch (distinct channels, each with a
+        row already, none moved by another gateway) takes three statements whatever its
+        size: every row moved by one ``executemany``, then read back, then the history
+        inserted. If fewer rows moved than items (a channel's first voucher, a conflict)
+        the batch is rolled back to its savepoint and done item by item."""
+        if len({item.channel_id for item in items}) == len(items):
+            rows = [(_amount(item.cumulative), item.voucher, item.request_hash, item.response,
+                     now, now, item.channel_id, _amount(item.cumulative - item.increment))
+                    for item in items]
+            conn.execute("SAVEPOINT batch")
+            before = conn.total_changes
+            conn.executemany(_MOVE, rows)
+            if conn.total_changes - before == len(items):
+                moved: dict[int, tuple[int, int]] = {}
+                for start in range(0, len(items), 500):
+                    chunk = [item.channel_id for item in items[start:start + 500]]
+                    marks = ",".join("?" * len(chunk))
+                    for channel_id, redeemed, first in conn.execute(
+                            "SELECT channel_id, redeemed, first_unredeemed_ms FROM channels "
+                            f"WHERE channel_id IN ({marks})", chunk):
+                        moved[channel_id] = (int(redeemed), first)
+                conn.executemany(_HISTORY, [(item.channel_id, row[0], _amount(item.increment),
+                                             item.request_hash, now)
+                                            for item, row in zip(items, rows, strict=True)])
+                conn.execute("RELEASE batch")
+                return [AcceptResult(AcceptStatus.ACCEPTED, ChannelRecord(
+                    item.channel_id, item.cumulative, item.voucher, item.request_hash,
+                    item.response, now, *moved[item.channel_id])) for item in items]
+            conn.execute("ROLLBACK TO batch")
+            conn.execute("RELEASE batch")
+        return [cls._accept_one(conn, item, now) for item in items]
 
     def accept(self, channel_id: int, cumulative: int, voucher_bytes: bytes,
                request_hash: bytes, response_bytes: bytes, increment: int) -> AcceptResult:
@@ -284,7 +311,7 @@ class SQLiteLedger(Ledger):
 
         def run(conn: sqlite3.Connection) -> list[AcceptResult]:
             now = _now_ms()
-            return [self._accept_one(conn, item, now) for item in items]
+            return self._accept_all(conn, items, now)
 
         result: list[AcceptResult] = self._write(run)
         return result
@@ -292,11 +319,11 @@ class SQLiteLedger(Ledger):
     def lookup(self, channel_id: int) -> ChannelRecord | None:
         try:
             row = self._reader().execute(
-                f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE channel_id=?", (channel_id,)
+                f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE channel_id=?", (channel_id,)
             ).fetchone()
         except sqlite3.Error as exc:
             raise LedgerError(f"lookup failed: {exc}") from exc
-        return None if row is None else _channel(row)
+        return None if row is None else channel_record(row)
 
     def lookup_many(self, channel_ids: Sequence[int]) -> dict[int, ChannelRecord]:
         if not channel_ids:
@@ -308,23 +335,23 @@ class SQLiteLedger(Ledger):
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in conn.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels "
+                for row in conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                                         f"WHERE channel_id IN ({marks})", chunk):
-                    found[row[0]] = _channel(row)
+                    found[row[0]] = channel_record(row)
         except sqlite3.Error as exc:
             raise LedgerError(f"lookup failed: {exc}") from exc
         return found
 
     def channels(self) -> list[ChannelRecord]:
         rows = self._reader().execute(
-            f"SELECT {_CHANNEL_COLUMNS} FROM channels ORDER BY channel_id").fetchall()
-        return [_channel(row) for row in rows]
+            f"SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY channel_id").fetchall()
+        return [channel_record(row) for row in rows]
 
     def unredeemed(self) -> list[ChannelRecord]:
         rows = self._reader().execute(
-            f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE cumulative > redeemed "
+            f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE cumulative > redeemed "
             "ORDER BY channel_id").fetchall()
-        return [_channel(row) for row in rows]
+        return [channel_record(row) for row in rows]
 
     def vouchers(self, channel_id: int) -> list[tuple[int, int]]:
         """Every accepted (cumulative, increment) of a channel, in order (for audits)."""
