@@ -4,15 +4,12 @@ started when interrupted."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from nanotoll.services import port_in_use
+from process_support import assert_ctrl_c_stops_everything
 
 
 def _nanotoll(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -51,21 +48,5 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
          "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert demo.stdout is not None
-    seen = []
-    ports = []
-    deadline = time.monotonic() + 120
-    for line in demo.stdout:
-        seen.append(line)
-        ports += [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line)]
-        if "purchase   2/500" in line or time.monotonic() > deadline:
-            break
-    demo.send_signal(signal.SIGINT)
-    rest, _ = demo.communicate(timeout=60)
-    output = "".join(seen) + rest
-    assert demo.returncode == 130, output
-    assert "interrupted" in output
-    assert len(ports) == 2, output  # anvil and mosquitto
-    assert not [port for port in ports if port_in_use(port)], output
-    leftover = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True,
-                              check=False)
-    assert leftover.stdout.strip() == "", f"processes left running: {leftover.stdout}"
+    assert_ctrl_c_stops_everything(demo, demo.stdout, lambda line: "purchase   2/500" in line,
+                                   workdir, wait=120)
