@@ -30,14 +30,24 @@ def from_json(value):
     return value
 
 
-def check_voucher(vector):
-    name = vector["name"]
-    problems = []
+class Problems:
+    """What the checks of one vector found, each line naming the vector."""
 
-    def expect(field, got, want):
+    def __init__(self, name):
+        self.name = name
+        self.found = []
+
+    def add(self, text):
+        self.found.append(self.name + ": " + text)
+
+    def expect(self, field, got, want):
         if got != want:
-            problems.append(name + ": " + field + " differs")
+            self.add(field + " differs")
 
+
+def check_voucher(vector):
+    problems = Problems(vector["name"])
+    expect = problems.expect
     key = unhex(vector["private_key"])
     channel = vector["channel_id"]
     amount = int(vector["cumulative"])
@@ -66,24 +76,20 @@ def check_voucher(vector):
         recovered = secp256k1.recover_address(digest, parsed[2])
         expect("recovered signer", hexaddr(recovered), vector["signer"].lower())
     except ValueError as exc:
-        problems.append(name + ": wire form does not parse: " + str(exc))
-    return problems
+        problems.add("wire form does not parse: " + str(exc))
+    return problems.found
 
 
 def check_message(separator, vector):
-    name = vector["name"]
-    problems = []
-
-    def expect(field, got, want):
-        if got != want:
-            problems.append(name + ": " + field + " differs")
-
+    problems = Problems(vector["name"])
+    expect = problems.expect
     raw = unhex(vector["cbor"])
     value = from_json(vector["value"])
     try:
         decoded = cbor.loads(raw)
     except ValueError as exc:
-        return [name + ": does not decode: " + str(exc)]
+        problems.add("does not decode: " + str(exc))
+        return problems.found
     expect("decoded value", decoded, value)
     expect("encoding", cbor.dumps(value), raw)
     kind = vector["kind"]
@@ -108,7 +114,7 @@ def check_message(separator, vector):
         digest = eip712.receipt_digest(separator, channel, amount, request_hash, data_hash)
         expect("digest", digest, unhex(vector["digest"]))
         expect("receipt signer", hexaddr(secp256k1.recover_address(digest, signature)), signer)
-    return problems
+    return problems.found
 
 
 def check_invalid(case):
