@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -51,6 +53,23 @@ def collect(port: int, topic: str, cid: str = "watcher", clean: bool = True):
 def stop(client: paho.Client) -> None:
     client.loop_stop()
     client.disconnect()
+
+
+@contextlib.contextmanager
+def client_script(path: Path, script: str, port: int) -> Iterator[subprocess.Popen[str]]:
+    """``script`` (CLIENT and a main) written to ``path`` and run under MicroPython against
+    the broker on ``port``, its JSON lines on stdout; killed on the way out if it runs."""
+    path.write_text(script)
+    proc = subprocess.Popen([micropython(), str(path), str(port)], cwd=path.parent,
+                            env=mp_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_publish_subscribe_roundtrip_and_keepalive(mosquitto, tmp_path: Path) -> None:
@@ -124,22 +143,18 @@ async def main():
     await asyncio.sleep(60)
 asyncio.run(main())
 """
-    path = tmp_path / "will.py"
-    path.write_text(script)
     watcher, got = collect(mosquitto.port, "t/status/#")
-    proc = subprocess.Popen([micropython(), str(path), str(mosquitto.port)], cwd=tmp_path,
-                            env=mp_env(), stdout=subprocess.PIPE, text=True)
     try:
-        assert json.loads(proc.stdout.readline()) == {"up": True}
-        proc.kill()  # power cut: no DISCONNECT, the broker publishes the will
-        proc.wait(5)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (("t/status/dev-c", b"offline", False) not in got):
-            time.sleep(0.05)
+        with client_script(tmp_path / "will.py", script, mosquitto.port) as proc:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline()) == {"up": True}
+            proc.kill()  # power cut: no DISCONNECT, the broker publishes the will
+            proc.wait(5)
+            deadline = time.monotonic() + 10
+            while (time.monotonic() < deadline
+                   and ("t/status/dev-c", b"offline", False) not in got):
+                time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         stop(watcher)
     assert ("t/status/dev-c", b"online", False) in got
     assert ("t/status/dev-c", b"offline", False) in got
@@ -164,31 +179,26 @@ async def main():
     await c.stop()
 asyncio.run(main())
 """
-    path = tmp_path / "qos1.py"
-    path.write_text(script)
     watcher, got = collect(mosquitto.port, "t/qos1", cid="qos1-watcher", clean=False)
     watcher.reconnect_delay_set(0.1, 0.5)
-    proc = subprocess.Popen([micropython(), str(path), str(mosquitto.port)], cwd=tmp_path,
-                            env=mp_env(), stdout=subprocess.PIPE, text=True)
     lines = []
     try:
-        for raw in proc.stdout:
-            line = json.loads(raw)
-            lines.append(line)
-            if line.get("acked") == 4:
-                mosquitto.stop()
-                time.sleep(1.0)   # the device publishes into a dead link meanwhile
-                mosquitto.start()
-            if line.get("done"):
-                break
-        proc.wait(30)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len({p for _, p, _ in got}) < 16:
-            time.sleep(0.05)
+        with client_script(tmp_path / "qos1.py", script, mosquitto.port) as proc:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = json.loads(raw)
+                lines.append(line)
+                if line.get("acked") == 4:
+                    mosquitto.stop()
+                    time.sleep(1.0)   # the device publishes into a dead link meanwhile
+                    mosquitto.start()
+                if line.get("done"):
+                    break
+            proc.wait(30)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len({p for _, p, _ in got}) < 16:
+                time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         stop(watcher)
     done = lines[-1]
     assert done["done"] and done["connects"] >= 2
@@ -214,11 +224,8 @@ async def main():
     await c.stop()
 asyncio.run(main())
 """
-    path = tmp_path / "big.py"
-    path.write_text(script)
-    proc = subprocess.Popen([micropython(), str(path), str(mosquitto.port)], cwd=tmp_path,
-                            env=mp_env(), stdout=subprocess.PIPE, text=True)
-    try:
+    with client_script(tmp_path / "big.py", script, mosquitto.port) as proc:
+        assert proc.stdout is not None
         assert json.loads(proc.stdout.readline()) == {"ready": True}
         pub = paho_client(mosquitto.port, "bigpub")
         pub.loop_start()
@@ -227,10 +234,6 @@ asyncio.run(main())
         stop(pub)
         result = json.loads(proc.stdout.readline())
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert result["oversized"] == 1 and result["connects"] == 1
     assert result["got"] == [10, 20, 30]
 
