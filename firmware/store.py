@@ -84,15 +84,33 @@ class State:
         return s
 
     def copy(self):
-        return State.from_json(self.to_json())
+        # Field by field: a JSON round trip would make ~400-byte strings mid-purchase.
+        s = State(self.channel)
+        s.cumulative = self.cumulative
+        s.acked = self.acked
+        s.spent = self.spent
+        s.request_id = self.request_id
+        s.pending = self.pending
+        s.by_product = dict(self.by_product)
+        s.history = [list(h) for h in self.history]
+        s.seq = self.seq
+        return s
 
 
-def encode_record(state):
+def _record_parts(state):
+    # (head, body, checksum): written one after the other, never joined in RAM
     body = state.to_json().encode()
     if len(body) > _MAX_BODY:
         raise ValueError("state record too large")
     head = _MAGIC + bytes((len(body) >> 8, len(body) & 0xFF))
-    return head + body + sha256(head + body).digest()
+    h = sha256(head)
+    h.update(body)
+    return head, body, h.digest()
+
+
+def encode_record(state):
+    head, body, digest = _record_parts(state)
+    return head + body + digest
 
 
 def decode_record(raw):
@@ -102,7 +120,8 @@ def decode_record(raw):
     n = raw[4] << 8 | raw[5]
     if len(raw) != 6 + n + 32:
         raise ValueError("bad record length")
-    if sha256(raw[: 6 + n]).digest() != raw[6 + n :]:
+    view = memoryview(raw)
+    if sha256(view[: 6 + n]).digest() != raw[6 + n :]:
         raise ValueError("bad record checksum")
     return State.from_json(raw[6 : 6 + n].decode())
 
@@ -165,10 +184,12 @@ class Store:
     def save(self, state):
         """Write `state` durably; when this returns the record on flash is `state`."""
         state.seq += 1
-        raw = encode_record(state)
+        head, body, digest = _record_parts(state)
         f = open(self.tmp, "wb")
         try:
-            f.write(raw)
+            f.write(head)
+            f.write(body)
+            f.write(digest)
             f.flush()
         finally:
             f.close()
