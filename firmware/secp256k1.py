@@ -13,7 +13,8 @@
 # low-s rule.
 #
 # Speed: k*G uses a fixed-base comb (Lim-Lee) with a 62-point affine table built
-# in RAM on first use (3,968 bytes of table in a 4,480-byte work buffer), Jacobian
+# in RAM on first use (3,968 bytes of table in a 4,480-byte work buffer, allocated
+# at import so that it never has to be found in a fragmented heap), Jacobian
 # coordinates with mixed additions, and field arithmetic in viper
 # (_field_viper.py) or plain Python where the port has no native emitter
 # (_field_plain.py). Scalars mod n and the two inversions per signature use
@@ -74,7 +75,11 @@ _copy = _fe.copy
 _is_zero = _fe.is_zero
 _normalize = _fe.normalize
 
-_work = None  # the work buffer with the comb table, made on first use
+# The work buffer, allocated here at import, while the heap is still in one piece
+# (later, 4,480 contiguous bytes may no longer be free); the comb table in it is
+# built on first use.
+_work = bytearray(_SLOTS << 5)
+_built = False
 _digits = bytearray(_SPAN * _BLOCKS)
 
 
@@ -197,9 +202,9 @@ def _make_affine(entries, zs):
 
 def _build_table():
     global _work
-    work = bytearray(_SLOTS << 5)
-    _fe.W = work
-    _work = work
+    if _work is None:
+        _work = bytearray(_SLOTS << 5)
+    _fe.W = _work
     _put(_ONE, 1)
     _put(_X, _GX)
     _put(_Y, _GY)
@@ -248,18 +253,21 @@ def _build_table():
 
 def precompute():
     """Build the comb table now (it is built on first use otherwise)."""
-    if _work is None:
+    global _built
+    if not _built:
         try:
             _build_table()
         except BaseException:
             release()
             raise
+        _built = True
 
 
 def release():
     """Free the work buffer and table (4.5 KB); the next use rebuilds them."""
-    global _work
+    global _work, _built
     _work = None
+    _built = False
     _fe.W = None
 
 
