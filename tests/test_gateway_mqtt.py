@@ -123,3 +123,32 @@ def test_catalog_is_renewed_before_it_expires_and_the_old_one_honoured_until_the
             assert decode_response(outcome.response).detail == 4
     finally:
         ledger.close()
+
+
+def test_gateway_reconnects_after_the_broker_restarts(tmp_path: Path,
+                                                      mosquitto: Mosquitto) -> None:
+    config = make_config(tmp_path, mqtt_port=mosquitto.port)
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    device = Device(1)
+    try:
+        with GatewayService(config, PROVIDER_KEY, ledger, channels()):
+            peer = MqttPeer(mosquitto.port, (device.response_topic,))
+            peer.publish(device.topic, device.request())
+            assert decode_response(peer.next()[1]).code == ErrorCode.OK
+            peer.close()
+            mosquitto.restart()
+            # The gateway reconnects within its backoff: it publishes its catalog again
+            # (a live message, not the retained copy), then serves.
+            catalog = f"nt/1/{hex_address(PROVIDER_KEY)}/catalog"
+            peer = MqttPeer(mosquitto.port, (device.response_topic, catalog))
+            while True:
+                topic, _, retained = peer.next(timeout=20)
+                if topic == catalog and not retained:
+                    break
+            peer.publish(device.topic, device.request())
+            assert decode_response(peer.next(timeout=20)[1]).code == ErrorCode.OK
+            peer.close()
+        record = ledger.lookup(1)
+        assert record is not None and record.cumulative == 3000
+    finally:
+        ledger.close()

@@ -1,29 +1,27 @@
 """MQTT ingress: paho-mqtt 2 on MQTT v5, a shared subscription, manual acknowledgement.
 
-Two threads, each with one job, and batches between them:
+One thread does it all, as the broker-only echo of the benchmark does: it runs paho's
+network loop itself (``loop``, never ``loop_start``), and after each read the requests
+that came in are one batch for the pipeline: rules, serve and sign, errors and replays
+published at once, the accepted ones stored in one durable write
+(:meth:`Pipeline.commit`), then their responses published. While it reads, whatever
+else is already waiting on the socket joins the batch, so batches grow with the load
+and one fsync covers many purchases. Acknowledgements go out in the same thread: a
+request is PUBACKed once the broker has PUBACKed its response (``on_publish``).
 
-* paho's network thread reads requests and queues them (``on_message``), and
-  acknowledges a request once the broker has acknowledged its response (``on_publish``);
-* the *work* thread takes every request waiting, runs the pipeline's first stage on them
-  (rules, serve, sign), publishes errors and replays at once, stores the accepted ones in
-  one durable write (:meth:`Pipeline.commit`) and then publishes their responses.
-
-Meanwhile the network thread keeps reading, so the next batch is whatever arrived during
-this one's work and fsync. The first cut had sixteen workers, then a verify and a commit
-thread with a queue between them; each hand-off cost more CPU (waking a thread, passing
-the GIL) than the overlap of verifying with an fsync of ~0.2 ms gained. Nothing
-acknowledged depends on memory: a request is PUBACKed only after its response was
-PUBACKed by the broker, and that response is published only after its voucher was
-committed. A gateway that dies at any point leaves the request unacknowledged in its
-persistent session; the broker delivers it again and the ledger's stored response
-answers it, uncharged.
+Earlier cuts ran sixteen blocking workers, then a verify and a commit thread beside
+paho's own network thread; every hand-off (waking a thread, passing the GIL, paho's
+cross-thread publish) cost more CPU than the overlap it bought. Nothing acknowledged
+depends on memory: a request is PUBACKed only after its response was PUBACKed by the
+broker, and that response is published only after its voucher was committed. A gateway
+that dies at any point leaves the request unacknowledged in its persistent session; the
+broker delivers it again and the ledger's stored response answers it, uncharged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import socket
 import threading
 import time
@@ -54,9 +52,6 @@ def catalog_topic(provider_hex: str) -> str:
     return f"nt/1/{provider_hex}/catalog"
 
 
-_STOP = object()
-
-
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     """Small packets (a response, then a PUBACK) must not wait on Nagle's algorithm."""
     with contextlib.suppress(OSError, AttributeError):
@@ -66,7 +61,8 @@ def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
 class Ingress:
     """Serves a :class:`~.pipeline.Pipeline` on the provider's shared subscription."""
 
-    MAX_BATCH = 256
+    MAX_BATCH = 512  # requests read into one batch at the most
+    POLL = 0.05  # seconds the loop waits on the socket when idle (stop and catalog checks)
 
     def __init__(self, host: str, port: int, provider_hex: str, pipeline: Pipeline,
                  catalog: bytes, *, client_id: str = "", inflight: int = 256,
@@ -79,14 +75,17 @@ class Ingress:
         self._keepalive = keepalive
         self._log = logger or logging.getLogger("nanotoll.gateway.ingress")
         self.client_id = client_id or f"nanotoll-gw-{provider_hex[:12]}-{uuid.uuid4().hex[:8]}"
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._batch: list[Job] = []  # requests read since the last batch ran
+        # A catalog for the loop to publish, and the event it sets once it has.
+        self._catalog_due: tuple[bytes, threading.Event] | None = None
         self._generation = 0  # bumps on every (re)connection: acks never cross connections
         self._acks_lock = threading.Lock()
         self._acks: dict[int, tuple[int, int, int]] = {}  # response mid -> request's
         self._early: set[int] = set()  # response mids PUBACKed before we filed them
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
+        self._drain = 5.0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                    protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -95,7 +94,6 @@ class Ingress:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._client.on_socket_open = _no_delay
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(self._inflight)
 
@@ -105,42 +103,91 @@ class Ingress:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY
         properties.ReceiveMaximum = self._inflight
-        thread = threading.Thread(target=self._work_loop, name="gw-work", daemon=True)
-        thread.start()
-        self._threads.append(thread)
         try:
             self._client.connect(self.host, self.port, keepalive=self._keepalive,
                                  clean_start=False, properties=properties)
         except OSError as exc:
-            self.stop()
             raise IngressError(f"cannot reach the MQTT broker at {self.host}:{self.port}: "
                                f"{exc}") from exc
-        self._client.loop_start()
+        self._thread = threading.Thread(target=self._loop, name="gw-mqtt", daemon=True)
+        self._thread.start()
         if not self._subscribed.wait(timeout):
             self.stop()
             raise IngressError(f"no subscription to {self.host}:{self.port} within {timeout} s")
 
     def stop(self, drain: float = 5.0) -> None:
-        """Finish the batches in hand; leave queued requests unacknowledged (the broker
+        """Finish the batch in hand; leave later requests unacknowledged (the broker
         delivers them again), and wait up to ``drain`` seconds for the last PUBACKs."""
+        self._drain = drain
         self._stopping.set()
-        self._inbox.put(_STOP)
-        for thread in self._threads:
-            thread.join(timeout=30)
-        self._threads.clear()
-        deadline = time.monotonic() + drain
-        while time.monotonic() < deadline:
-            with self._acks_lock:
-                if not self._acks:
-                    break
-            time.sleep(0.01)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30 + drain)
+            self._thread = None
 
     def publish_catalog(self, catalog: bytes) -> None:
-        """Publish a new catalog (retained); reconnections publish this one."""
+        """Publish a new catalog (retained); reconnections publish this one. paho's
+        client is the loop thread's alone, so another caller hands the catalog to it and
+        waits until it went out (the loop looks every ``POLL`` seconds)."""
         self._catalog = catalog
-        self._client.publish(catalog_topic(self.provider_hex), catalog, qos=1, retain=True)
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            self._client.publish(catalog_topic(self.provider_hex), catalog, qos=1, retain=True)
+            return
+        published = threading.Event()
+        self._catalog_due = (catalog, published)
+        published.wait(max(1.0, 20 * self.POLL))
+
+    # -------------------------------------------------------------- loop --
+
+    def _loop(self) -> None:
+        """paho's network loop and the pipeline, in this one thread, until ``stop``."""
+        client = self._client
+        delay = 1.0
+        drain_until: float | None = None
+        while True:
+            if self._stopping.is_set():
+                if drain_until is None:
+                    drain_until = time.monotonic() + self._drain
+                with self._acks_lock:
+                    drained = not self._acks
+                if drained or time.monotonic() > drain_until:
+                    break
+            rc = self._network(self.POLL)
+            # Read on while requests keep coming in, so that they share one batch.
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._batch \
+                    and len(self._batch) < self.MAX_BATCH:
+                count = len(self._batch)
+                rc = self._network(0)
+                if len(self._batch) == count:
+                    break
+            if self._batch:
+                self._run(self._batch)
+            due, self._catalog_due = self._catalog_due, None
+            if due is not None:
+                client.publish(catalog_topic(self.provider_hex), due[0], qos=1, retain=True)
+                due[1].set()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # Lost the broker: what was not answered was not acknowledged either, and
+                # the broker delivers it again. Reconnect with a growing pause.
+                if self._stopping.is_set() or self._stopping.wait(delay):
+                    break
+                try:
+                    client.reconnect()
+                    delay = 1.0
+                except OSError as exc:
+                    event(self._log, "mqtt_reconnect_failed", logging.WARNING, error=str(exc))
+                    delay = min(delay * 2, 5.0)
+        client.disconnect()
+        with contextlib.suppress(Exception):
+            client.loop(0.1)  # send the DISCONNECT
+
+    def _network(self, timeout: float) -> MQTTErrorCode:
+        """One round of paho's loop (read, write, keepalive); a failure is a lost link."""
+        try:
+            return self._client.loop(timeout)
+        except Exception:  # a callback's bug must not end the loop: reconnect instead
+            self._log.exception("MQTT loop failed; reconnecting")
+            return MQTTErrorCode.MQTT_ERR_UNKNOWN
 
     # ---------------------------------------------------------- callbacks --
 
@@ -173,13 +220,14 @@ class Ingress:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
                     ) -> None:
-        self._inbox.put(Job(message.topic, bytes(message.payload),
-                            (message.mid, message.qos, self._generation)))
+        if not self._stopping.is_set():  # else left unacknowledged: delivered again
+            self._batch.append(Job(message.topic, message.payload,
+                                   (message.mid, message.qos, self._generation)))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        # Runs in the network thread, inside paho's lock on outgoing messages: only our
-        # own small lock here, never a publish.
+        # Runs inside paho's lock on outgoing messages: only our own small lock here,
+        # never a publish.
         with self._acks_lock:
             request = self._acks.pop(mid, None)
             if request is None:
@@ -194,27 +242,13 @@ class Ingress:
         if qos > 0 and generation == self._generation:
             self._client.ack(mid, qos)
 
-    # ------------------------------------------------------------ stages --
+    # ------------------------------------------------------------- batch --
 
-    def _take(self, source: queue.SimpleQueue[Any], first: Any) -> tuple[list[Any], bool]:
-        """``first`` and whatever else is waiting (up to MAX_BATCH); True on _STOP."""
-        batch = [first]
-        while len(batch) < self.MAX_BATCH:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _work_loop(self) -> None:
-        while True:
-            first = self._inbox.get()
-            if first is _STOP:
-                return
-            jobs, stop = self._take(self._inbox, first)
+    def _run(self, jobs: list[Job]) -> None:
+        """Both pipeline stages on the batch; jobs sent back (a channel came free, a
+        compare-and-set lost to another gateway) run again at once."""
+        self._batch = []
+        while jobs:
             try:
                 finished, pending, again = self._pipeline.prepare(jobs)
                 self._publish(finished)
@@ -222,12 +256,10 @@ class Ingress:
                     finished, retry = self._pipeline.commit(pending)
                     self._publish(finished)
                     again.extend(retry)
-                for job in again:
-                    self._inbox.put(job)
-            except Exception:  # never lose the stage to one batch
+            except Exception:  # never lose the loop to one batch
                 self._log.exception("a batch failed; left unacknowledged")
-            if stop:
                 return
+            jobs = again
 
     def _publish(self, finished: Sequence[tuple[Job, Outcome]]) -> None:
         for job, outcome in finished:
