@@ -88,6 +88,20 @@ def test_flat_map_encoding_matches_the_strict_encoder() -> None:
         hotpath.encode_flat_map({"a": "text"})  # type: ignore[dict-item]
 
 
+def test_flat_map_encoder_matches_the_strict_encoder_with_its_key_orders_remembered() -> None:
+    encoder = hotpath.FlatMapEncoder(limit=4)
+    shapes = [["".join(RNG.choice("abcdefghij_") for _ in range(RNG.randint(1, 30)))
+               for _ in range(RNG.randint(0, 20))] for _ in range(8)]
+    for _ in range(400):  # more shapes than the limit: some are worked out every time
+        keys = RNG.choice(shapes)
+        mapping: dict[str, int | bool] = {
+            key: RNG.choice([True, False, 0, 23, 24, -1, -25, 1 << 40, -(1 << 63),
+                             (1 << 64) - 1, RNG.randint(-10**6, 10**6)]) for key in keys}
+        assert encoder.encode(mapping) == cbor.dumps(mapping)
+    with pytest.raises(TypeError):
+        encoder.encode({"a": "text"})  # type: ignore[dict-item]
+
+
 def test_weather_served_bytes_are_unchanged() -> None:
     from nanotoll.gateway.providers.weather import WeatherProvider
 

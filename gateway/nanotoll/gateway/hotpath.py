@@ -142,6 +142,18 @@ def _text_key(key: str) -> bytes:
     return encoded
 
 
+def _flat_value(value: int | bool) -> bytes:
+    if value is True:
+        return b"\xf5"
+    if value is False:
+        return b"\xf4"
+    if isinstance(value, int):
+        if value >= 1 << 64 or value < -(1 << 64):
+            raise ValueError(f"{value} does not fit 64 bits")
+        return _head(0, value) if value >= 0 else _head(1, -1 - value)
+    raise TypeError(f"encode_flat_map: {type(value).__name__} value")
+
+
 def encode_flat_map(mapping: dict[str, int | bool]) -> bytes:
     """``protocol.cbor.dumps`` of a map of text keys to integers and booleans (the shape
     of a weather nowcast): keys encoded once, sorted bytewise by their encoded form."""
@@ -149,17 +161,33 @@ def encode_flat_map(mapping: dict[str, int | bool]) -> bytes:
     out = [_head(5, len(pairs))]
     for key, value in pairs:
         out.append(key)
-        if value is True:
-            out.append(b"\xf5")
-        elif value is False:
-            out.append(b"\xf4")
-        elif isinstance(value, int):
-            if value >= 1 << 64 or value < -(1 << 64):
-                raise ValueError(f"{value} does not fit 64 bits")
-            out.append(_head(0, value) if value >= 0 else _head(1, -1 - value))
-        else:
-            raise TypeError(f"encode_flat_map: {type(value).__name__} value")
+        out.append(_flat_value(value))
     return b"".join(out)
+
+
+class FlatMapEncoder:
+    """:func:`encode_flat_map` for maps built with the same keys in the same order every
+    time (a provider's answers): the keys' bytewise order is worked out once per key
+    sequence (up to ``limit`` sequences), then each map costs only its values."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._plans: dict[tuple[str, ...], tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
+        self._limit = limit
+
+    def encode(self, mapping: dict[str, int | bool]) -> bytes:
+        keys = tuple(mapping)
+        plan = self._plans.get(keys)
+        if plan is None:
+            encoded = sorted((_head(3, len(key.encode())) + key.encode(), key) for key in keys)
+            plan = (_head(5, len(keys)), tuple((key, head) for head, key in encoded))
+            if len(self._plans) < self._limit:
+                self._plans[keys] = plan
+        head, order = plan
+        out = [head]
+        for key, encoded_key in order:
+            out.append(encoded_key)
+            out.append(_flat_value(mapping[key]))
+        return b"".join(out)
 
 
 _SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}

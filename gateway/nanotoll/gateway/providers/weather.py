@@ -9,7 +9,9 @@ wind in tenths of a metre per second, pressure in pascals.
 
 from __future__ import annotations
 
-from ..hotpath import encode_flat_map, keccak256
+import struct
+
+from ..hotpath import FlatMapEncoder, keccak256
 from .base import MAX_LAT, MAX_LON, Params, check_keys, int_param
 
 SLOT = 600  # seconds per nowcast step
@@ -18,8 +20,11 @@ PAST = 86_400  # how far back a nowcast may be asked for
 AHEAD = 6 * 3600  # and how far ahead
 
 
-def _noise(*parts: int) -> bytes:
-    return keccak256(b"".join(part.to_bytes(8, "big", signed=True) for part in parts))
+_THREE_INT64 = struct.Struct(">qqq")
+
+
+def _noise(a: int, b: int, c: int) -> bytes:
+    return keccak256(_THREE_INT64.pack(a, b, c))
 
 
 class WeatherProvider:
@@ -27,6 +32,7 @@ class WeatherProvider:
 
     def __init__(self, name: str = "weather") -> None:
         self.name = name
+        self._encode = FlatMapEncoder().encode
 
     def validate(self, params: Params, now: int) -> None:
         check_keys(params, {"lat", "lon"}, {"alt", "t"})
@@ -63,7 +69,7 @@ class WeatherProvider:
         precip = max(0, (noise[6] % 100) - 70) * 100  # micrometres per hour
         cloud_base = 300 + (noise[7] << 8 | noise[8]) % 2_700
         visibility = 10_000 if precip == 0 else 10_000 - precip * 2
-        return encode_flat_map({
+        return self._encode({
             "lat": lat, "lon": lon, "alt": alt, "t": slot,
             "temp": temp,
             "dewpoint": temp - 20 - noise[9] % 80,
