@@ -191,6 +191,7 @@ class FlatMapEncoder:
 
 
 _SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}
+_SIZES = {24: 1, 25: 2, 26: 4, 27: 8}  # additional information -> bytes that follow
 _VOUCHER_HEAD = b"\x58\x4c"  # bytes(76)
 
 
@@ -203,7 +204,7 @@ def _uint_at(data: bytes, pos: int, major: int) -> tuple[int, int]:
     info = initial & 0x1F
     if info < 24:
         return info, pos + 1
-    size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+    size = _SIZES[info]
     end = pos + 1 + size
     if end > len(data):
         raise IndexError("truncated")

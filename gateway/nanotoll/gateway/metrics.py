@@ -7,6 +7,7 @@ object per gateway (no module-level registry); :class:`MetricsServer` serves it.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,9 +37,7 @@ class Metrics:
                 self.revenue += increment
             if replay:
                 self.replays += 1
-            index = next((i for i, b in enumerate(LATENCY_BUCKETS_MS) if latency_ms <= b),
-                         len(LATENCY_BUCKETS_MS))
-            self._buckets[index] += 1
+            self._buckets[bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1  # first b >= ms
             self._latency_sum += latency_ms
             self._latency_count += 1
 

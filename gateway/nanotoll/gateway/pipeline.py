@@ -78,7 +78,7 @@ class Job:
     now: int = 0
     reply_to: str = ""
     verified: Verified | None = None
-    fields: dict[str, object] = field(default_factory=dict)
+    fields: dict[str, object] = field(default_factory=dict)  # log fields beyond the request's
 
 
 @dataclass(slots=True, eq=False)
@@ -200,17 +200,12 @@ class Pipeline:
         # acknowledged and logged, nothing else).
         job.reply_to = "" if segment is None else response_topic(self.verifier.provider_hex,
                                                                   segment)
-        job.fields.update(topic=job.topic[:200], bytes=len(job.payload))
         try:
             verified = self.verifier.check(job.topic, job.payload, job.now)
         except ProtocolError as exc:
             return self._error(job, exc)
         except Exception as exc:  # a bug must cost one request, never the gateway
             return self._internal(job, exc)
-        request = verified.request
-        job.fields.update(request_id=request.request_id, product=request.product,
-                          channel=request.voucher.channel_id,
-                          cumulative=request.voucher.cumulative)
         job.verified = verified
         return None
 
@@ -336,8 +331,8 @@ class Pipeline:
         return again
 
     def _error(self, job: Job, exc: ProtocolError) -> Outcome:
-        rid = job.fields.get("request_id")
-        request_id = rid if isinstance(rid, int) else request_id_of(job.payload)
+        request_id = (job.verified.request.request_id if job.verified is not None
+                      else request_id_of(job.payload))
         job.fields["message"] = exc.message
         return Outcome(job.reply_to, error_response(request_id, exc).encode(), exc.code)
 
@@ -355,5 +350,17 @@ class Pipeline:
         if self._log.isEnabledFor(level):
             event(self._log, "request", level, code=outcome.code.name,
                   increment=outcome.increment, replay=outcome.replay, ms=round(latency, 3),
-                  **job.fields)
+                  **self._log_fields(job))
         return outcome
+
+    @staticmethod
+    def _log_fields(job: Job) -> dict[str, object]:
+        """What a request's log line says about it (built only when it is written)."""
+        fields: dict[str, object] = {"topic": job.topic[:200], "bytes": len(job.payload)}
+        if job.verified is not None:
+            request = job.verified.request
+            fields.update(request_id=request.request_id, product=request.product,
+                          channel=request.voucher.channel_id,
+                          cumulative=request.voucher.cumulative)
+        fields.update(job.fields)
+        return fields
