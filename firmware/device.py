@@ -15,6 +15,19 @@
 #   "resend_ms": 4000                  re-send an unanswered request after (optional)
 # }
 
+import gc
+
+# The agent's modules, leaves first, with a collection after each: loading a .mpy
+# leaves garbage (file and reader buffers, temporary names) between the code it
+# keeps, and a module loaded on top of that garbage leaves holes behind once it is
+# collected. Collected in between, each module fills the space the previous one's
+# loading freed: the same code in ~7 KB less heap on the emulated board.
+for _name in ("errors", "keccak", "cbor", "eip712", "secp256k1", "voucher", "wallet",
+              "mqtt", "store", "policy", "agent"):
+    __import__(_name)
+    gc.collect()
+del _name
+
 import json
 from binascii import hexlify, unhexlify
 import wallet as W
