@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nanotoll.chain import Anvil, EscrowClient
 from nanotoll.gateway.config import GatewayConfig, parse_config
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.messages import Request
@@ -41,6 +44,17 @@ def config_document(mqtt_port: int = 1883, ledger: str = "sqlite:///ledger.db",
     for name, table in sections.items():
         document.setdefault(name, {}).update(table)
     return document
+
+
+
+@contextlib.contextmanager
+def funded_escrow(workdir: Path) -> Iterator[tuple[Anvil, EscrowClient, Any]]:
+    """anvil with the escrow deployed and a payer holding 10^15 token units."""
+    with Anvil(workdir=workdir) as anvil:
+        client = EscrowClient.deploy(anvil.w3, anvil.new_account())
+        payer = anvil.new_account()
+        client.mint(payer, payer.address, 10**15)
+        yield anvil, client, payer
 
 
 def make_config(tmp_path: Path, **kwargs: Any) -> GatewayConfig:

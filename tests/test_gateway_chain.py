@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from gateway_support import DEVICE_KEY, OTHER_KEY, Device, MqttPeer, make_config
+from gateway_support import DEVICE_KEY, OTHER_KEY, Device, MqttPeer, funded_escrow, make_config
 from nanotoll.chain import Anvil, EscrowClient
 from nanotoll.gateway.channels import ChannelCache
 from nanotoll.gateway.config import SettlementConfig
@@ -58,11 +58,7 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    with Anvil(workdir=tmp_path_factory.mktemp("anvil")) as anvil:
-        deployer = anvil.new_account()
-        client = EscrowClient.deploy(anvil.w3, deployer)
-        payer = anvil.new_account()
-        client.mint(payer, payer.address, 10**15)
+    with funded_escrow(tmp_path_factory.mktemp("anvil")) as (anvil, client, payer):
         yield Chain(anvil, client, payer, anvil.new_account())
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
-from gateway_support import DEVICE_KEY, Device, MqttPeer, make_config
+from gateway_support import DEVICE_KEY, Device, MqttPeer, funded_escrow, make_config
 from nanotoll.chain import Anvil, EscrowClient
 from nanotoll.gateway.chainlog import ChannelEvent, EscrowEventDecoder, EventKind, LogFormatError
 from nanotoll.gateway.channels import ChannelCache, ChannelState
@@ -64,11 +64,7 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    with Anvil(workdir=tmp_path_factory.mktemp("anvil")) as anvil:
-        deployer = anvil.new_account()
-        client = EscrowClient.deploy(anvil.w3, deployer)
-        payer = anvil.new_account()
-        client.mint(payer, payer.address, 10**15)
+    with funded_escrow(tmp_path_factory.mktemp("anvil")) as (anvil, client, payer):
         yield Chain(anvil, client, payer, anvil.new_account())
 
 
