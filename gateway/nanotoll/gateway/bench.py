@@ -14,13 +14,22 @@ latency a provider sees when not saturated.
 Besides the issue's figures it prints CPU microseconds per answered request of each
 process in the closed loop (``gateway_cpu_us``, ``echo_cpu_us``, ``broker_cpu_us``,
 ``load_cpu_us``): on a shared 2-core machine the rates swing with whatever else runs,
-the CPU cost per request much less, and it says what bounds the ratio. The echo spends
-~90 µs per request (all of it paho: PUBLISH in, PUBACK out, PUBLISH out, PUBACK in).
-The gateway does that same MQTT work plus a signature recovery and a receipt signature
-(~75 µs of libsecp256k1 together), decode, provider, hashing, a durable commit share and
-the thread hand-offs: ~360-390 µs, in one process whose Python threads share one core
-(the GIL). So one gateway process tops out near 2,600 purchases/s here, while the echo
-reaches 4,400-7,000/s depending on the machine's other load.
+the CPU cost per request much less, and it says what bounds the ratio. Measured here
+(2 cores, shared): the echo spends 85-96 µs a request, all of it paho (PUBLISH in,
+PUBACK out, PUBLISH out, PUBACK in); the broker 46-55 µs, the load generator 114-135 µs.
+The gateway spends 244-262 µs (it was 360-410 µs with three threads handing batches
+on): the same paho work in one thread, plus a signature recovery and a receipt
+signature (~72 µs of libsecp256k1 and coincurve), the durable SQLite write (~20 µs a
+purchase at the ~16 a commit this load makes; each fsync'd commit costs ~75 µs),
+decode, the weather provider, hashing (~25 µs together) and the pipeline's bookkeeping.
+It reaches 3,800-3,900 purchases/s against the echo's 7,000-7,500/s: ratio 0.51-0.56.
+
+Why not 0.8 on two cores: 0.8 × 7,400/s is 5,900/s. The gateway is one Python thread
+(the GIL), so that needs at most 1 s / 5,900 = 170 µs a purchase, and the machine's two
+cores, which also run the broker and this load generator (~165 µs a request), need
+gateway + 165 µs ≤ 2 s / 5,900 = 340 µs: again ~170 µs. paho (~90 µs) and the two
+curve operations (~65 µs in C) alone take 155 µs of it. With 245 µs the bound is
+1 s / 245 µs ≈ 4,100/s, a ratio of ~0.55, which is what it measures.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ No MQTT here (``ingress`` carries bytes in and out), so tests and the benchmark 
 exact code path the gateway runs. Every input, however bad, yields exactly one response
 and one log line; an error response never stores or charges anything.
 
-Two stages, so that verifying one batch overlaps the fsync of the one before:
+Two stages, so that errors and replays are answered before the batch's durable write
+(the ingress runs both in its one thread; callers may also run them apart):
 
 * :meth:`Pipeline.prepare` runs rules 1–8 on a batch of :class:`Job` s. Errors and
   idempotent replays finish here (nothing to store). A request that passes is served,
