@@ -1,9 +1,9 @@
 """MQTT ingress: paho-mqtt 2 on MQTT v5, a shared subscription, manual acknowledgement.
 
 One thread does it all, as the broker-only echo of the benchmark does: it runs paho's
-network loop itself (``loop``, never ``loop_start``), and after each read the requests
-that came in are one batch for the pipeline: rules, serve and sign, errors and replays
-published at once, the accepted ones stored in one durable write
+network loop itself (as an external event loop, never ``loop_start``), and after each
+read the requests that came in are one batch for the pipeline: rules, serve and sign,
+errors and replays published at once, the accepted ones stored in one durable write
 (:meth:`Pipeline.commit`), then their responses published. While it reads, whatever
 else is already waiting on the socket joins the batch, so batches grow with the load
 and one fsync covers many purchases. Acknowledgements go out in the same thread: a
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -182,9 +183,37 @@ class Ingress:
             client.loop(0.1)  # send the DISCONNECT
 
     def _network(self, timeout: float) -> MQTTErrorCode:
-        """One round of paho's loop (read, write, keepalive); a failure is a lost link."""
+        """One round of paho's loop as an external event loop runs it: wait up to
+        ``timeout`` for the socket, read, write what the callbacks queued (acks), keep
+        the connection alive. (``loop`` would also make paho signal every publish on a
+        wake-up socket pair, two more system calls a purchase for a thread that never
+        sleeps while it publishes.) Any failure is a lost connection."""
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
         try:
-            return self._client.loop(timeout)
+            if client.want_write():
+                rc = client.loop_write()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+            pending = getattr(sock, "pending", None)  # bytes a TLS socket already holds
+            if pending is not None and pending() > 0:
+                readable = True
+            else:
+                writers = [sock] if client.want_write() else []
+                readable = bool(select.select([sock], writers, [], timeout)[0])
+            if readable:
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+            if client.want_write():
+                rc = client.loop_write()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+            return client.loop_misc()
+        except (OSError, ValueError):  # the socket went away under us
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
         except Exception:  # a callback's bug must not end the loop: reconnect instead
             self._log.exception("MQTT loop failed; reconnecting")
             return MQTTErrorCode.MQTT_ERR_UNKNOWN
