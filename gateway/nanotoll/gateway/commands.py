@@ -32,8 +32,9 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
     from .service import GatewayService
 
     setup_logging(config.log_level)
-    # The network thread must get the GIL back quickly while the verify thread crunches
-    # a batch: the default 5 ms switch interval adds up to 5 ms to every response.
+    # The ingress thread must get the GIL back quickly while another thread (the event
+    # follower, the settler) runs Python: the default 5 ms switch interval would add up to
+    # 5 ms to a response.
     sys.setswitchinterval(0.0005)
     secret = config.provider_key(environ)
     chain = _chain(config, secret)

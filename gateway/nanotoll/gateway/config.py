@@ -63,7 +63,7 @@ class MqttConfig:
     port: int = 1883
     client_id: str = ""  # empty: a random id per process
     keepalive: int = 30
-    workers: int = 1  # accepted for older configs; the ingress batches in two threads
+    workers: int = 1  # accepted for older configs; the ingress runs in one thread
     inflight: int = 256  # requests the broker may have outstanding with us (MQTT v5
     # Receive Maximum), and responses we may have unacknowledged
 
