@@ -201,7 +201,7 @@ class Agent:
         products_hash = W.keccak256(W.dumps(products))
         try:
             signer = self.wallet.catalog_signer(seq, vfrom, vuntil, products_hash, sig)
-        except Exception:
+        except (ValueError, TypeError):  # a MemoryError is not a bad signature
             signer = None
         if signer != self.provider:
             self.bad_catalogs += 1
@@ -379,7 +379,7 @@ class Agent:
             ):
                 try:
                     ok = self.wallet.receipt_signer(ch, cum, rhash, dhash, sig) == self.provider
-                except Exception:
+                except (ValueError, TypeError):  # a MemoryError is not a bad receipt
                     ok = False
         if not ok:
             self._answered()
