@@ -185,8 +185,13 @@ class FlatMapEncoder:
         head, order = plan
         out = [head]
         for key, encoded_key in order:
+            value = mapping[key]
             out.append(encoded_key)
-            out.append(_flat_value(mapping[key]))
+            if value.__class__ is int and 0 <= value < 0x10000:  # the usual: a small uint
+                out.append(bytes((value,)) if value < 24 else bytes((24, value))
+                           if value < 0x100 else b"\x19" + value.to_bytes(2, "big"))
+            else:
+                out.append(_flat_value(value))
         return b"".join(out)
 
 
