@@ -15,21 +15,21 @@ Besides the issue's figures it prints CPU microseconds per answered request of e
 process in the closed loop (``gateway_cpu_us``, ``echo_cpu_us``, ``broker_cpu_us``,
 ``load_cpu_us``): on a shared 2-core machine the rates swing with whatever else runs,
 the CPU cost per request much less, and it says what bounds the ratio. Measured here
-(2 cores, shared): the echo spends 85-96 µs a request, all of it paho (PUBLISH in,
-PUBACK out, PUBLISH out, PUBACK in); the broker 46-55 µs, the load generator 114-135 µs.
-The gateway spends 244-262 µs (it was 360-410 µs with three threads handing batches
+(2 cores, shared): the echo spends 85-100 µs a request, all of it paho (PUBLISH in,
+PUBACK out, PUBLISH out, PUBACK in); the broker 46-55 µs, the load generator 112-135 µs.
+The gateway spends 236-275 µs (it was 360-410 µs with three threads handing batches
 on): the same paho work in one thread, plus a signature recovery and a receipt
 signature (~72 µs of libsecp256k1 and coincurve), the durable SQLite write (~20 µs a
 purchase at the ~16 a commit this load makes; each fsync'd commit costs ~75 µs),
 decode, the weather provider, hashing (~25 µs together) and the pipeline's bookkeeping.
-It reaches 3,800-3,900 purchases/s against the echo's 7,000-7,500/s: ratio 0.51-0.56.
+It reaches 3,500-4,050 purchases/s against the echo's 6,900-7,700/s: ratio 0.48-0.56.
 
 Why not 0.8 on two cores: 0.8 × 7,400/s is 5,900/s. The gateway is one Python thread
 (the GIL), so that needs at most 1 s / 5,900 = 170 µs a purchase, and the machine's two
 cores, which also run the broker and this load generator (~165 µs a request), need
 gateway + 165 µs ≤ 2 s / 5,900 = 340 µs: again ~170 µs. paho (~90 µs) and the two
-curve operations (~65 µs in C) alone take 155 µs of it. With 245 µs the bound is
-1 s / 245 µs ≈ 4,100/s, a ratio of ~0.55, which is what it measures.
+curve operations (~65 µs in C) alone take 155 µs of it. With ~250 µs the bound is
+1 s / 250 µs = 4,000/s, a ratio of ~0.54, which is what it measures.
 """
 
 from __future__ import annotations
