@@ -19,20 +19,12 @@ def mul(dst, a, b):
     _put(dst, _get(a) * _get(b) % _P)
 
 
-def add(dst, a, b):
-    _put(dst, (_get(a) + _get(b)) % _P)
-
-
 def sub(dst, a, b):
     _put(dst, (_get(a) - _get(b)) % _P)
 
 
 def mul_small(dst, a, k):
     _put(dst, _get(a) * k % _P)
-
-
-def normalize(dst):
-    _put(dst, _get(dst) % _P)
 
 
 def is_zero(a):

@@ -7,7 +7,8 @@
 # Operands live in one work buffer W (bound by secp256k1.py), in 32-byte slots:
 # slot s is bytes 32*s .. 32*s+31, a number below 2^256 as 16 little-endian
 # limbs of 16 bits. Functions take slot numbers. Results are below 2^256 and
-# congruent mod p, but not always below p; normalize() makes them canonical.
+# congruent mod p, but not always below p (secp256k1.py reads them back as
+# integers and reduces them there; is_zero() knows both forms of zero).
 # Slots 0 and 1 hold the 512-bit product inside mul(), so no operand may be there.
 #
 # Why limbs of 16 bits: viper has no 32x32->64 multiply, and a 16x16 product
@@ -121,36 +122,6 @@ def mul(dst: uint, a: uint, b: uint):
 
 
 @micropython.viper
-def add(dst: uint, a: uint, b: uint):
-    base = uint(ptr8(W))
-    r = ptr16(base + (dst << 5))
-    x = ptr16(base + (a << 5))
-    y = ptr16(base + (b << 5))
-    carry = uint(0)
-    i = 0
-    while i < 16:
-        v = uint(x[i]) + uint(y[i]) + carry
-        r[i] = v
-        carry = v >> 16
-        i += 1
-    while carry:
-        # dropped 2^256: add back 2^32 + 977, its residue
-        v = uint(r[0]) + 977
-        r[0] = v
-        v = uint(r[1]) + (v >> 16)
-        r[1] = v
-        v = uint(r[2]) + 1 + (v >> 16)
-        r[2] = v
-        carry = v >> 16
-        i = 3
-        while carry and i < 16:
-            v = uint(r[i]) + carry
-            r[i] = v
-            carry = v >> 16
-            i += 1
-
-
-@micropython.viper
 def sub(dst: uint, a: uint, b: uint):
     base = uint(ptr8(W))
     r = ptr16(base + (dst << 5))
@@ -206,31 +177,6 @@ def mul_small(dst: uint, a: uint, k: uint):
             v = uint(r[i]) + carry
             r[i] = v
             carry = v >> 16
-            i += 1
-
-
-@micropython.viper
-def normalize(dst: uint):
-    # Bring slot dst below p: x >= p exactly when x + 2^32 + 977 reaches 2^256.
-    r = ptr16(uint(ptr8(W)) + (dst << 5))
-    carry = (uint(r[0]) + 977) >> 16
-    carry = (uint(r[1]) + carry) >> 16
-    carry = (uint(r[2]) + 1 + carry) >> 16
-    i = 3
-    while i < 16:
-        carry = (uint(r[i]) + carry) >> 16
-        i += 1
-    if carry:
-        v = uint(r[0]) + 977
-        r[0] = v
-        v = uint(r[1]) + (v >> 16)
-        r[1] = v
-        v = uint(r[2]) + 1 + (v >> 16)
-        r[2] = v
-        i = 3
-        while i < 16:
-            v = uint(r[i]) + (v >> 16)
-            r[i] = v
             i += 1
 
 

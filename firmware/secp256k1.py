@@ -68,12 +68,10 @@ _TABLE = const(16)  # entry e: x in slot 16 + 2e, y in 17 + 2e
 _SLOTS = const(140)  # 16 + 2 * BLOCKS * PER_BLOCK
 
 _mul = _fe.mul
-_add = _fe.add
 _sub = _fe.sub
 _mul_small = _fe.mul_small
 _copy = _fe.copy
 _is_zero = _fe.is_zero
-_normalize = _fe.normalize
 
 # The work buffer, allocated here at import, while the heap is still in one piece
 # (later, 4,480 contiguous bytes may no longer be free); the comb table in it is
