@@ -108,11 +108,6 @@ def _record_parts(state):
     return head, body, h.digest()
 
 
-def encode_record(state):
-    head, body, digest = _record_parts(state)
-    return head + body + digest
-
-
 def decode_record(raw):
     """The State in raw, or ValueError when the bytes do not verify."""
     if len(raw) < 6 + 32 or raw[:4] != _MAGIC:
