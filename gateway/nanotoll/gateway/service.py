@@ -58,8 +58,10 @@ class GatewayService:
         self.verifier = Verifier(self.provider_hex, self.separator, self.catalog, providers,
                                  self.channels, config.expiry_margin)
         self.metrics = Metrics()
+        # From the channels with something unredeemed only: totals() reads every voucher
+        # ever accepted, which on a busy ledger would hold the GIL for a whole scrape.
         self.metrics.gauges["nanotoll_unredeemed_units"] = \
-            lambda: ledger.totals()["unredeemed"]
+            lambda: sum(record.unredeemed for record in ledger.unredeemed())
         self.pipeline = Pipeline(self.verifier, ledger, secret, self.metrics, clock, self._log)
         self.settler = (Settler(ledger, chain, config.settlement, config.chain.confirmations,
                                 config.chain.receipt_timeout, clock)
