@@ -3,6 +3,7 @@ chain-backed rules, and every settlement state transition (restart, reorg, skip)
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from gateway_support import DEVICE_KEY, OTHER_KEY, Device, MqttPeer, funded_escrow, make_config
 from nanotoll.chain import Anvil, EscrowClient
-from nanotoll.gateway.channels import ChannelCache
+from nanotoll.gateway.channels import ChannelCache, ChannelState, ChannelUnavailable
 from nanotoll.gateway.config import SettlementConfig
 from nanotoll.gateway.ledger import SettlementItem, SettlementState
 from nanotoll.gateway.ledger_sqlite import SQLiteLedger
@@ -249,6 +250,72 @@ def test_channel_cache_reads_the_contract(chain: Chain) -> None:
     assert state is not None and state.deposit == 777 and state.paid == 0
     assert state.signer == address_of(DEVICE_KEY) and state.payee == chain.provider.address
     assert cache.channel(9_999_999) is None
+
+
+class SwitchableNode:
+    """A channel reader that reads through ``node``: the real one, or one that hangs."""
+
+    def __init__(self, node: EscrowChain) -> None:
+        self.node = node
+
+    def channel(self, channel_id: int) -> ChannelState | None:
+        return self.node.channel(channel_id)
+
+
+@pytest.fixture
+def hanging_node(chain: Chain) -> Iterator[EscrowChain]:
+    """An RPC endpoint that accepts connections and never answers (a hung node)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        port = server.getsockname()[1]
+        yield EscrowChain(f"http://127.0.0.1:{port}", chain.client.address, 31337,
+                          chain.provider_key, timeout=0.5)
+
+
+def test_a_hung_node_costs_one_timeout_then_reads_fail_fast(chain: Chain,
+                                                            hanging_node: EscrowChain) -> None:
+    known = chain.open()
+    reader = SwitchableNode(chain.escrow_chain())
+    cache = ChannelCache(reader, max_age=0.2)
+    assert cache.channel(known) is not None
+    reader.node = hanging_node
+    started = time.monotonic()
+    with pytest.raises(ChannelUnavailable):
+        cache.channel(9_999_001)  # not cached: waits out the RPC timeout once
+    assert time.monotonic() - started >= 0.4
+    started = time.monotonic()
+    with pytest.raises(ChannelUnavailable, match="next read in"):
+        cache.channel(9_999_002)  # within the back-off: at once
+    assert time.monotonic() - started < 0.1
+    time.sleep(0.5)  # past twice max_age: a known channel is served from the cache
+    state = cache.channel(known)
+    assert state is not None and state.channel_id == known
+    time.sleep(1.1)  # the back-off (1 s, then 2 s) is over: reads go to the node again
+    reader.node = chain.escrow_chain()
+    assert cache.channel(9_999_003) is None
+    assert cache.channel(known) is not None
+
+
+def test_with_the_node_away_unknown_channels_get_busy_and_known_ones_still_buy(
+        tmp_path: Path, chain: Chain, hanging_node: EscrowChain) -> None:
+    ledger, escrow = rig(tmp_path, chain)
+    known, unknown = chain.open(), chain.open()
+    reader = SwitchableNode(escrow)
+    config = make_config(tmp_path, rpc_url=chain.anvil.rpc_url, escrow=chain.client.address)
+    try:
+        service = GatewayService(config, chain.provider_key, ledger, reader, escrow)
+        buyer, stranger = chain.device(known), chain.device(unknown)
+        assert service.pipeline.handle(buyer.topic, buyer.request()).code == ErrorCode.OK
+        reader.node = hanging_node
+        payload = stranger.request()
+        refused = service.pipeline.handle(stranger.topic, payload)
+        assert refused.code == ErrorCode.BUSY and refused.increment == 0
+        assert service.pipeline.handle(buyer.topic, buyer.request()).code == ErrorCode.OK
+        reader.node = escrow
+        time.sleep(1.1)  # the back-off after the failed read
+        # The device sends the same bytes again (BUSY: retry later), and they buy.
+        assert service.pipeline.handle(stranger.topic, payload).code == ErrorCode.OK
+    finally:
+        ledger.close()
 
 
 def test_stuck_transaction_is_replaced_with_the_same_nonce(tmp_path: Path, chain: Chain) -> None:

@@ -20,6 +20,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 REFRESH_SHARE = 0.8  # the background refresh re-reads every channel within this x max_age
+OUTAGE_BACKOFF_MIN = 1.0  # seconds reads fail fast after a failed read; doubles per failure
+OUTAGE_BACKOFF_MAX = 30.0
+
+
+class ChannelUnavailable(RuntimeError):
+    """The chain could not be read for a channel that is not cached (or must be re-read).
+
+    After a failed read, reads fail at once for a back-off (1 s, doubling to 30 s) instead
+    of each waiting out the RPC timeout: the ingress verifies in one thread, and a node
+    that hangs must not hold every request behind it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,8 @@ class ChannelCache:
         self._stale: dict[int, None] = {}  # ids waiting for the background refresh
         self._wake = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._down_until = 0.0  # reads fail fast before this clock reading
+        self._backoff = 0.0
 
     def channel(self, channel_id: int) -> ChannelState | None:
         now = self._clock()
@@ -74,6 +86,14 @@ class ChannelCache:
             if state is not None and now - fetched < 2 * age:
                 self._refresh_later(channel_id)
                 return state
+            if state is not None:
+                # Too old to serve without trying a read; if the node is away, serve it
+                # anyway: deposit and expiry only grow, and a channel can only be
+                # reclaimed after its expiry, which the rules keep a margin from.
+                try:
+                    return self.refresh(channel_id)
+                except ChannelUnavailable:
+                    return state
         return self.refresh(channel_id)
 
     def _refresh_later(self, channel_id: int) -> None:
@@ -118,7 +138,22 @@ class ChannelCache:
         return entry is not None and self._clock() - entry[0] > 1.5 * self._max_age
 
     def refresh(self, channel_id: int) -> ChannelState | None:
-        state = self._reader.channel(channel_id)
+        """Read the channel now; :class:`ChannelUnavailable` when the chain can't be read
+        (or failed to be read less than a back-off ago)."""
+        with self._lock:
+            wait = self._down_until - self._clock()
+        if wait > 0:
+            raise ChannelUnavailable(f"chain node unavailable (next read in {wait:.1f} s)")
+        try:
+            state = self._reader.channel(channel_id)
+        except Exception as exc:
+            with self._lock:
+                self._backoff = min(OUTAGE_BACKOFF_MAX,
+                                    max(OUTAGE_BACKOFF_MIN, 2 * self._backoff))
+                self._down_until = self._clock() + self._backoff
+            raise ChannelUnavailable(f"chain node unavailable: {exc}") from exc
+        with self._lock:
+            self._backoff = 0.0
         self.update(channel_id, state)
         return state
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import Catalog, Request, decode_request
 from ..protocol.signing import SignatureError
-from .channels import ChannelCache, ChannelState
+from .channels import ChannelCache, ChannelState, ChannelUnavailable
 from .hotpath import decode_request_fast, keccak256, recover_signer, voucher_digest
 from .ledger import ChannelRecord
 from .providers.base import Provider
@@ -158,6 +158,12 @@ class Verifier:
         return provider
 
     def _channel_rules(self, channel_id: int, now: int) -> ChannelState:
+        try:
+            return self._channel_rules_read(channel_id, now)
+        except ChannelUnavailable as exc:
+            raise ProtocolError(ErrorCode.BUSY, f"{exc}; nothing charged") from None
+
+    def _channel_rules_read(self, channel_id: int, now: int) -> ChannelState:
         channel = self.channels.channel(channel_id)
         if channel is None:
             raise ProtocolError(ErrorCode.UNKNOWN_CHANNEL, f"no channel {channel_id}")
@@ -209,7 +215,10 @@ class Verifier:
                                 f"cumulative {cumulative} not above the last accepted {previous}",
                                 detail)
         if cumulative > channel.deposit:
-            fresh = self.channels.refresh(channel.channel_id)  # a top-up may have landed
+            try:
+                fresh = self.channels.refresh(channel.channel_id)  # a top-up may have landed
+            except ChannelUnavailable as exc:
+                raise ProtocolError(ErrorCode.BUSY, f"{exc}; nothing charged") from None
             if fresh is None or cumulative > fresh.deposit:
                 deposit = fresh.deposit if fresh is not None else channel.deposit
                 raise ProtocolError(ErrorCode.OVERDRAFT,
