@@ -9,6 +9,7 @@ from firmware_support import MPY_TESTS, run_micropython
 from nanotoll.protocol.signing import HALF_N, SECP256K1_N, sign_compact
 
 SECP256K1_P = 2**256 - 2**32 - 977
+LAMBDA = 0x5363AD4CC05C30E0A5261C028812645A122E22EA20816678DF02967C1B23BD72  # endomorphism
 
 
 def _recover(pairs: list[tuple[bytes, bytes]]) -> list[str]:
@@ -24,8 +25,12 @@ def test_recovery_matches_coincurve_for_random_signatures() -> None:
     rng = random.Random(2098)
     keys, pairs = [], []
     digests = [bytes(32), SECP256K1_N.to_bytes(32, "big"), b"\xff" * 32]
+    # keys at the edges, the endomorphism's lambda among them (the scalar that
+    # multiplies R is split in two halves by it), then random ones
+    edges = [1, 2, SECP256K1_N - 1, LAMBDA, SECP256K1_N - LAMBDA]
     for i in range(150):
-        key = PrivateKey(rng.randrange(1, SECP256K1_N).to_bytes(32, "big"))
+        secret = edges[i] if i < len(edges) else rng.randrange(1, SECP256K1_N)
+        key = PrivateKey(secret.to_bytes(32, "big"))
         digest = digests[i] if i < len(digests) else rng.randbytes(32)
         keys.append(key)
         pairs.append((digest, sign_compact(key.secret, digest)))
