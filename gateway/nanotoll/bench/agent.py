@@ -220,8 +220,10 @@ try:
         await _agent.stop()
     asyncio.run(_main())
     print(json.dumps({"ok": True, "free": _left}))
-except MemoryError:
-    print(json.dumps({"ok": False, "free": _left}))
+except Exception as _exc:
+    # Short of heap, a purchase fails with MemoryError, or with what a MemoryError
+    # in a task became (a dropped catalog: "no valid signed catalog").
+    print(json.dumps({"ok": False, "free": _left, "error": repr(_exc)}))
 """
 
 
