@@ -42,14 +42,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     broker_port=args.broker_port, rpc_port=args.rpc_port)
 
 
+def _bench_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Keyword arguments per bench from the command line, checked before any bench runs."""
+    if args.gateways is None:
+        return {}
+    if args.which not in ("gateway", "all"):
+        raise CLIError(f"--gateways is an option of the gateway bench, not of {args.which}")
+    check = _load("nanotoll.gateway.bench", "check_gateways")
+    try:
+        return {"gateway": {"gateways": check(args.gateways)}}
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     names = list(BENCHES) if args.which == "all" else [args.which]
+    options = _bench_options(args)
     combined: dict[str, Any] = {}
     failed = []
     for name in names:
         module, function = BENCHES[name]
         try:
-            figures = _load(module, function)()
+            figures = _load(module, function)(**options.get(name, {}))
         except CLIError as exc:
             if args.which != "all":
                 raise
@@ -81,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks; the last stdout line is JSON")
     bench.add_argument("which", choices=[*BENCHES, "all"])
     bench.add_argument("--json", action="store_true", help="print JSON lines only")
+    bench.add_argument("--gateways", type=int, default=None, metavar="N",
+                       help="gateway bench: N gateway processes against N echo processes "
+                            "(1; at most 16)")
     bench.set_defaults(func=_cmd_bench)
 
     for module, hook in (

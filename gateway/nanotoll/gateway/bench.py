@@ -34,6 +34,7 @@ curve operations (~65 µs in C) alone take 155 µs of it. With ~250 µs the boun
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import secrets
@@ -49,7 +50,20 @@ from typing import Any
 DEVICES = 32
 FULL_SECONDS = 4.0
 HALF_SECONDS = 3.0
+WARM_SECONDS = 1.0
 PRICE = 1500
+MAX_GATEWAYS = 16
+# Pre-signed requests per device: warm-up, closed and open loop at up to ~9,000/s (about
+# where this one load generator tops out) need ~1,800; running out stops the bench.
+PER_DEVICE = 2000
+
+
+def check_gateways(count: int) -> int:
+    """``count`` if it is a number of gateway (and echo) processes the bench can run."""
+    if isinstance(count, bool) or not isinstance(count, int) \
+            or not 1 <= count <= MAX_GATEWAYS:
+        raise ValueError(f"--gateways must be in 1..{MAX_GATEWAYS}, got {count!r}")
+    return count
 
 
 @dataclass
@@ -218,15 +232,24 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measure(load: _Load, responder: int | None, broker: int | None) -> dict[str, float]:
+def _cpu_of(pids: list[int | None]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+def _measure(load: _Load, responders: list[int], broker: int | None) -> dict[str, float]:
     """Closed loop, then open loop at half that rate. CPU time per answered request of the
-    responder, the broker and the load generator is taken over the closed loop: it says
-    where the two cores went, whatever else the machine was doing meanwhile."""
-    pids = {"responder": responder, "broker": broker, "load": None}
-    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    responders (summed over their processes), the broker and the load generator is taken
+    over the closed loop: it says where the cores went, whatever else the machine was
+    doing meanwhile."""
+    pids: dict[str, list[int | None]] = {"responder": list(responders), "broker": [broker],
+                                         "load": [None]}
+    before = {name: _cpu_of(group) for name, group in pids.items()}
     rate, full = load.closed(FULL_SECONDS)
-    after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    after = {name: _cpu_of(group) for name, group in pids.items()}
     half = load.open(rate / 2, HALF_SECONDS)
+    if any(d.next_index >= len(d.requests) for d in load.devices):
+        raise RuntimeError("the load generator ran out of pre-signed requests, so the rate "
+                           "would be understated: raise PER_DEVICE")
     figures = {"rate": rate, "p50": statistics.median(full) if full else float("nan"),
                "p99": _percentile(full, 0.99), "p99_half": _percentile(half, 0.99),
                "errors": load.errors}
@@ -236,9 +259,19 @@ def _measure(load: _Load, responder: int | None, broker: int | None) -> dict[str
     return figures
 
 
-def run_gateway_bench() -> dict[str, Any]:
+def _pids(processes: list[Any]) -> list[int]:
+    pids = [p.process.pid for p in processes if p.process is not None]
+    if len(pids) != len(processes):
+        raise RuntimeError("a responder process did not start")
+    return pids
+
+
+def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
     """One JSON-ready dict: purchases_per_s, echo_per_s, ratio, p50_ms, p99_ms,
-    echo_p99_ms, p99_ms_half_load, echo_p99_ms_half_load."""
+    echo_p99_ms, p99_ms_half_load, echo_p99_ms_half_load, with ``gateways`` gateway
+    processes against as many echo processes. ValueError for a count outside
+    1..MAX_GATEWAYS, before anything starts."""
+    check_gateways(gateways)
     from ..chain import Anvil, ChannelSpec, EscrowClient
     from ..protocol.eip712 import domain_separator
     from ..protocol.messages import Request
@@ -268,8 +301,7 @@ def run_gateway_bench() -> dict[str, Any]:
                     raise RuntimeError("the echo responder did not start")
                 time.sleep(0.05)
 
-    # Requests per device: enough for both phases at several thousand purchases a second.
-    per_device = 1200
+    per_device = PER_DEVICE
     with tempfile.TemporaryDirectory(prefix="nanotoll-bench-") as tmp:
         root = Path(tmp)
         with Anvil(workdir=root / "anvil") as anvil, Mosquitto(workdir=root / "broker") as broker:
@@ -298,24 +330,31 @@ def run_gateway_bench() -> dict[str, Any]:
             load = _Load(broker.port, devices)
             try:
                 broker_pid = broker.process.pid if broker.process else None
-                with Echo(broker.port, provider_hex, root / "echo") as echo_process:
-                    assert echo_process.process is not None
-                    echo = _measure(load, echo_process.process.pid, broker_pid)
+                with contextlib.ExitStack() as stack:
+                    echoes = [stack.enter_context(Echo(broker.port, provider_hex,
+                                                       root / f"echo-{i}"))
+                              for i in range(gateways)]
+                    echo = _measure(load, _pids(echoes), broker_pid)
                 for device in devices:
                     device.next_index = 0
-                config_path = root / "gateway.toml"
-                config_path.write_text(gateway_toml(
-                    mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=client.address,
-                    chain_id=31337, ledger_path=root / "ledger.db", catalog_seq=1,
-                    extra={"log": {"level": "WARNING"},
-                           "settlement": {"check_every": 3600}}))
-                with GatewayProcess(config_path, provider_key, root / "gateway") as process:
-                    assert process.process is not None
-                    for device in devices:  # warm the channel cache: one purchase each
-                        load.send(device)
-                    load._drain()
+                with contextlib.ExitStack() as stack:
+                    processes = []
+                    for i in range(gateways):  # one SQLite file, a stable client_id each
+                        config_path = root / f"gateway-{i}.toml"
+                        config_path.write_text(gateway_toml(
+                            mqtt_port=broker.port, rpc_url=anvil.rpc_url,
+                            escrow=client.address, chain_id=31337,
+                            ledger_path=root / "ledger.db", client_id=f"bench-gateway-{i}",
+                            catalog_seq=1, extra={"log": {"level": "WARNING"},
+                                                  "settlement": {"check_every": 3600}}))
+                        processes.append(stack.enter_context(
+                            GatewayProcess(config_path, provider_key, root / f"gateway-{i}")))
+                    # Warm each process's channel cache: the shared subscription spreads a
+                    # closed loop's requests over the processes in no fixed pattern, so in
+                    # a second each of them sees every channel.
+                    load.closed(WARM_SECONDS)
                     load.errors = 0
-                    gateway = _measure(load, process.process.pid, broker_pid)
+                    gateway = _measure(load, _pids(processes), broker_pid)
             finally:
                 load.close()
     return {
@@ -329,7 +368,9 @@ def run_gateway_bench() -> dict[str, Any]:
         "echo_p99_ms_half_load": round(echo["p99_half"], 3),
         "gateway_errors": int(gateway["errors"]),
         "devices": DEVICES,
-        # CPU microseconds per answered request in the closed loop, by process.
+        "gateways": gateways,
+        # CPU microseconds per answered request in the closed loop, by process (the
+        # gateway's and the echo's summed over their ``gateways`` processes).
         "gateway_cpu_us": round(gateway["cpu_us_responder"], 1),
         "echo_cpu_us": round(echo["cpu_us_responder"], 1),
         "broker_cpu_us": round(gateway["cpu_us_broker"], 1),
@@ -346,4 +387,5 @@ if __name__ == "__main__":
     else:
         import json
 
-        print(json.dumps(run_gateway_bench(), sort_keys=True))
+        print(json.dumps(run_gateway_bench(int(sys.argv[1]) if len(sys.argv) > 1 else 1),
+                         sort_keys=True))
