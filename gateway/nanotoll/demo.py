@@ -246,7 +246,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
     from .gateway.config import load_config
 
     keep = workdir is not None
-    root = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="nanotoll-demo-"))
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="nanotoll-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     report = DemoReport(purchases=purchases)
     try:

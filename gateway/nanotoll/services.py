@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ class ManagedProcess:
         if self.process is not None:
             stop_process(self.process)
 
-    def __enter__(self) -> ManagedProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[3]
 FIRMWARE = ROOT / "firmware"
@@ -134,7 +134,7 @@ class QemuBoard:
         self._process: subprocess.Popen[str] | None = None
         self._transport: Any = None
 
-    def __enter__(self) -> QemuBoard:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

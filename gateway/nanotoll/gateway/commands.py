@@ -40,7 +40,7 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
     chain = _chain(config, secret)
     ledger = open_ledger(config.ledger_url)
     stop = stop or threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())

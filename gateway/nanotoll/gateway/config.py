@@ -307,7 +307,7 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     s.finish()
     if key_env and keystore:
         raise s.error("keystore", "give key_env or keystore, not both")
-    key = KeySource(
+    key_source = KeySource(
         env=None if keystore else (key_env or DEFAULT_KEY_ENV),
         keystore=_resolve(base, keystore) if keystore else None,
         password_env=password_env,
@@ -383,7 +383,7 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
                   "DEBUG, INFO, WARNING or ERROR")
     s.finish()
 
-    return GatewayConfig(chain=chain, mqtt=mqtt, key=key, ledger_url=ledger_url,
+    return GatewayConfig(chain=chain, mqtt=mqtt, key=key_source, ledger_url=ledger_url,
                          expiry_margin=expiry_margin, settlement=settlement, events=events,
                          catalog=catalog,
                          metrics_port=metrics_port, log_level=level, source=source)

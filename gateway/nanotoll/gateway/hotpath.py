@@ -35,7 +35,7 @@ from ..protocol.signing import HALF_N, SignatureError, split_compact
 from ..protocol.voucher import VoucherError, unpack
 
 try:
-    from sha3 import keccak_256 as _keccak_256
+    from sha3 import keccak_256 as _keccak_256  # type: ignore[import-untyped]
 
     def keccak256(data: bytes) -> bytes:
         return _keccak_256(data).digest()

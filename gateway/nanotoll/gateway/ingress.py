@@ -250,7 +250,7 @@ class Ingress:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
                     ) -> None:
         if not self._stopping.is_set():  # else left unacknowledged: delivered again
-            self._batch.append(Job(message.topic, message.payload,
+            self._batch.append(Job(message.topic, bytes(message.payload),
                                    (message.mid, message.qos, self._generation)))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,

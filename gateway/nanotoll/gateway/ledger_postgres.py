@@ -139,6 +139,14 @@ def _safe_url(url: str) -> str:
     return f"{scheme}//{credentials.split(':', 1)[0]}:***@{tail}"
 
 
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    """The row of an aggregate query (which always has one)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LedgerError("an aggregate query returned no row")
+    return row
+
 class PostgresLedger(Ledger):
     def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
         if url.startswith("postgres://"):
@@ -250,6 +258,8 @@ class PostgresLedger(Ledger):
         if row is None:
             current = conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels "
                                    "WHERE channel_id=%s", (item.channel_id,)).fetchone()
+            if current is None:  # the accept statement inserts a missing channel
+                raise LedgerError(f"channel {item.channel_id} has no row after accept")
             return AcceptResult(AcceptStatus.CONFLICT, channel_record(current))
         conn.execute(_HISTORY, (item.channel_id, item.cumulative, item.increment,
                                 item.request_hash, now))
@@ -402,15 +412,14 @@ class PostgresLedger(Ledger):
 
     def totals(self) -> dict[str, int]:
         def run(conn: psycopg.Connection[Any]) -> dict[str, int]:
-            purchases, accepted = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(increment), 0) FROM vouchers").fetchone()
-            channels, redeemed, unredeemed = conn.execute(
+            purchases, accepted = _one(conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(increment), 0) FROM vouchers"))
+            channels, redeemed, unredeemed = _one(conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LEAST(redeemed, cumulative)), 0), "
-                "COALESCE(SUM(GREATEST(cumulative - redeemed, 0)), 0) FROM channels"
-            ).fetchone()
+                "COALESCE(SUM(GREATEST(cumulative - redeemed, 0)), 0) FROM channels"))
             states = [s.value for s in SettlementState if s.open]
-            (open_count,) = conn.execute("SELECT COUNT(*) FROM settlements WHERE "
-                                         "state = ANY(%s)", (states,)).fetchone()
+            (open_count,) = _one(conn.execute("SELECT COUNT(*) FROM settlements WHERE "
+                                              "state = ANY(%s)", (states,)))
             return {"purchases": int(purchases), "channels": int(channels),
                     "accepted": int(accepted), "redeemed": int(redeemed),
                     "unredeemed": int(unredeemed), "settlements_open": int(open_count)}

@@ -11,12 +11,13 @@ raw signed transactions reach the node. Node errors are classified for the settl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
+from web3.types import TxParams
 
 from ..chain.client import EscrowClient
 from .chainlog import ChannelEvent, EscrowEventDecoder
@@ -93,7 +94,7 @@ class EscrowChain:
 
     def pending_nonce(self) -> int:
         return int(self._call("nonce", lambda: self.w3.eth.get_transaction_count(
-            self.address, "pending")))
+            to_checksum_address(self.address), "pending")))
 
     def sign_redeem(self, route: int, vouchers: bytes, nonce: int, fee_bump: int = 0
                     ) -> SignedTx:
@@ -104,12 +105,12 @@ class EscrowChain:
         base_fee = int(block.get("baseFeePerGas", 0) or 0)
         priority = int(self._call("tip", lambda: self.w3.eth.max_priority_fee)) or 1
         priority = priority * (100 + fee_bump) // 100 + (1 if fee_bump else 0)
-        tx = function.build_transaction({
+        tx = function.build_transaction(cast(TxParams, {
             "from": self.address, "nonce": nonce, "chainId": self.chain_id,
             "gas": int(gas) * 5 // 4 + 20_000,
             "maxPriorityFeePerGas": priority,
             "maxFeePerGas": (2 * base_fee + priority) * (100 + fee_bump) // 100,
-        })
+        }))
         signed = self._account.sign_transaction(tx)
         return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex())
 

@@ -64,8 +64,8 @@ def _encode(obj: Any, out: bytearray, depth: int) -> None:
             pairs.append((bytes(key_bytes), value))
         pairs.sort(key=lambda pair: pair[0])
         out += _head(5, len(pairs))
-        for key_bytes, value in pairs:
-            out += key_bytes
+        for encoded_key, value in pairs:
+            out += encoded_key
             _encode(value, out, depth + 1)
     elif isinstance(obj, Sequence):
         out += _head(4, len(obj))
