@@ -45,7 +45,7 @@ def board_setup(mosquitto, tmp_path):
     with FakeGateway(mosquitto.port) as gateway, \
             UartBridge("127.0.0.1", mosquitto.port) as bridge, \
             AgentBoard(bridge.port) as board:
-        board.deploy(tmp_path / "stage")
+        board.deploy_folder(tmp_path / "stage")
         board.import_modules(tmp_path / "stage")
         yield board, gateway, bridge
 

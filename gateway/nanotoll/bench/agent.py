@@ -65,7 +65,7 @@ class AgentBoard(QemuBoard):
             raise BoardError((out + err).decode(errors="replace").strip())
         return str(out.decode(errors="replace"))
 
-    def deploy(self, folder: Path) -> None:
+    def deploy_folder(self, folder: Path) -> None:
         """A RAM file system on the board (this port has none, and mpremote's mount needs
         `select`) as the working folder, holding the staged folder's non-module files;
         modules come with import_modules()."""
