@@ -40,6 +40,7 @@ setup:
 
 lint: setup
 	$(VENV)/bin/ruff check gateway tests tools
+	$(VENV)/bin/mypy
 
 test: setup lint
 	$(PYTEST) $(PYTEST_ARGS) tests || [ $$? -eq 5 ]
