@@ -222,7 +222,10 @@ try:
     print(json.dumps({"ok": True, "free": _left}))
 except Exception as _exc:
     # Short of heap, a purchase fails with MemoryError, or with what a MemoryError
-    # in a task became (a dropped catalog: "no valid signed catalog").
+    # in a task became (a dropped catalog: "no valid signed catalog"). The ballast
+    # goes first: reporting needs a little heap too.
+    _ballast = None
+    gc.collect()
     print(json.dumps({"ok": False, "free": _left, "error": repr(_exc)}))
 """
 
