@@ -49,4 +49,11 @@ int board_urandom(uint8_t *buf, size_t len); // 0, or -1 when there is no source
 #define BOARD_BD_BLOCKS 128
 extern uint8_t board_bd[BOARD_BD_BLOCKS * BOARD_BD_BLOCK_SIZE];
 
+// The board's ROMFS "flash partition": mps2-an385's PSRAM, outside the 4 MB RAM the
+// firmware (and its static GC heap) lives in. QEMU fills it from a ROMFS image with
+// `-device loader,file=romfs.img,addr=0x21000000,force-raw=on`; vfs.rom_ioctl also
+// writes it (mpremote romfs deploy). _boot.py mounts a valid image at /rom.
+#define BOARD_ROMFS_ADDR 0x21000000u
+#define BOARD_ROMFS_BYTES (256u * 1024u)
+
 #endif

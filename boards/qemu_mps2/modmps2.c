@@ -5,10 +5,12 @@
 //                        contents last over soft resets, not over QEMU's exit.
 //   mps2.BOARD           "nanotoll-qemu-mps2" (tools tell this firmware from the stock one)
 //   mps2.uart_stats(n)   (received-buffer bytes waiting, times the buffer was full)
+//   mps2.ROMFS_ADDR, mps2.ROMFS_BYTES   the ROMFS partition (vfs.rom_ioctl, below)
 
 #include <string.h>
 
 #include "py/mperrno.h"
+#include "py/objarray.h"
 #include "py/runtime.h"
 #include "extmod/vfs.h"
 
@@ -95,6 +97,52 @@ static MP_DEFINE_CONST_OBJ_TYPE(
     locals_dict, &mps2_bdev_locals_dict
     );
 
+// vfs.rom_ioctl: one ROMFS segment, the PSRAM at BOARD_ROMFS_ADDR. It is RAM, so
+// "erasing" fills with 0xFF (as flash reads when erased) and writing copies.
+static MP_DEFINE_MEMORYVIEW_OBJ(board_romfs_obj, 'B', 0, BOARD_ROMFS_BYTES, (void *)BOARD_ROMFS_ADDR);
+
+mp_obj_t mp_vfs_rom_ioctl(size_t n_args, const mp_obj_t *args) {
+    mp_int_t cmd = mp_obj_get_int(args[0]);
+    if (cmd == MP_VFS_ROM_IOCTL_GET_NUMBER_OF_SEGMENTS) {
+        return MP_OBJ_NEW_SMALL_INT(1);
+    }
+    if (n_args < 2 || mp_obj_get_int(args[1]) != 0) {
+        return MP_OBJ_NEW_SMALL_INT(-MP_EINVAL);
+    }
+    uint8_t *base = (uint8_t *)BOARD_ROMFS_ADDR;
+    switch (cmd) {
+        case MP_VFS_ROM_IOCTL_GET_SEGMENT:
+            return MP_OBJ_FROM_PTR(&board_romfs_obj);
+        case MP_VFS_ROM_IOCTL_WRITE_PREPARE: {
+            // rom_ioctl(3, 0, len): erase the first len bytes; returns the write granule.
+            mp_int_t len = n_args > 2 ? mp_obj_get_int(args[2]) : -1;
+            if (len < 0 || (size_t)len > BOARD_ROMFS_BYTES) {
+                return MP_OBJ_NEW_SMALL_INT(-MP_EINVAL);
+            }
+            memset(base, 0xFF, (size_t)len);
+            return MP_OBJ_NEW_SMALL_INT(4);
+        }
+        case MP_VFS_ROM_IOCTL_WRITE: {
+            // rom_ioctl(4, 0, offset, buf)
+            if (n_args < 4) {
+                return MP_OBJ_NEW_SMALL_INT(-MP_EINVAL);
+            }
+            mp_int_t offset = mp_obj_get_int(args[2]);
+            mp_buffer_info_t buf;
+            mp_get_buffer_raise(args[3], &buf, MP_BUFFER_READ);
+            if (offset < 0 || (size_t)offset + buf.len > BOARD_ROMFS_BYTES) {
+                return MP_OBJ_NEW_SMALL_INT(-MP_EINVAL);
+            }
+            memcpy(base + offset, buf.buf, buf.len);
+            return MP_OBJ_NEW_SMALL_INT(0);
+        }
+        case MP_VFS_ROM_IOCTL_WRITE_COMPLETE:
+            return MP_OBJ_NEW_SMALL_INT(0);
+        default:
+            return MP_OBJ_NEW_SMALL_INT(-MP_EINVAL);
+    }
+}
+
 static mp_obj_t mps2_uart_stats(mp_obj_t id_in) {
     mp_int_t id = mp_obj_get_int(id_in);
     if (id < 0 || id > 2) {
@@ -114,6 +162,8 @@ static const mp_rom_map_elem_t mps2_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_BOARD), MP_ROM_QSTR(MP_QSTR_nanotoll_hyphen_qemu_hyphen_mps2) },
     { MP_ROM_QSTR(MP_QSTR_RAMBlockDev), MP_ROM_PTR(&mps2_bdev_type) },
     { MP_ROM_QSTR(MP_QSTR_uart_stats), MP_ROM_PTR(&mps2_uart_stats_obj) },
+    { MP_ROM_QSTR(MP_QSTR_ROMFS_ADDR), MP_ROM_INT(BOARD_ROMFS_ADDR) },
+    { MP_ROM_QSTR(MP_QSTR_ROMFS_BYTES), MP_ROM_INT(BOARD_ROMFS_BYTES) },
 };
 static MP_DEFINE_CONST_DICT(mps2_module_globals, mps2_module_globals_table);
 

@@ -28,6 +28,12 @@
 #define MICROPY_PY_MACHINE_UART_INCLUDEFILE "board_uart.inc"
 #define MICROPY_PY_MACHINE_UART_CLASS_CONSTANTS
 
+// ROMFS: vfs.rom_ioctl over the board's ROMFS partition (board.h), so .mpy files
+// there run in place (bytecode and constants stay out of the heap) and
+// `mpremote romfs query|deploy` work as on rp2 and ESP32.
+#undef MICROPY_VFS_ROM_IOCTL
+#define MICROPY_VFS_ROM_IOCTL (1)
+
 #define MICROPY_KBD_EXCEPTION (1)
 #define MICROPY_ENABLE_SCHEDULER (1)
 
