@@ -51,6 +51,11 @@ VOUCHER_MODULES = (
     "_keccak_viper", "keccak", "_field_viper", "secp256k1", "eip712", "cbor", "voucher",
 )  # fmt: skip
 TICK_INSTRUCTIONS = 40  # 25 MHz timer against 1 GHz of -icount shift=0 virtual time
+# The board firmware's ROMFS partition (boards/qemu_mps2/board.h): mps2-an385's PSRAM,
+# outside the 4 MB RAM that holds the firmware and its heap. Its _boot.py mounts a valid
+# image there at /rom (ahead of /lib on sys.path), and .mpy files run in place.
+ROMFS_ADDR = 0x21000000
+ROMFS_BYTES = 256 * 1024
 
 
 class BoardError(RuntimeError):
@@ -124,15 +129,40 @@ gc.collect()
 """
 
 
+def romfs_image(files: dict[str, bytes]) -> bytes:
+    """A ROMFS image (mpremote's make_romfs, as `mpremote romfs build|deploy` makes it)
+    holding files, {path in the image: bytes}; .mpy files in it run in place."""
+    import io
+
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory(prefix="nanotoll-romfs-") as tmp:
+        for name, data in files.items():
+            path = Path(tmp) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        with contextlib.redirect_stdout(io.StringIO()):  # it lists what it adds
+            return bytes(make_romfs(tmp, mpy_cross=False))
+
+
+def romfs_loader(image: Path, addr: int = ROMFS_ADDR) -> list[str]:
+    """QEMU arguments that put a ROMFS image into the board's ROMFS partition at start:
+    the emulated board's flashed content."""
+    return ["-device", f"loader,file={image},addr={addr:#x},force-raw=on"]
+
+
 class QemuBoard:
-    """MicroPython on QEMU's mps2-an385 (Cortex-M3), driven through its raw REPL."""
+    """MicroPython on QEMU's mps2-an385 (Cortex-M3), driven through its raw REPL.
+    romfs: an image for the ROMFS partition (the nanotoll board firmware mounts it at
+    /rom; the stock firmware ignores it)."""
 
     def __init__(self, firmware: Path | None = None, timeout: float = 120, icount: bool = True,
-                 uart_port: int | None = None) -> None:
+                 uart_port: int | None = None, romfs: Path | None = None) -> None:
         self.firmware = firmware or qemu_firmware()
         self.timeout = timeout
         self.icount = icount  # 1 ns of virtual time per instruction: counts that do not drift
         self.uart_port = uart_port  # UART1 connects to this loopback TCP port when given
+        self.romfs = romfs
         self._process: subprocess.Popen[str] | None = None
         self._transport: Any = None
 
@@ -155,6 +185,11 @@ class QemuBoard:
             command += ["-serial", f"tcp:127.0.0.1:{self.uart_port}"]
         if self.icount:
             command += ["-icount", "shift=0"]
+        if self.romfs is not None:
+            if self.romfs.stat().st_size > ROMFS_BYTES:
+                raise BoardError(f"ROMFS image {self.romfs} is larger than the board's "
+                                 f"{ROMFS_BYTES} B partition")
+            command += romfs_loader(self.romfs)
         command += ["-kernel", str(self.firmware)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -212,10 +247,11 @@ class QemuBoard:
         self.exec(_UNMOUNT)
 
 
-def firmware_files(extra: Iterable[Path] = ()) -> tuple[dict[str, bytes], str]:
+def firmware_files(extra: Iterable[Path] = (), modules: Iterable[str] = VOUCHER_MODULES,
+                   compiled: bool = True) -> tuple[dict[str, bytes], str]:
     """The firmware modules as .mpy for armv7m when mpy-cross is there, else as source."""
-    sources = [FIRMWARE / f"{name}.py" for name in VOUCHER_MODULES] + list(extra)
-    compiler = mpy_cross()
+    sources = [FIRMWARE / f"{name}.py" for name in modules] + list(extra)
+    compiler = mpy_cross() if compiled else None
     if compiler is None:
         return {path.name: path.read_bytes() for path in sources}, "source compiled on the board"
     files = {}

@@ -24,10 +24,11 @@ def _fail(exc: Exception) -> int:
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
-    from .flash import flash_port
+    from .flash import flash_port, flash_romfs_port
 
     try:
-        flash_port(args.port, board_spec(args.board), _say, reset=not args.no_reset)
+        flasher = flash_romfs_port if args.romfs else flash_port
+        flasher(args.port, board_spec(args.board), _say, reset=not args.no_reset)
     except DeviceError as exc:
         return _fail(exc)
     return 0
@@ -152,6 +153,9 @@ def add_device_commands(subparsers: Any) -> None:
     flash.add_argument("--port", required=True, help="serial port (e.g. /dev/ttyUSB0)")
     flash.add_argument("--board", required=True, choices=sorted(BOARDS))
     flash.add_argument("--no-reset", action="store_true", help="do not soft-reset afterwards")
+    flash.add_argument("--romfs", action="store_true",
+                       help="modules in a ROMFS image (mpremote romfs deploy), run in place "
+                            "from flash; needs a MicroPython with a ROMFS partition")
     flash.set_defaults(func=_cmd_flash)
 
     prov = commands.add_parser(

@@ -12,6 +12,13 @@
    longer part of the set, and soft-reset the board.
 
 A second run with nothing changed copies nothing and says so.
+
+``--romfs`` (``flash_romfs_port``): the modules go into a ROMFS image instead, deployed
+into the board's ROMFS partition with ``mpremote romfs deploy`` (MicroPython 1.25: ESP32
+firmware with a romfs partition, rp2 with MICROPY_HW_ROMFS_BYTES, the emulated board).
+The board mounts it at /rom and runs the .mpy files in place, so their bytecode and
+constants stay in flash instead of the heap. Only main.py (and later config and state)
+stays on the file system; the /lib modules of an earlier flash are removed.
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ import contextlib
 import hashlib
 import json
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bench.device import mpy_cross, mpy_cross_command
+from ..bench.device import mpy_cross, mpy_cross_command, romfs_image
 from .boards import BoardSpec
 from .repl import BoardExecError, DeviceError, Repl
 
@@ -240,3 +248,110 @@ def flash_port(port: str, spec: BoardSpec, say: Callable[[str], None] = print,
     artifacts = build(spec, say)
     with Repl(port) as repl:
         return flash(repl, spec, artifacts, say, reset=reset)
+
+
+# ---------------------------------------------------------------------------------
+# --romfs: the modules in a ROMFS image in the board's ROMFS partition.
+
+# Board side: ROMFS segments, the size of segment 0, and the sha256 of its first n bytes
+# (None where the segment is no readable buffer, e.g. an ESP32 partition object).
+_ROMFS_QUERY = """
+import json, vfs
+_r = {{"segments": -1, "size": 0, "sha256": None}}
+if hasattr(vfs, "rom_ioctl"):
+    _r["segments"] = vfs.rom_ioctl(1)
+    _d = vfs.rom_ioctl(2, 0) if _r["segments"] > 0 else -1
+    if not isinstance(_d, int):
+        if hasattr(_d, "ioctl"):
+            _r["size"] = _d.ioctl(4, 0) * _d.ioctl(5, 0)
+        else:
+            _r["size"] = len(_d)
+        try:
+            import hashlib, binascii
+            _r["sha256"] = binascii.hexlify(
+                hashlib.sha256(memoryview(_d)[:{n}]).digest()).decode()
+        except Exception:
+            pass
+    del _d
+print(json.dumps(_r))
+del _r
+"""
+
+
+def split_romfs(artifacts: list[Artifact]) -> tuple[list[Artifact], list[Artifact]]:
+    """(modules for the ROMFS image, files that stay on the file system: main.py)."""
+    modules = [a for a in artifacts if a.dest.startswith("/lib/") and a.dest.endswith(".mpy")]
+    return modules, [a for a in artifacts if a not in modules]
+
+
+def build_romfs(modules: list[Artifact]) -> bytes:
+    """The ROMFS image: each module at the image's root, so /rom/<name>.mpy on the board."""
+    return romfs_image({a.dest[len("/lib/"):]: a.data for a in modules})
+
+
+def romfs_deploy_command(port: str, image: Path) -> list[str]:
+    """mpremote 1.25's ROMFS deploy of a built image (a path ending in .img) to ROMFS
+    partition 0 of the board at port; it unmounts /rom, writes and finishes the partition."""
+    return [sys.executable, "-m", "mpremote", "connect", port, "romfs", "deploy", str(image)]
+
+
+def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
+                say: Callable[[str], None] = print, reset: bool = True,
+                run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+                ) -> FlashResult:
+    modules, rest = split_romfs(artifacts)
+    image = build_romfs(modules)
+    digest = hashlib.sha256(image).hexdigest()
+    with Repl(port) as repl:
+        info = repl.info()
+        info.check(spec)
+        rom = repl.exec_json(_ROMFS_QUERY.format(n=len(image)))
+    if rom["segments"] < 1:
+        raise DeviceError(
+            f"the board at {port} has no ROMFS partition (vfs.rom_ioctl): flash a MicroPython "
+            "1.25 image built with one (ESP32: partitions-4MiB-romfs.csv; rp2: "
+            "MICROPY_HW_ROMFS_BYTES) or flash without --romfs")
+    if len(image) > rom["size"]:
+        raise DeviceError(f"the ROMFS image ({len(image):,} bytes) is larger than the board's "
+                          f"ROMFS partition ({rom['size']:,} bytes). Nothing was written.")
+    say(f"flash: ROMFS image of {len(modules)} modules, {len(image):,} bytes, for a "
+        f"{rom['size'] // 1024} KiB partition")
+    if rom["sha256"] == digest:
+        say("flash: the ROMFS partition already holds this image (same sha256)")
+    else:
+        with tempfile.TemporaryDirectory(prefix="nanotoll-romfs-") as tmp:
+            path = Path(tmp) / "nanotoll.img"
+            path.write_bytes(image)
+            command = romfs_deploy_command(port, path)
+            say("flash: " + " ".join(command[2:]))
+            done = run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or "ROMFS image deployed" not in done.stdout:
+            raise DeviceError("mpremote romfs deploy failed:\n"
+                              + (done.stdout + done.stderr).strip())
+    with Repl(port) as repl:
+        if rom["sha256"] != digest:
+            check = repl.exec_json(_ROMFS_QUERY.format(n=len(image)))
+            if check["sha256"] not in (None, digest):
+                raise DeviceError("the ROMFS partition holds different bytes than were sent; "
+                                  "flash again")
+        result = flash(repl, spec, rest, say, reset=False)
+        # A soft reset in the raw REPL (boot runs, main.py does not) mounts the new /rom.
+        repl._transport.enter_raw_repl(soft_reset=True)
+        names = set(repl.exec_json("import os, json\ntry:\n    print(json.dumps("
+                                   "os.listdir('/rom')))\nexcept OSError:\n"
+                                   "    print('[]')"))
+        missing = [a.dest[len("/lib/"):] for a in modules if a.dest[len("/lib/"):] not in names]
+        if missing:
+            raise DeviceError("after a soft reset the board does not show /rom/"
+                              + ", /rom/".join(missing) + ": its ROMFS did not mount")
+        say(f"flash: /rom holds the {len(modules)} modules")
+        if reset:
+            repl.soft_reset()
+            result.reset = True
+            say("flash: soft reset")
+    return result
+
+
+def flash_romfs_port(port: str, spec: BoardSpec, say: Callable[[str], None] = print,
+                     reset: bool = True) -> FlashResult:
+    return flash_romfs(port, spec, build(spec, say), say, reset=reset)

@@ -15,6 +15,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from ..bench.device import romfs_loader
 from ..services import LOOPBACK, REPO_ROOT, stop_process
 from .bridge import UartBridge
 from .repl import DeviceError
@@ -35,9 +36,11 @@ class BoardSim:
 
     def __init__(self, broker_host: str = LOOPBACK, broker_port: int = 1883,
                  firmware: Path | None = None, icount: bool = False,
-                 log_path: Path | None = None, bridge_log: bool = False) -> None:
+                 log_path: Path | None = None, bridge_log: bool = False,
+                 romfs: Path | None = None) -> None:
         self.firmware = firmware or board_firmware()
         self.icount = icount
+        self.romfs = romfs  # a ROMFS image "flashed" into the board's ROMFS partition
         self.log_path = log_path
         self.bridge = UartBridge(broker_host, broker_port, log=bridge_log)
         self.process: subprocess.Popen[str] | None = None
@@ -59,6 +62,8 @@ class BoardSim:
                    "-semihosting", "-serial", "pty",
                    "-serial", f"tcp:{LOOPBACK}:{self.bridge.port}",
                    "-kernel", str(self.firmware)]
+        if self.romfs is not None:
+            command[-2:-2] = romfs_loader(self.romfs)
         if self.icount:
             command[1:1] = ["-icount", "shift=0"]
         return command
