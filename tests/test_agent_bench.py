@@ -17,4 +17,10 @@ def test_agent_bench_reports_instructions_and_heap() -> None:
     figures = run_agent_bench(rounds=2, heap_step=4096)
     print(figures)
     assert 1_000_000 < figures["instructions_per_purchase"] < 500_000_000
+    assert figures["deployment"] == "romfs"
+    assert 1_000_000 < figures["instructions_per_purchase_filesystem"] < 500_000_000
     assert 8192 < figures["min_heap_bytes_purchase"] <= figures["board_free_heap_bytes"]
+    # .mpy run in place from ROMFS keep their bytecode out of the heap: well under the
+    # same files on littlefs (tens of KB apart; the step here is 4 KB)
+    assert figures["min_heap_bytes_purchase"] + 8192 < figures[
+        "min_heap_bytes_purchase_filesystem"]

@@ -8,7 +8,10 @@ The board has no network, no clock and no file system; ``boards/qemu_mps2`` supp
 record.
 
 Used by tests/test_agent_qemu.py (purchases on the emulated board) and by
-``run_agent_bench()`` (instructions and least free heap of one purchase).
+``run_agent_bench()`` (instructions and least free heap of one purchase, on the
+boards/qemu_mps2 firmware: the headline figures with the .mpy modules in a ROMFS image
+run in place from the board's ROMFS partition, ``deployment: "romfs"``; the
+``*_filesystem`` figures with the same .mpy files on littlefs, loaded into the heap).
 """
 
 from __future__ import annotations
@@ -234,12 +237,60 @@ def _indent(code: str) -> str:
     return "\n".join("    " + line if line.strip() else line for line in code.splitlines())
 
 
+def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
+                   heap_step: int) -> dict[str, int]:
+    """Instructions of one purchase and the least free heap that completes one, on a
+    board already flashed and holding /bench.json."""
+    # instructions: one warm-up purchase (connect, catalog, comb table), then rounds
+    repl.exec("import sys\nsys.modules.pop('main', None)", timeout=60)
+    out = repl.exec(setup + _BENCH_MEASURE % {"rounds": rounds}, timeout=900)
+    samples = json.loads(out.strip().splitlines()[-1])[1:]
+    work = sorted(total - waited for total, waited in samples)
+    instructions = work[len(work) // 2] * TICK_INSTRUCTIONS
+    print("bench agent: samples (ticks, waited)", samples, file=sys.stderr)
+
+    def trial(free: int) -> tuple[bool, int]:
+        repl._transport.enter_raw_repl(soft_reset=True)  # a fresh heap
+        result = json.loads(repl.exec(
+            _BENCH_PRELUDE + _HEAP_TRIAL % {"free": free, "body": _indent(start)},
+            timeout=900).strip().splitlines()[-1])
+        print(f"bench agent: heap trial {free} B free -> {result}", file=sys.stderr)
+        return bool(result["ok"]), int(result["free"])
+
+    repl._transport.enter_raw_repl(soft_reset=True)
+    total_free = json.loads(repl.exec("import gc\ngc.collect()\nprint(gc.mem_free())"))
+    low, high = 8192, int(total_free)
+    ok, _ = trial(high)
+    if not ok:
+        raise BoardError(f"a purchase does not fit the board's whole free heap ({high} B)")
+    while high - low > heap_step:
+        middle = (low + high) // 2
+        ok, _ = trial(middle)
+        if ok:
+            high = middle
+        else:
+            low = middle
+    return {"instructions": instructions, "min_heap": high, "total_free": int(total_free)}
+
+
 def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
     """Instructions of one purchase and the least free heap that completes one, on the
-    emulated board flashed as a device is (.mpy files on its littlefs), buying from the
-    reference provider through UART1 -> bridge -> mosquitto."""
+    emulated board flashed as a device is, buying from the reference provider through
+    UART1 -> bridge -> mosquitto. Measured twice:
+
+    - ``romfs`` (the headline figures): the .mpy modules in a ROMFS image in the board's
+      ROMFS partition (what ``nanotoll device flash --romfs`` deploys; here QEMU loads
+      the image at 0x21000000 at start), mounted at /rom and run in place: bytecode and
+      constants stay in flash; main.py and the config on littlefs;
+    - ``filesystem``: the same .mpy files on littlefs (``nanotoll device flash``), which
+      the board copies into the heap as it imports them.
+
+    The heap figure is the least free heap, measured after a soft reset before anything
+    of the agent is imported, with which the board imports the agent, connects and
+    completes one purchase: a ballast taken before the imports shrinks the free heap
+    to the trial's figure (binary search to heap_step bytes)."""
     from ..device.boards import BOARDS
-    from ..device.flash import build, flash
+    from ..device.flash import build, build_romfs, flash, split_romfs
     from ..device.repl import Repl
     from ..device.sim import BoardSim
     from ..services import Mosquitto
@@ -261,45 +312,37 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
         "state_dir": "/bench-state", "keepalive": 60, "timeout_ms": 60000,
         "resend_ms": 20000,
     }
-    with Mosquitto() as broker, ReferenceProvider(broker.port, deposit=10**12), \
-            BoardSim(broker.host, broker.port, icount=True) as sim, Repl(sim.pty) as repl:
-        flash(repl, spec, build(spec, quiet), quiet, reset=False)
-        repl.write_file("/bench.json", json.dumps(config).encode())
-        start = _BENCH_START % {"config": "/bench.json"}
-        setup = _BENCH_PRELUDE + start
-        # instructions: one warm-up purchase (connect, catalog, comb table), then rounds
-        repl.exec("import sys\nsys.modules.pop('main', None)", timeout=60)
-        out = repl.exec(setup + _BENCH_MEASURE % {"rounds": rounds}, timeout=900)
-        samples = json.loads(out.strip().splitlines()[-1])[1:]
-        work = sorted(total - waited for total, waited in samples)
-        instructions = work[len(work) // 2] * TICK_INSTRUCTIONS
-        print("bench agent: samples (ticks, waited)", samples, file=sys.stderr)
-
-        def trial(free: int) -> tuple[bool, int]:
-            repl._transport.enter_raw_repl(soft_reset=True)  # a fresh heap
-            result = json.loads(repl.exec(
-                _BENCH_PRELUDE + _HEAP_TRIAL % {"free": free, "body": _indent(start)},
-                timeout=900).strip().splitlines()[-1])
-            print(f"bench agent: heap trial {free} B free -> {result}", file=sys.stderr)
-            return bool(result["ok"]), int(result["free"])
-
-        repl._transport.enter_raw_repl(soft_reset=True)
-        total_free = json.loads(repl.exec("import gc\ngc.collect()\nprint(gc.mem_free())"))
-        low, high = 8192, int(total_free)
-        ok, _ = trial(high)
-        if not ok:
-            raise BoardError(f"a purchase does not fit the board's whole free heap ({high} B)")
-        while high - low > heap_step:
-            middle = (low + high) // 2
-            ok, _ = trial(middle)
-            if ok:
-                high = middle
-            else:
-                low = middle
+    start = _BENCH_START % {"config": "/bench.json"}
+    setup = _BENCH_PRELUDE + start
+    artifacts = build(spec, quiet)
+    modules, rest = split_romfs(artifacts)
+    figures: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="nanotoll-bench-romfs-") as tmp:
+        image = Path(tmp) / "romfs.img"
+        image.write_bytes(build_romfs(modules))
+        for deployment in ("romfs", "filesystem"):
+            romfs = image if deployment == "romfs" else None
+            with Mosquitto() as broker, ReferenceProvider(broker.port, deposit=10**12), \
+                    BoardSim(broker.host, broker.port, icount=True, romfs=romfs) as sim, \
+                    Repl(sim.pty) as repl:
+                flash(repl, spec, rest if romfs else artifacts, quiet, reset=False)
+                repl.write_file("/bench.json", json.dumps(config).encode())
+                where = repl.exec("import agent\nprint(agent.__file__)", timeout=60).strip()
+                want = "/rom/agent.mpy" if romfs else "/lib/agent.mpy"
+                if where != want:
+                    raise BoardError(f"{deployment}: the agent came from {where}, not {want}")
+                print(f"bench agent: {deployment} deployment", file=sys.stderr)
+                figures[deployment] = _bench_flashed(repl, setup, start, rounds, heap_step)
+    rom, fs = figures["romfs"], figures["filesystem"]
     return {
-        "instructions_per_purchase": instructions,
-        "min_heap_bytes_purchase": high,
-        "board_free_heap_bytes": int(total_free),
+        "instructions_per_purchase": rom["instructions"],
+        "instructions_per_purchase_filesystem": fs["instructions"],
+        "min_heap_bytes_purchase": rom["min_heap"],
+        "min_heap_bytes_purchase_filesystem": fs["min_heap"],
+        "deployment": "romfs",
+        "board_free_heap_bytes": rom["total_free"],
         "runtime": "MicroPython 1.25 on QEMU mps2-an385 (Cortex-M3), boards/qemu_mps2 "
-                   "firmware, agent as .mpy on littlefs, -icount shift=0",
+                   "firmware, agent as .mpy (mpy-cross -O3 armv7m) in a ROMFS image run in "
+                   "place (the filesystem figures: the same .mpy on littlefs), "
+                   "-icount shift=0",
     }
