@@ -4,7 +4,8 @@
 # Then the ROMFS partition (mps2.ROMFS_ADDR): a valid image is mounted at /rom, its
 # .mpy files run in place, and /rom, /rom/lib come before /lib on sys.path. A blank
 # partition is skipped quietly; anything else that is not a ROMFS is reported and the
-# board boots on from the file system alone.
+# board boots on from the file system alone. (MicroPython's own ROMFS mount, at the end
+# of mp_init, comes after boot.py and main.py and is silent; it finds /rom taken.)
 import sys
 import vfs
 import mps2
