@@ -167,3 +167,6 @@ def test_flash_romfs_deploys_with_mpremote(mosquitto: Any, artifacts: Any) -> No
         flash_romfs(sim.pty, SPEC, artifacts, said.append, reset=False)
         assert any("already holds this image" in line for line in said), said
         assert not any("romfs deploy" in line for line in said), said
+        # Back to plain files while /rom still holds the modules: refused, nothing written.
+        with Repl(sim.pty) as repl, pytest.raises(DeviceError, match="ROMFS holds"):
+            flash(repl, SPEC, artifacts, said.append, reset=False)

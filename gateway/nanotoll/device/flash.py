@@ -161,6 +161,7 @@ def flash(repl: Repl, spec: BoardSpec, artifacts: list[Artifact],
     info.check(spec)
     say(f"flash: board at {repl.port}: {info.describe()}, "
         f"{info.free_bytes // 1024} KiB free of {info.blocks * info.block_size // 1024} KiB")
+    _refuse_romfs_shadow(repl, artifacts)
     result = FlashResult()
     targets = [a.dest for a in artifacts]
     state = _board_hashes(repl, targets)
@@ -241,6 +242,22 @@ def flash(repl: Repl, spec: BoardSpec, artifacts: list[Artifact],
         result.reset = True
         say("flash: soft reset")
     return result
+
+
+def _refuse_romfs_shadow(repl: Repl, artifacts: list[Artifact]) -> None:
+    """/rom comes before /lib on sys.path: modules left in a ROMFS image by an earlier
+    ``--romfs`` flash would be imported instead of the files about to be copied."""
+    on_rom = set(repl.exec_json("import os, json\ntry:\n    print(json.dumps("
+                                "os.listdir('/rom')))\nexcept OSError:\n    print('[]')"))
+    shadowed = sorted(a.dest[len("/lib/"):] for a in artifacts
+                      if a.dest.startswith("/lib/") and a.dest[len("/lib/"):] in on_rom)
+    if shadowed:
+        raise DeviceError(
+            f"the board's ROMFS holds {len(shadowed)} of these modules ({', '.join(shadowed[:4])}"
+            f"{', ...' if len(shadowed) > 4 else ''}), and /rom is imported before /lib, so the "
+            "files this flash would copy would never run. Nothing was written. Flash with "
+            "--romfs, or empty the partition first (mpremote connect PORT romfs deploy "
+            "EMPTY_FOLDER).")
 
 
 def flash_port(port: str, spec: BoardSpec, say: Callable[[str], None] = print,
