@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from nanotoll.gateway.config import ConfigError, EventsConfig
 from nanotoll.gateway.events import BlockRef, EventFollower, apply_event
 from nanotoll.gateway.ledger_sqlite import SQLiteLedger
 from nanotoll.gateway.onchain import EscrowChain
-from nanotoll.gateway.service import GatewayService
+from nanotoll.gateway.service import CHANNEL_MAX_AGE, GatewayService, channel_max_age
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
@@ -350,8 +350,19 @@ def test_events_can_be_switched_off(tmp_path: Path, chain: Chain) -> None:
         service = GatewayService(config, bytes(chain.provider.key), ledger, escrow, escrow,
                                  events=escrow)
         assert service.follower is None
+        assert service.channels.max_age == CHANNEL_MAX_AGE  # the re-reads alone keep it fresh
     finally:
         ledger.close()
+
+
+def test_followed_channels_are_re_read_rarely_but_within_half_the_expiry_margin(
+        tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    assert config.expiry_margin == 3600
+    assert channel_max_age(config, following=True) == 600.0
+    assert channel_max_age(replace(config, expiry_margin=600), following=True) == 300.0
+    assert channel_max_age(replace(config, expiry_margin=0), following=True) == CHANNEL_MAX_AGE
+    assert channel_max_age(config, following=False) == CHANNEL_MAX_AGE
 
 
 # ------------------------------------------------------------ units, config --

@@ -74,6 +74,10 @@ class ChannelCache:
         self._down_until = 0.0  # reads fail fast before this clock reading
         self._backoff = 0.0
 
+    @property
+    def max_age(self) -> float:
+        return self._max_age
+
     def channel(self, channel_id: int) -> ChannelState | None:
         now = self._clock()
         with self._lock:
