@@ -27,8 +27,8 @@ export NANOTOLL_SOLC := $(ROOT)/tools/solc
 export PATH := $(VENV)/bin:$(TC)/bin:$(ANVIL_BIN):$(FORGE_BIN):$(ROOT)/node_modules/.bin:$(PATH)
 
 PYTEST_ARGS ?=
-FIRMWARE_TESTS ?= tests -k firmware
-BOARD_TESTS ?= tests/test_board_qemu.py tests/test_board_robot.py
+FIRMWARE_TESTS ?= tests/firmware
+BOARD_TESTS ?= tests/board
 
 # pytest exits 5 when it collects no test; that is not a failure here.
 PYTEST = $(PY) -m pytest

@@ -15,6 +15,9 @@ if str(ROOT / "gateway") not in sys.path:
 
 from nanotoll.services import Mosquitto  # noqa: E402
 
+# Fixtures shared by several folders: PostgreSQL servers and ledgers.
+pytest_plugins = ["support.gateway_pg"]
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:

@@ -1,0 +1,102 @@
+"""Gateway config: a TOML file, validated, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from nanotoll.gateway.config import ConfigError, load_config
+from support.gateway_support import KEY_ENV, PROVIDER_KEY
+
+GOOD = """
+[mqtt]
+host = "127.0.0.1"
+port = 18830
+
+[provider]
+key_env = "NANOTOLL_PROVIDER_KEY"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+escrow = "0x95C62b7BCa32875bad1194Eb8c6A158277366Fd9"
+chain_id = 31337
+
+[ledger]
+url = "sqlite:///state/ledger.db"
+
+[settlement]
+threshold = 50000
+interval = 600
+
+[catalog]
+seq = 2
+[[catalog.products]]
+name = "weather"
+price = 1500
+description = "nowcast"
+[[catalog.products]]
+name = "corridor"
+kind = "route"
+price = 25000
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_loads_with_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.mqtt.port == 18830 and config.chain.chain_id == 31337
+    assert config.ledger_url == f"sqlite:///{tmp_path}/state/ledger.db"
+    assert config.expiry_margin == 3600 and config.settlement.threshold == 50_000
+    assert [p.kind for p in config.catalog.products] == ["weather", "route"]
+    assert config.provider_key(KEY_ENV) == PROVIDER_KEY
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("chain_id = 31337", "chain_id = 0"), "[chain] chain_id: must be in 1.."),
+    (("escrow = \"0x95C6", "escrow = \"0x95"), "[chain] escrow: must be a 0x-prefixed"),
+    (("port = 18830", "port = \"x\""), "[mqtt] port: must be an integer"),
+    (("threshold = 50000", "treshold = 50000"), "[settlement] treshold: unknown key"),
+    (("price = 1500", "price = 0"), "[catalog.products #1] price: must be in 1.."),
+    (("url = \"sqlite", "url = \"mysql"), "[ledger] url: ledger url must start"),
+    (("[chain]", "[chains]"), "[chains]: unknown table"),
+])
+def test_errors_name_the_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD.replace(*change)))
+    assert message in str(info.value)
+    assert "gateway.toml" in str(info.value)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[mqtt\n"))
+
+
+def test_key_from_env_errors(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="NANOTOLL_PROVIDER_KEY is not set"):
+        config.provider_key({})
+    with pytest.raises(ConfigError, match="32-byte hex private key"):
+        config.provider_key({"NANOTOLL_PROVIDER_KEY": "0x1234"})
+
+
+def test_key_from_an_encrypted_keystore(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "provider.json").write_text(
+        json.dumps(Account.encrypt(PROVIDER_KEY, "pw", kdf="pbkdf2", iterations=2)))
+    text = GOOD.replace('key_env = "NANOTOLL_PROVIDER_KEY"', 'keystore = "provider.json"')
+    config = load_config(write(tmp_path, text))
+    assert config.provider_key({"NANOTOLL_KEYSTORE_PASSWORD": "pw"}) == PROVIDER_KEY
+    with pytest.raises(ConfigError, match="keystore"):
+        config.provider_key({"NANOTOLL_KEYSTORE_PASSWORD": "wrong"})
+    with pytest.raises(ConfigError, match="password"):
+        config.provider_key({})
