@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 if str(ROOT / "gateway") not in sys.path:
     sys.path.insert(0, str(ROOT / "gateway"))
 
-from nanotoll.services import Mosquitto  # noqa: E402
+from nanotoll.servers.mosquitto import Mosquitto  # noqa: E402
 
 # Fixtures shared by several folders: PostgreSQL servers and ledgers.
 pytest_plugins = ["support.gateway_pg"]

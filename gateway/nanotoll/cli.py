@@ -18,8 +18,8 @@ from typing import Any
 BENCHES: dict[str, tuple[str, str]] = {
     "device": ("nanotoll.bench.device", "run_device_bench"),
     "agent": ("nanotoll.bench.agent", "run_agent_bench"),
-    "gas": ("nanotoll.chain.bench", "run_gas_bench"),
-    "gateway": ("nanotoll.gateway.bench", "run_gateway_bench"),
+    "gas": ("nanotoll.bench.gas", "run_gas_bench"),
+    "gateway": ("nanotoll.bench.gateway", "run_gateway_bench"),
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
 }
 
@@ -48,7 +48,7 @@ def _bench_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         return {}
     if args.which not in ("gateway", "all"):
         raise CLIError(f"--gateways is an option of the gateway bench, not of {args.which}")
-    check = _load("nanotoll.gateway.bench", "check_gateways")
+    check = _load("nanotoll.bench.gateway", "check_gateways")
     try:
         return {"gateway": {"gateways": check(args.gateways)}}
     except ValueError as exc:

@@ -25,20 +25,16 @@ from typing import Any, TextIO
 
 from eth_account import Account
 
-from .services import (
+from .servers.mosquitto import Mosquitto
+from .servers.process import (
     LOOPBACK,
-    REPO_ROOT,
     ManagedProcess,
-    Mosquitto,
     ServiceError,
-    anvil_binary,
-    find_tool,
-    forge_binary,
-    micropython_binary,
     port_in_use,
     sigterm_as_interrupt,
     stop_process,
 )
+from .servers.tools import REPO_ROOT, anvil_binary, find_tool, forge_binary, micropython_binary
 
 DEPOSIT = 5_000_000  # units: 5.00 of a 6-decimal stablecoin
 WEATHER_PRICE = 1_500  # units: 0.0015 a nowcast
@@ -240,10 +236,10 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
     except DemoError as exc:
         _say(out, f"failed: {exc}")
         return 2
-    from .chain.anvil import Anvil
     from .chain.client import EscrowClient
     from .gateway.commands import settle_now
     from .gateway.config import load_config
+    from .servers.anvil import Anvil
 
     keep = workdir is not None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="nanotoll-demo-"))

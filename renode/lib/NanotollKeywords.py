@@ -82,10 +82,10 @@ class NanotollKeywords:
     def start_payment_stack(self, deposit: int = 2_000_000) -> None:
         """anvil, the escrow and its token, mosquitto and the gateway process."""
         from eth_account import Account
-        from nanotoll.chain.anvil import Anvil
+        from nanotoll.servers.anvil import Anvil
         from nanotoll.chain.client import EscrowClient
-        from nanotoll.gateway.process import GatewayProcess, gateway_toml
-        from nanotoll.services import Mosquitto
+        from nanotoll.servers.gateway import GatewayProcess, gateway_toml
+        from nanotoll.servers.mosquitto import Mosquitto
 
         stack = contextlib.ExitStack()
         self._stack = stack

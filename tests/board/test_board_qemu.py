@@ -166,11 +166,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     import contextlib
 
     from eth_account import Account
-    from nanotoll.chain.anvil import Anvil
     from nanotoll.chain.client import EscrowClient
     from nanotoll.device.sim import BoardSim
-    from nanotoll.gateway.process import GatewayProcess, gateway_toml
-    from nanotoll.services import Mosquitto
+    from nanotoll.servers.anvil import Anvil
+    from nanotoll.servers.gateway import GatewayProcess, gateway_toml
+    from nanotoll.servers.mosquitto import Mosquitto
 
     workdir = tmp_path_factory.mktemp("board")
     with contextlib.ExitStack() as es:

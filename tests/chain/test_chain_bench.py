@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanotoll.chain.bench import run_gas_bench
+from nanotoll.bench.gas import run_gas_bench
 
 X402_SINGLE_CLAIM = 40_252  # x402 batch-settlement: one voucher, execution gas
 BASE_TX_GAS = 21_000

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from nanotoll.chain import Anvil, EscrowClient
+from nanotoll.chain import EscrowClient
 from nanotoll.gateway.channels import ChannelCache, ChannelState, ChannelUnavailable
 from nanotoll.gateway.config import SettlementConfig
-from nanotoll.gateway.ledger import SettlementItem, SettlementState
-from nanotoll.gateway.ledger_sqlite import SQLiteLedger
+from nanotoll.ledger import SettlementItem, SettlementState
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.gateway.onchain import EscrowChain
 from nanotoll.gateway.service import GatewayService
 from nanotoll.gateway.settle import SettlementSummary, Settler
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
 from nanotoll.protocol.signing import address_of
-from nanotoll.services import Mosquitto
+from nanotoll.servers.anvil import Anvil
+from nanotoll.servers.mosquitto import Mosquitto
 from support.gateway_support import (
     DEVICE_KEY,
     OTHER_KEY,
@@ -389,7 +390,7 @@ def test_background_settlement_by_threshold_and_metrics(tmp_path: Path, chain: C
                                                         mosquitto: Mosquitto) -> None:
     import urllib.request
 
-    from nanotoll.services import free_port
+    from nanotoll.servers.process import free_port
 
     busy, quiet = chain.open(), chain.open()
     port = free_port()

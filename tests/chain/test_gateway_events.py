@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
-from nanotoll.chain import Anvil, EscrowClient
+from nanotoll.chain import EscrowClient
 from nanotoll.gateway.chainlog import ChannelEvent, EscrowEventDecoder, EventKind, LogFormatError
 from nanotoll.gateway.channels import ChannelCache, ChannelState
 from nanotoll.gateway.config import ConfigError, EventsConfig
 from nanotoll.gateway.events import BlockRef, EventFollower, apply_event
-from nanotoll.gateway.ledger_sqlite import SQLiteLedger
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.gateway.onchain import EscrowChain
 from nanotoll.gateway.service import CHANNEL_MAX_AGE, GatewayService, channel_max_age
 from nanotoll.protocol.eip712 import domain_separator
@@ -29,7 +29,9 @@ from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
 from nanotoll.protocol.signing import address_of
 from nanotoll.protocol.voucher import sign
-from nanotoll.services import Mosquitto, free_port
+from nanotoll.servers.anvil import Anvil
+from nanotoll.servers.mosquitto import Mosquitto
+from nanotoll.servers.process import free_port
 from support.gateway_support import DEVICE_KEY, Device, MqttPeer, funded_escrow, make_config
 
 DAY = 86_400

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from nanotoll.services import REPO_ROOT, forge_binary
+from nanotoll.servers.tools import REPO_ROOT, forge_binary
 
 CONTRACTS = REPO_ROOT / "contracts"
 

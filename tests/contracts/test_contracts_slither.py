@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from nanotoll.chain.artifacts import CONTRACTS_DIR
-from nanotoll.services import REPO_ROOT, forge_binary
+from nanotoll.servers.tools import REPO_ROOT, forge_binary
 
 EXCLUDED = ("assembly,timestamp,divide-before-multiply,uninitialized-local,unused-return,"
             "reentrancy-benign,costly-loop")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from nanotoll.chain.artifacts import CONTRACTS_DIR
-from nanotoll.services import forge_binary
+from nanotoll.servers.tools import forge_binary
 
 VECTORS = CONTRACTS_DIR.parent / "tests" / "vectors" / "vouchers.json"
 

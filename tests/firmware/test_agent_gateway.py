@@ -51,7 +51,7 @@ class Stack:
         return dev, channel
 
     def accepted(self, channel: int) -> int:
-        from nanotoll.gateway.ledger import open_ledger
+        from nanotoll.ledger import open_ledger
 
         ledger = open_ledger(self.ledger_url)
         try:
@@ -67,10 +67,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.skip("mosquitto is not installed: run 'make setup'")
     from eth_account import Account
-    from nanotoll.chain.anvil import Anvil
+    from nanotoll.servers.anvil import Anvil
     from nanotoll.chain.client import EscrowClient
-    from nanotoll.gateway.process import GatewayProcess, gateway_toml
-    from nanotoll.services import Mosquitto, ServiceError
+    from nanotoll.servers.gateway import GatewayProcess, gateway_toml
+    from nanotoll.servers.mosquitto import Mosquitto
+    from nanotoll.servers.process import ServiceError
 
     workdir = tmp_path_factory.mktemp("agent-gateway")
     with contextlib.ExitStack() as stack:

@@ -256,7 +256,7 @@ def test_bad_or_oversized_params_sign_nothing(gateway: FakeGateway, device: Devi
 
 
 def test_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:
-    from nanotoll.services import free_port
+    from nanotoll.servers.process import free_port
 
     dev = Device(tmp_path / "dev", free_port(), timeout_ms=1500)
     rc, lines, err = dev.buy(2)

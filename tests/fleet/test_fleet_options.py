@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from nanotoll.fleet.options import FleetError, FleetOptions, parse_chaos, validate
 from nanotoll.fleet.report import settlement_curves
-from nanotoll.services import free_port
+from nanotoll.servers.process import free_port
 from support.process_support import assert_ctrl_c_stops_everything
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from nanotoll import cli
-from nanotoll.gateway.bench import MAX_GATEWAYS, check_gateways, run_gateway_bench
+from nanotoll.bench.gateway import MAX_GATEWAYS, check_gateways, run_gateway_bench
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 from nanotoll.gateway.channels import ChannelState, MemoryChannels
-from nanotoll.gateway.ledger_sqlite import SQLiteLedger
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.gateway.service import GatewayService
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_catalog, decode_response
 from nanotoll.protocol.signing import address_of
-from nanotoll.services import Mosquitto
+from nanotoll.servers.mosquitto import Mosquitto
 from support.gateway_support import (
     DEVICE_KEY,
     PROVIDER_KEY,

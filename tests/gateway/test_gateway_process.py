@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nanotoll.chain import Anvil, ChannelSpec, EscrowClient
+from nanotoll.chain import ChannelSpec, EscrowClient
 from nanotoll.gateway import load_config, settle_now, status
-from nanotoll.gateway.ledger_sqlite import SQLiteLedger
-from nanotoll.gateway.process import GatewayProcess, gateway_toml
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
 from nanotoll.protocol.signing import address_of
-from nanotoll.services import Mosquitto
+from nanotoll.servers.anvil import Anvil
+from nanotoll.servers.gateway import GatewayProcess, gateway_toml
+from nanotoll.servers.mosquitto import Mosquitto
 from support.gateway_support import Device, MqttPeer
 
 

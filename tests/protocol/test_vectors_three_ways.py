@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nanotoll.services import REPO_ROOT, forge_binary
+from nanotoll.servers.tools import REPO_ROOT, forge_binary
 from support.firmware_support import MPY_TESTS, VECTORS, run_micropython
 from support.vector_check import check_vouchers
 

@@ -2,7 +2,7 @@
 
 Import the fixtures into a test module (``from support.gateway_pg import postgres_server,
 ledger_store  # noqa: F401``). The server is Debian's postgresql 15 on a free loopback
-port (:class:`nanotoll.gateway.pgserver.PostgresServer`), stopped and deleted at the end.
+port (:class:`nanotoll.servers.postgres.PostgresServer`), stopped and deleted at the end.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from nanotoll.gateway.ledger import Ledger, open_ledger
-from nanotoll.gateway.pgserver import PostgresServer
+from nanotoll.ledger import Ledger, open_ledger
+from nanotoll.servers.postgres import PostgresServer
 
 _databases = itertools.count(1)
 

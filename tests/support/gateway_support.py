@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nanotoll.chain import Anvil, EscrowClient
+from nanotoll.chain import EscrowClient
 from nanotoll.gateway.config import GatewayConfig, parse_config
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.messages import Request
 from nanotoll.protocol.signing import address_of
 from nanotoll.protocol.voucher import sign
+from nanotoll.servers.anvil import Anvil
 
 PROVIDER_KEY = bytes.fromhex("5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a")
 OTHER_KEY = bytes.fromhex("7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6")

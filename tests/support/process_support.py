@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from nanotoll.services import port_in_use
+from nanotoll.servers.process import port_in_use
 
 
 def assert_ctrl_c_stops_everything(process: subprocess.Popen[str], lines: Iterable[str],

@@ -293,7 +293,7 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
     from ..device.flash import build, build_romfs, flash, split_romfs
     from ..device.repl import Repl
     from ..device.sim import BoardSim
-    from ..services import Mosquitto
+    from ..servers.mosquitto import Mosquitto
     from .provider import (
         CHAIN_ID,
         DEVICE_KEY,

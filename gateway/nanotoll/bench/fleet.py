@@ -39,7 +39,7 @@ from typing import Any
 
 from ..fleet.devices import heap_bytes
 from ..fleet.options import FleetOptions
-from ..services import REPO_ROOT, micropython_binary
+from ..servers.tools import REPO_ROOT, micropython_binary
 
 RATE = 0.2  # one purchase per 5 s per device
 SATURATION_DEVICES = 200

@@ -2,14 +2,11 @@
 
 - :mod:`.artifacts` builds ``contracts/`` with forge and loads ABIs and bytecode; the runtime
   ABIs also ship inside the package (``nanotoll/abi/*.json``) for the gateway.
-- :mod:`.anvil` starts and stops anvil on a free loopback port.
 - :mod:`.client` deploys the escrow and the test stablecoin and calls every function.
-- :mod:`.bench` measures redeem gas (``nanotoll bench gas``).
 """
 
 from __future__ import annotations
 
-from .anvil import Anvil, increase_time
 from .artifacts import Artifact, build_contracts, load_artifact, shipped_abi
 from .client import (
     ChainTxError,
@@ -24,7 +21,6 @@ from .client import (
 )
 
 __all__ = [
-    "Anvil",
     "Artifact",
     "ChainTxError",
     "ChannelInfo",
@@ -35,7 +31,6 @@ __all__ = [
     "SkipReason",
     "SkippedItem",
     "build_contracts",
-    "increase_time",
     "load_artifact",
     "send_transaction",
     "shipped_abi",

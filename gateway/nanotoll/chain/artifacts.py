@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..services import REPO_ROOT, ServiceError, forge_binary
+from ..servers.process import ServiceError
+from ..servers.tools import REPO_ROOT, forge_binary
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 OUT_DIR = CONTRACTS_DIR / "out"

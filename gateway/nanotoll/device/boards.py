@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..services import REPO_ROOT
+from ..servers.tools import REPO_ROOT
 
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 BOARDS_DIR = REPO_ROOT / "boards"

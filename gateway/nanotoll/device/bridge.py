@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..services import LOOPBACK
+from ..servers.process import LOOPBACK
 
 CONNECT = 0x10
 CHUNK = 4096

@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 
 from ..bench.device import romfs_loader
-from ..services import LOOPBACK, REPO_ROOT, stop_process
+from ..servers.process import LOOPBACK, stop_process
+from ..servers.tools import REPO_ROOT
 from .bridge import UartBridge
 from .repl import DeviceError
 

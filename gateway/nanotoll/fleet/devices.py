@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..services import micropython_binary, stop_process
+from ..servers.process import stop_process
+from ..servers.tools import micropython_binary
 from .options import FLEET_MAIN, FleetError
 
 # Heap of one MicroPython process: the firmware's modules, then room per agent for its

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..services import REPO_ROOT, ServiceError
+from ..servers.process import ServiceError
+from ..servers.tools import REPO_ROOT
 
 CHAOS_EVENTS = ("broker-restart", "gateway-kill")
 MAX_DEVICES = 5000
@@ -109,7 +110,7 @@ def _check_postgres(url: str) -> str | None:
 
 
 def _check_tools(options: FleetOptions) -> list[str]:
-    from ..services import anvil_binary, find_tool, forge_binary, micropython_binary
+    from ..servers.tools import anvil_binary, find_tool, forge_binary, micropython_binary
 
     checks = [micropython_binary]
     if options.rpc_url is None:
@@ -182,7 +183,7 @@ def validate(options: FleetOptions) -> None:
         if not port.isdigit():
             problems.append(f"--broker must be HOST:PORT, got {options.broker!r}")
         else:
-            from ..services import port_in_use
+            from ..servers.process import port_in_use
 
             if not port_in_use(int(port), host or "127.0.0.1"):
                 problems.append(f"--broker {options.broker}: nothing listens there")
@@ -216,7 +217,7 @@ def _check_ledger(options: FleetOptions) -> list[str]:
     url = options.ledger
     if url in ("sqlite", "postgres", "postgresql"):
         if url != "sqlite":
-            from ..gateway.pgserver import postgres_bindir
+            from ..servers.postgres import postgres_bindir
 
             try:
                 postgres_bindir()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..services import ServiceError, sigterm_as_interrupt
+from ..servers.process import ServiceError, sigterm_as_interrupt
 from .check import Verdict, check_fleet
 from .devices import DeviceGroup, DeviceSlot
 from .options import PRICES, FleetError, FleetOptions, default_run_dir, validate
@@ -216,10 +216,10 @@ class Fleet:
     def _run(self, stack: contextlib.ExitStack) -> Verdict:
         from eth_account import Account
 
-        from ..chain.anvil import Anvil
         from ..chain.client import ChannelSpec, EscrowClient
-        from ..gateway.process import GatewayProcess, gateway_toml
-        from ..services import Mosquitto
+        from ..servers.anvil import Anvil
+        from ..servers.gateway import GatewayProcess, gateway_toml
+        from ..servers.mosquitto import Mosquitto
 
         o = self.options
         t_start = time.monotonic()
@@ -423,7 +423,7 @@ class Fleet:
         if url == "sqlite":
             return f"sqlite:///{(self.work / 'ledger.db').resolve()}", None
         if url in ("postgres", "postgresql"):
-            from ..gateway.pgserver import PostgresServer
+            from ..servers.postgres import PostgresServer
 
             server = stack.enter_context(PostgresServer(workdir=self.work / "postgres",
                                                         max_connections=200))
@@ -450,7 +450,7 @@ class Fleet:
                        go_file: Path, meter: CpuMeter) -> dict[int, dict[str, Any]]:
         """Go, then collect purchase lines until every process is done; returns the
         devices' own summaries by device index."""
-        from ..gateway.ledger import open_ledger
+        from ..ledger import open_ledger
 
         o = self.options
         ledger = open_ledger(ledger_url)

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..services import REPO_ROOT, ManagedProcess, ServiceError
+from .process import ManagedProcess, ServiceError
+from .tools import REPO_ROOT
 
 DEFAULT_PRODUCTS: tuple[tuple[str, int, str], ...] = (
     ("weather", 1500, "nowcast for a position, altitude and time"),

@@ -237,7 +237,7 @@ def run_echo(port: int, provider_hex: str) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from .ingress import shared_subscription
+    from ..gateway.ingress import shared_subscription
 
     answer = bytes(200)
 
@@ -308,13 +308,15 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
     processes against as many echo processes. ValueError for a count outside
     1..MAX_GATEWAYS, before anything starts."""
     check_gateways(gateways)
-    from ..chain import Anvil, ChannelSpec, EscrowClient
+    from ..chain import ChannelSpec, EscrowClient
     from ..protocol.eip712 import domain_separator
     from ..protocol.messages import Request
     from ..protocol.signing import address_of
     from ..protocol.voucher import sign
-    from ..services import ManagedProcess, Mosquitto
-    from .process import GatewayProcess, gateway_toml
+    from ..servers.anvil import Anvil
+    from ..servers.gateway import GatewayProcess, gateway_toml
+    from ..servers.mosquitto import Mosquitto
+    from ..servers.process import ManagedProcess
 
     class Echo(ManagedProcess):
         name = "echo"
@@ -328,7 +330,7 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH"))
                 if p)
-            self.spawn([sys.executable, "-m", "nanotoll.gateway.bench", "echo", str(self.port),
+            self.spawn([sys.executable, "-m", "nanotoll.bench.gateway", "echo", str(self.port),
                         self.provider_hex], env=env)
             deadline = time.monotonic() + 20
             while "echo ready" not in (self.log_path.read_text() if self.log_path.exists()

@@ -24,14 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..services import (
-    LOOPBACK,
-    ManagedProcess,
-    ServiceError,
-    free_port,
-    port_in_use,
-    wait_for_port,
-)
+from .process import LOOPBACK, ManagedProcess, ServiceError, free_port, port_in_use, wait_for_port
 
 PG_VERSIONS = ("15", "16", "17")
 DATABASE = "nanotoll"

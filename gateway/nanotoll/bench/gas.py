@@ -23,10 +23,10 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from ..chain.client import ChannelSpec, EscrowClient
 from ..protocol import voucher as wire
 from ..protocol.signing import address_of
-from .anvil import Anvil
-from .client import ChannelSpec, EscrowClient
+from ..servers.anvil import Anvil
 
 BATCH = 100
 DEPOSIT = 50_000_000  # 50 tUSD in 6-decimal units

@@ -1,4 +1,5 @@
-"""anvil on a free loopback port, for tests, the demo and the gas benchmark."""
+"""anvil on a free loopback port, for tests, the demo and the gas benchmark, and the
+anvil RPC that moves its clock (:func:`increase_time`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from ..services import LOOPBACK, ManagedProcess, ServiceError, anvil_binary, free_port, port_in_use
+from .process import LOOPBACK, ManagedProcess, ServiceError, free_port, port_in_use
+from .tools import anvil_binary
 
 DEFAULT_CHAIN_ID = 31337
 
