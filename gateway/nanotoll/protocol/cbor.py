@@ -4,6 +4,12 @@ Encoding is the core deterministic form: shortest heads, definite lengths, map k
 sorted bytewise by their encoded form. The decoder accepts only that form and only the
 types the protocol uses: unsigned and negative integers, byte and text strings, arrays,
 maps, false, true and null. No floats, tags, undefined or indefinite lengths.
+
+Besides the generic pair (:func:`dumps`, :func:`loads`), two narrow paths for the
+gateway's per-request work, each giving exactly the bytes or values of the generic one:
+:class:`FlatMapEncoder` for maps of text keys to integers and booleans (a provider's
+answer), and :func:`read_uint_head` for readers that walk a known message shape and hand
+anything unexpected to :func:`loads` to judge.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ class CBORError(ValueError):
         self.reason = reason
 
 
-def _head(major: int, value: int) -> bytes:
+def encode_head(major: int, value: int) -> bytes:
+    """The shortest head of major type ``major`` carrying ``value`` (a length or a uint)."""
     if value < 24:
         return bytes([major << 5 | value])
     if value < 0x100:
@@ -48,13 +55,13 @@ def _encode(obj: Any, out: bytearray, depth: int) -> None:
     elif obj is None:
         out.append(0xF6)
     elif isinstance(obj, int):
-        out += _head(0, obj) if obj >= 0 else _head(1, -1 - obj)
+        out += encode_head(0, obj) if obj >= 0 else encode_head(1, -1 - obj)
     elif isinstance(obj, bytes | bytearray | memoryview):
-        out += _head(2, len(obj))
+        out += encode_head(2, len(obj))
         out += obj
     elif isinstance(obj, str):
         raw = obj.encode("utf-8")
-        out += _head(3, len(raw))
+        out += encode_head(3, len(raw))
         out += raw
     elif isinstance(obj, Mapping):
         pairs = []
@@ -63,12 +70,12 @@ def _encode(obj: Any, out: bytearray, depth: int) -> None:
             _encode(key, key_bytes, depth + 1)
             pairs.append((bytes(key_bytes), value))
         pairs.sort(key=lambda pair: pair[0])
-        out += _head(5, len(pairs))
+        out += encode_head(5, len(pairs))
         for encoded_key, value in pairs:
             out += encoded_key
             _encode(value, out, depth + 1)
     elif isinstance(obj, Sequence):
-        out += _head(4, len(obj))
+        out += encode_head(4, len(obj))
         for item in obj:
             _encode(item, out, depth + 1)
     else:
@@ -172,3 +179,77 @@ def loads(data: bytes, max_size: int = MAX_MESSAGE) -> Any:
     if reader.pos != len(data):
         raise CBORError("trailing-bytes", f"{len(data) - reader.pos} bytes after the item")
     return value
+
+
+# ------------------------------------------------------------ narrow paths --
+
+_HEAD_SIZES = {24: 1, 25: 2, 26: 4, 27: 8}  # additional information -> bytes that follow
+_SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}  # shortest form's lower bounds
+
+
+def read_uint_head(data: bytes, pos: int, major: int) -> tuple[int, int]:
+    """(value, next position) of the head at ``pos`` when it is a shortest-form head of
+    major type ``major``; CBORError for anything else. What a reader of a known message
+    shape steps with (the strict decoder, :func:`loads`, walks arbitrary items)."""
+    if pos >= len(data):
+        raise CBORError("truncated", f"no head at offset {pos}")
+    initial = data[pos]
+    if initial >> 5 != major:
+        raise CBORError("major-type", f"{initial >> 5} at offset {pos}, expected {major}")
+    info = initial & 0x1F
+    if info < 24:
+        return info, pos + 1
+    size = _HEAD_SIZES.get(info)
+    if size is None:
+        raise CBORError("reserved", f"additional info {info}")
+    end = pos + 1 + size
+    if end > len(data):
+        raise CBORError("truncated", f"need {size} bytes at offset {pos + 1}")
+    value = int.from_bytes(data[pos + 1 : end], "big")
+    if value < _SMALLEST[size]:
+        raise CBORError("non-shortest", f"{value} encoded in {size} bytes")
+    return value, end
+
+
+def _flat_value(value: int | bool) -> bytes:
+    if value is True:
+        return b"\xf5"
+    if value is False:
+        return b"\xf4"
+    if isinstance(value, int):
+        return encode_head(0, value) if value >= 0 else encode_head(1, -1 - value)
+    raise TypeError(f"a flat map holds integers and booleans, not {type(value).__name__}")
+
+
+class FlatMapEncoder:
+    """:func:`dumps` of a map of text keys to integers and booleans, for maps built with
+    the same keys in the same order every time (a provider's answers): the keys' encoded
+    forms and their bytewise order are worked out once per key sequence (up to ``limit``
+    sequences), so each map then costs only its values."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._plans: dict[tuple[str, ...], tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
+        self._limit = limit
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+        encoded = []
+        for key in keys:
+            raw = key.encode("utf-8")
+            encoded.append((encode_head(3, len(raw)) + raw, key))
+        encoded.sort()
+        return encode_head(5, len(keys)), tuple((key, head) for head, key in encoded)
+
+    def encode(self, mapping: dict[str, int | bool]) -> bytes:
+        keys = tuple(mapping)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plan(keys)
+            if len(self._plans) < self._limit:
+                self._plans[keys] = plan
+        head, order = plan
+        out = [head]
+        for key, encoded_key in order:
+            value = mapping[key]
+            out.append(encoded_key)
+            out.append(_flat_value(value))
+        return b"".join(out)

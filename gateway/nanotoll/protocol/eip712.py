@@ -5,7 +5,7 @@ Everything here is pure hashing; keys and signatures live in ``signing``.
 
 from __future__ import annotations
 
-from eth_utils import keccak
+from .keccak import keccak256
 
 DOMAIN_NAME = "nanotoll"
 DOMAIN_VERSION = "1"
@@ -17,10 +17,10 @@ RECEIPT_TYPE = (
 )
 CATALOG_TYPE = "Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
 
-DOMAIN_TYPEHASH = keccak(DOMAIN_TYPE.encode())
-VOUCHER_TYPEHASH = keccak(VOUCHER_TYPE.encode())
-RECEIPT_TYPEHASH = keccak(RECEIPT_TYPE.encode())
-CATALOG_TYPEHASH = keccak(CATALOG_TYPE.encode())
+DOMAIN_TYPEHASH = keccak256(DOMAIN_TYPE.encode())
+VOUCHER_TYPEHASH = keccak256(VOUCHER_TYPE.encode())
+RECEIPT_TYPEHASH = keccak256(RECEIPT_TYPE.encode())
+CATALOG_TYPEHASH = keccak256(CATALOG_TYPE.encode())
 
 MAX_CHANNEL_ID = (1 << 32) - 1
 MAX_AMOUNT = (1 << 64) - 1
@@ -57,10 +57,10 @@ def domain_separator(chain_id: int, verifying_contract: str | bytes) -> bytes:
     """keccak256 of the EIP-712 domain; compute once per (chain, contract) and keep it."""
     if not isinstance(chain_id, int) or chain_id <= 0:
         raise ValueError(f"chain id must be a positive integer, got {chain_id!r}")
-    return keccak(
+    return keccak256(
         DOMAIN_TYPEHASH
-        + keccak(DOMAIN_NAME.encode())
-        + keccak(DOMAIN_VERSION.encode())
+        + keccak256(DOMAIN_NAME.encode())
+        + keccak256(DOMAIN_VERSION.encode())
         + _word(chain_id)
         + bytes(12)
         + _address_bytes(verifying_contract)
@@ -68,13 +68,13 @@ def domain_separator(chain_id: int, verifying_contract: str | bytes) -> bytes:
 
 
 def typed_digest(separator: bytes, struct_hash: bytes) -> bytes:
-    return keccak(b"\x19\x01" + separator + struct_hash)
+    return keccak256(b"\x19\x01" + separator + struct_hash)
 
 
 def voucher_struct_hash(channel_id: int, cumulative: int) -> bytes:
     check_channel_id(channel_id)
     check_amount(cumulative)
-    return keccak(VOUCHER_TYPEHASH + _word(channel_id) + _word(cumulative))
+    return keccak256(VOUCHER_TYPEHASH + _word(channel_id) + _word(cumulative))
 
 
 def voucher_digest(separator: bytes, channel_id: int, cumulative: int) -> bytes:
@@ -88,7 +88,7 @@ def receipt_digest(
     check_amount(cumulative)
     if len(request_hash) != 32 or len(data_hash) != 32:
         raise ValueError("request and data hashes have 32 bytes each")
-    struct_hash = keccak(
+    struct_hash = keccak256(
         RECEIPT_TYPEHASH + _word(channel_id) + _word(cumulative) + request_hash + data_hash
     )
     return typed_digest(separator, struct_hash)
@@ -102,7 +102,7 @@ def catalog_digest(
             raise ValueError(f"catalog {name} must be a uint64, got {value!r}")
     if len(products_hash) != 32:
         raise ValueError("products hash has 32 bytes")
-    struct_hash = keccak(
+    struct_hash = keccak256(
         CATALOG_TYPEHASH + _word(seq) + _word(valid_from) + _word(valid_until) + products_hash
     )
     return typed_digest(separator, struct_hash)

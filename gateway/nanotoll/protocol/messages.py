@@ -1,6 +1,12 @@
 """Message schemas of protocol version 1: fixed CBOR arrays, validated on decode.
 
 Every decoder raises ``ProtocolError`` with the code a gateway or device should report.
+
+The gateway's per-request work takes narrow paths inside this module, each giving what
+the generic path gives: :func:`decode_request` reads the common request (integer params)
+with a reader of that one shape and lets the strict decoder judge everything else; an OK
+response is written with its heads laid out in order; :func:`peek_request_id` reads the
+id of a request that does not decode, to address its error.
 """
 
 from __future__ import annotations
@@ -9,13 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
-
 from . import PROTOCOL_VERSION, cbor
+from .cbor import CBORError, encode_head, read_uint_head
 from .eip712 import MAX_AMOUNT, catalog_digest, check_amount, check_channel_id, receipt_digest
 from .errors import ErrorCode, ProtocolError
-from .signing import SignatureError, recover_address, sign_compact
-from .voucher import Voucher, VoucherError, unpack
+from .keccak import keccak256
+from .signing import SignatureError, Signer, recover_address, recover_signer
+from .voucher import VOUCHER_LEN, Voucher, VoucherError, unpack
 
 MAX_REQUEST = 512
 MAX_RESPONSE = 8192
@@ -99,10 +105,15 @@ class Request:
 
 
 def request_hash(encoded_request: bytes) -> bytes:
-    return keccak(encoded_request)
+    return keccak256(encoded_request)
 
 
 def decode_request(data: bytes) -> Request:
+    """The request in ``data``, or ProtocolError with the code to answer."""
+    return _read_common_request(data) or _decode_request_strictly(data)
+
+
+def _decode_request_strictly(data: bytes) -> Request:
     fields = _array(_decode(data, MAX_REQUEST), 7, "request")
     _, request_id, product, params, price, seq, raw_voucher = fields
     _uint(request_id, "request id", MAX_REQUEST_ID)
@@ -116,6 +127,72 @@ def decode_request(data: bytes) -> Request:
     except VoucherError as exc:
         raise _fail(str(exc)) from exc
     return Request(request_id, product, params, price, seq, voucher)
+
+
+_REQUEST_START = encode_head(4, 7) + encode_head(0, PROTOCOL_VERSION)
+_VOUCHER_HEAD = encode_head(2, VOUCHER_LEN)
+
+
+def _read_common_request(data: bytes) -> Request | None:
+    """The common request read by walking its one shape: version 1, a product name,
+    params whose values are all integers, the 76-byte voucher, everything in canonical
+    form. None for anything else or anything doubtful: the strict decoder then judges
+    and gives the error. What this accepts, the strict decoder accepts as the same
+    Request (tests/protocol/test_fast_paths.py)."""
+    if len(data) > MAX_REQUEST or data[:2] != _REQUEST_START:
+        return None
+    try:
+        request_id, pos = read_uint_head(data, 2, 0)
+        if request_id > MAX_REQUEST_ID:
+            return None
+        length, pos = read_uint_head(data, pos, 3)
+        product = data[pos : pos + length].decode("ascii")
+        pos += length
+        if not PRODUCT_NAME.fullmatch(product):
+            return None
+        count, pos = read_uint_head(data, pos, 5)
+        if count > MAX_PARAMS:
+            return None
+        params: dict[str, Any] = {}
+        previous = b""
+        for _ in range(count):
+            start = pos
+            length, pos = read_uint_head(data, pos, 3)
+            key_bytes = data[start : pos + length]
+            key = data[pos : pos + length].decode("ascii")
+            pos += length
+            if key_bytes <= previous or not PARAM_KEY.fullmatch(key):
+                return None
+            previous = key_bytes
+            major = data[pos] >> 5
+            if major > 1:  # not an integer: the strict decoder's case
+                return None
+            value, pos = read_uint_head(data, pos, major)
+            params[key] = value if major == 0 else -1 - value
+        price, pos = read_uint_head(data, pos, 0)
+        seq, pos = read_uint_head(data, pos, 0)
+        voucher_start = pos + len(_VOUCHER_HEAD)
+        if data[pos:voucher_start] != _VOUCHER_HEAD or voucher_start + VOUCHER_LEN != len(data):
+            return None
+        voucher = unpack(data[voucher_start:])
+    except (ValueError, IndexError):  # CBORError, VoucherError, UnicodeDecodeError among them
+        return None
+    return Request(request_id, product, params, price, seq, voucher)
+
+
+def peek_request_id(payload: bytes) -> int:
+    """The request id of a message that does not decode (or is too large), to address its
+    error: read from the first bytes alone, ``[version, request_id, ...`` as a request
+    starts, whatever follows. 0 when even that much is not there or not canonical."""
+    data = bytes(payload[:16])
+    try:
+        _, pos = read_uint_head(data, 0, 4)  # an array, of any length
+        if pos >= len(data) or data[pos] >= 24:  # a version: any uint below 24
+            return 0
+        request_id, _ = read_uint_head(data, pos + 1, 0)
+    except CBORError:
+        return 0
+    return request_id if request_id <= MAX_REQUEST_ID else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +218,18 @@ class Receipt:
 
 
 def sign_receipt(
-    secret: bytes,
+    key: Signer | bytes,
     separator: bytes,
     channel_id: int,
     cumulative: int,
     request_hash_: bytes,
     data: bytes,
 ) -> Receipt:
-    data_hash = keccak(data)
+    """The provider's receipt for ``data``; ``key`` is a kept Signer or a raw private key."""
+    signer = key if isinstance(key, Signer) else Signer(key)
+    data_hash = keccak256(data)
     digest = receipt_digest(separator, channel_id, cumulative, request_hash_, data_hash)
-    return Receipt(channel_id, cumulative, request_hash_, data_hash, sign_compact(secret, digest))
+    return Receipt(channel_id, cumulative, request_hash_, data_hash, signer.sign(digest))
 
 
 def _decode_receipt(value: Any) -> Receipt:
@@ -186,10 +265,27 @@ class Response:
         if self.code == ErrorCode.OK:
             if self.receipt is None:
                 raise ValueError("a successful response carries a receipt")
-            body: list[Any] = [self.data, self.receipt.as_array()]
-        else:
-            body = [self.message, self.detail]
+            return _encode_ok_response(self.request_id, self.data, self.receipt)
+        body = [self.message, self.detail]
         return cbor.dumps([PROTOCOL_VERSION, self.request_id, int(self.code), body])
+
+
+_OK_START = encode_head(4, 4) + encode_head(0, PROTOCOL_VERSION)
+_OK_CODE_AND_BODY = encode_head(0, int(ErrorCode.OK)) + encode_head(4, 2)
+_RECEIPT_ARRAY = encode_head(4, 5)
+
+
+def _encode_ok_response(request_id: int, data: bytes, receipt: Receipt) -> bytes:
+    """``cbor.dumps([1, request_id, 0, [data, receipt.as_array()]])``, written in order:
+    the shape is fixed, so the generic encoder's type dispatch is spared."""
+    return b"".join((
+        _OK_START, encode_head(0, request_id), _OK_CODE_AND_BODY,
+        encode_head(2, len(data)), data,
+        _RECEIPT_ARRAY, encode_head(0, receipt.channel_id), encode_head(0, receipt.cumulative),
+        encode_head(2, len(receipt.request_hash)), receipt.request_hash,
+        encode_head(2, len(receipt.data_hash)), receipt.data_hash,
+        encode_head(2, len(receipt.signature)), receipt.signature,
+    ))
 
 
 def error_response(request_id: int, error: ProtocolError) -> Response:
@@ -238,7 +334,7 @@ class Catalog:
     signature: bytes
 
     def products_hash(self) -> bytes:
-        return keccak(cbor.dumps([p.as_array() for p in self.products]))
+        return keccak256(cbor.dumps([p.as_array() for p in self.products]))
 
     def digest(self, separator: bytes) -> bytes:
         return catalog_digest(
@@ -266,13 +362,13 @@ class Catalog:
 
     def verify(self, separator: bytes) -> None:
         """Raise SignatureError unless the provider address signed this catalog."""
-        signer = recover_address(self.digest(separator), self.signature)
-        if bytes.fromhex(signer[2:]) != self.provider:
-            raise SignatureError(f"catalog signed by {signer}, not its provider")
+        signer = recover_signer(self.digest(separator), self.signature)
+        if signer != self.provider:
+            raise SignatureError(f"catalog signed by 0x{signer.hex()}, not its provider")
 
 
 def sign_catalog(
-    secret: bytes,
+    key: Signer | bytes,
     separator: bytes,
     provider: bytes,
     seq: int,
@@ -280,8 +376,9 @@ def sign_catalog(
     valid_until: int,
     products: tuple[Product, ...],
 ) -> Catalog:
+    signer = key if isinstance(key, Signer) else Signer(key)
     unsigned = Catalog(provider, seq, valid_from, valid_until, products, bytes(64))
-    signature = sign_compact(secret, unsigned.digest(separator))
+    signature = signer.sign(unsigned.digest(separator))
     return Catalog(provider, seq, valid_from, valid_until, products, signature)
 
 
@@ -326,6 +423,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "error_response",
+    "peek_request_id",
     "request_hash",
     "sign_catalog",
     "sign_receipt",

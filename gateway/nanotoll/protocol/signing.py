@@ -1,9 +1,15 @@
-"""secp256k1 signatures in the 64-byte EIP-2098 form, low-s only, with coincurve."""
+"""secp256k1 signatures in the 64-byte EIP-2098 form, low-s only, with coincurve.
+
+Addresses are 20 raw bytes here; the checksummed text form (EIP-55) is built on top of
+them for people and for web3, never compared on the request path.
+"""
 
 from __future__ import annotations
 
 from coincurve import PrivateKey, PublicKey
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
+
+from .keccak import keccak256
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = SECP256K1_N // 2
@@ -22,24 +28,53 @@ def check_private_key(secret: bytes) -> bytes:
     return secret
 
 
-def address_of_public_key(public: PublicKey) -> str:
-    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
+def public_key_address(public: PublicKey) -> bytes:
+    """The 20-byte address of a public key: the last 20 bytes of keccak of (x, y)."""
+    return keccak256(public.format(compressed=False)[1:])[-20:]
+
+
+def checksum_address(address: bytes) -> str:
+    """EIP-55 text of a 20-byte address."""
+    return to_checksum_address(address)
+
+
+class Signer:
+    """A private key, parsed once: building a coincurve key derives its public key, a
+    scalar multiplication that a signer kept for many signatures pays only here."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = PrivateKey(check_private_key(secret))
+
+    @property
+    def address(self) -> bytes:
+        return public_key_address(self._key.public_key)
+
+    @property
+    def checksum_address(self) -> str:
+        return checksum_address(self.address)
+
+    def sign(self, digest: bytes) -> bytes:
+        """RFC 6979 deterministic ECDSA; returns r || (yParity << 255 | s)."""
+        if len(digest) != 32:
+            raise ValueError("digest has 32 bytes")
+        rsv = self._key.sign_recoverable(digest, hasher=None)
+        s = int.from_bytes(rsv[32:64], "big")
+        # libsecp256k1 already emits low-s; the check keeps that a stated invariant.
+        if s > HALF_N:
+            raise SignatureError("signer produced a high-s signature")
+        return rsv[:32] + ((rsv[64] << 255) | s).to_bytes(32, "big")
 
 
 def address_of(secret: bytes) -> str:
-    return address_of_public_key(PrivateKey(check_private_key(secret)).public_key)
+    """The checksummed address of a private key."""
+    return Signer(secret).checksum_address
 
 
 def sign_compact(secret: bytes, digest: bytes) -> bytes:
-    """RFC 6979 deterministic ECDSA; returns r || (yParity << 255 | s)."""
-    if len(digest) != 32:
-        raise ValueError("digest has 32 bytes")
-    rsv = PrivateKey(check_private_key(secret)).sign_recoverable(digest, hasher=None)
-    r, s, v = rsv[:32], int.from_bytes(rsv[32:64], "big"), rsv[64]
-    # libsecp256k1 already emits low-s; the check keeps that a stated invariant.
-    if s > HALF_N:
-        raise SignatureError("signer produced a high-s signature")
-    return r + ((v << 255) | s).to_bytes(32, "big")
+    """:meth:`Signer.sign` with a key used once."""
+    return Signer(secret).sign(digest)
 
 
 def split_compact(signature: bytes) -> tuple[int, int, int]:
@@ -57,13 +92,19 @@ def split_compact(signature: bytes) -> tuple[int, int, int]:
 
 
 def recover_public_key(digest: bytes, signature: bytes) -> PublicKey:
-    r, s, parity = split_compact(signature)
-    rsv = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity])
+    _, s, parity = split_compact(signature)
+    rsv = signature[:32] + s.to_bytes(32, "big") + bytes((parity,))
     try:
         return PublicKey.from_signature_and_message(rsv, digest, hasher=None)
     except Exception as exc:  # coincurve raises a bare Exception on failure
         raise SignatureError(f"signature recovers to no key: {exc}") from exc
 
 
+def recover_signer(digest: bytes, signature: bytes) -> bytes:
+    """The 20-byte address that signed ``digest``."""
+    return public_key_address(recover_public_key(digest, signature))
+
+
 def recover_address(digest: bytes, signature: bytes) -> str:
-    return address_of_public_key(recover_public_key(digest, signature))
+    """The checksummed address that signed ``digest``."""
+    return checksum_address(recover_signer(digest, signature))
