@@ -42,7 +42,7 @@ def test_redemption_resets_the_age_to_the_oldest_voucher_left(
 def test_the_worker_leaves_a_channel_with_an_open_redemption_alone(
         ledger_store: LedgerStore) -> None:  # noqa: F811
     from nanotoll.gateway.config import SettlementConfig
-    from nanotoll.gateway.ledger import SettlementItem
+    from nanotoll.ledger import SettlementItem
     from nanotoll.gateway.settle import Settler
 
     ledger = ledger_store.open()

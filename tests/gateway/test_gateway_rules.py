@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from nanotoll.gateway.catalog import build_catalog
 from nanotoll.gateway.channels import ChannelCache, ChannelState, MemoryChannels
-from nanotoll.gateway.ledger_sqlite import SQLiteLedger
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.gateway.pipeline import Pipeline
 from nanotoll.gateway.providers import ProviderContext, build_providers, verify_grant
 from nanotoll.gateway.verify import Verifier

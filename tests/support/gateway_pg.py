@@ -1,8 +1,8 @@
 """PostgreSQL for the gateway tests: one throw-away server per session, a database per test.
 
-Import the fixtures into a test module (``from support.gateway_pg import postgres_server,
-ledger_store  # noqa: F401``). The server is Debian's postgresql 15 on a free loopback
-port (:class:`nanotoll.servers.postgres.PostgresServer`), stopped and deleted at the end.
+The root conftest registers these fixtures for every folder. The server is Debian's
+postgresql 15 on a free loopback port (:class:`nanotoll.servers.postgres.PostgresServer`),
+stopped and deleted at the end.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def ledger_vouchers(url: str) -> list[tuple[int, int, int, int]]:
 def dump_ledger(url: str, run_dir: Path) -> dict[int, dict[int, int]]:
     """Write vouchers.jsonl and settlements.json (for the report); returns channel id ->
     {cumulative: increment}."""
-    from ..gateway.ledger import open_ledger
+    from ..ledger import open_ledger
 
     found: dict[int, dict[int, int]] = {}
     with (run_dir / "vouchers.jsonl").open("w") as out:
@@ -161,7 +161,7 @@ def _device_purchases(run_dir: Path) -> dict[int, tuple[dict[int, int], dict[int
 def check_fleet(slots: Sequence[DeviceSlot], summaries: dict[int, dict[str, Any]],
                 ledger_url: str, escrow: Any, received: int, run_dir: Path) -> Verdict:
     """Compare every device's records with the ledger and the chain; writes devices.jsonl."""
-    from ..gateway.ledger import open_ledger
+    from ..ledger import open_ledger
 
     verdict = Verdict(devices=len(slots), provider_received=received)
     purchases = _device_purchases(run_dir)

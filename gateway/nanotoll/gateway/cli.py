@@ -35,7 +35,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _guard(run: Any) -> int:
     from .config import ConfigError
-    from .ledger import LedgerError
+    from ..ledger import LedgerError
     from .settle import ChainError
 
     try:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import ConfigError, GatewayConfig
-from .ledger import open_ledger
+from ..ledger import open_ledger
 from .logs import setup_logging
 from .onchain import EscrowChain
 from .settle import ChainError, SettlementSummary, Settler

@@ -40,7 +40,7 @@ from typing import Any
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import MAX_RESPONSE, error_response
 from .hotpath import ReceiptSigner, encode_ok_response
-from .ledger import AcceptItem, AcceptStatus, ChannelRecord, Ledger, LedgerError
+from ..ledger import AcceptItem, AcceptStatus, ChannelRecord, Ledger, LedgerError
 from .logs import event
 from .metrics import Metrics
 from .verify import (

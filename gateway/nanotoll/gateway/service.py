@@ -23,7 +23,7 @@ from .channels import ChannelCache, ChannelReader
 from .config import GatewayConfig
 from .events import EventFollower, LogSource
 from .ingress import Ingress
-from .ledger import Ledger
+from ..ledger import Ledger
 from .logs import event
 from .metrics import Metrics, MetricsServer
 from .pipeline import Pipeline

@@ -41,7 +41,14 @@ from typing import Protocol
 
 from .channels import ChannelState
 from .config import SettlementConfig
-from .ledger import ChannelRecord, Ledger, Settlement, SettlementItem, SettlementState
+from ..ledger import (
+    ChannelRecord,
+    LeaseBusy,
+    Ledger,
+    Settlement,
+    SettlementItem,
+    SettlementState,
+)
 from .logs import event
 
 LEASE = "settlement"
@@ -62,14 +69,6 @@ class ChainError(RuntimeError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
-
-
-class LeaseBusy(ChainError):
-    """Another process holds the settlement lease: nothing was signed."""
-
-    def __init__(self) -> None:
-        super().__init__(ChainError.OTHER, "another process holds the settlement lease (a "
-                         "running gateway or settle now); try again shortly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +151,7 @@ class Settler:
     def _renew(self) -> None:
         """Take or renew the cross-process lease; ChainError when another process has it."""
         if not self.ledger.acquire_lease(LEASE, self.holder, LEASE_SECONDS):
-            raise LeaseBusy()
+            raise LeaseBusy(LEASE)
 
     @contextlib.contextmanager
     def leased(self, wait: float = 0.0, poll: float = 0.1) -> Iterator[None]:

@@ -19,7 +19,7 @@ from ..protocol.messages import Catalog, Request, decode_request
 from ..protocol.signing import SignatureError
 from .channels import ChannelCache, ChannelState, ChannelUnavailable
 from .hotpath import decode_request_fast, keccak256, recover_signer, voucher_digest
-from .ledger import ChannelRecord
+from ..ledger import ChannelRecord
 from .providers.base import Provider
 
 DEVICE = re.compile(r"[0-9a-f]{40}")

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from .ledger import (
+from .interface import (
     CHANNEL_COLUMNS,
     AcceptItem,
     AcceptResult,

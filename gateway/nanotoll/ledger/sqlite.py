@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ledger import (
+from .interface import (
     CHANNEL_COLUMNS,
     AcceptItem,
     AcceptResult,

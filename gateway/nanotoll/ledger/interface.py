@@ -1,8 +1,7 @@
-"""The ledger: what the gateway accepted, what it answered, and what it redeemed.
+"""The ledger's interface: the records it keeps, its errors, and the contract every store keeps.
 
-One interface, :class:`Ledger`, with a SQLite implementation (``ledger_sqlite``) and a
-PostgreSQL one (``ledger_postgres``) behind the same methods. The contract every
-implementation keeps:
+:class:`Ledger` has a SQLite implementation (:mod:`.sqlite`) and a PostgreSQL one
+(:mod:`.postgres`) behind the same methods. The contract every implementation keeps:
 
 * ``accept`` is an atomic per-channel compare-and-set on the last accepted cumulative
   amount. It stores the voucher, the request hash and the exact response bytes, and
@@ -21,12 +20,20 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
 class LedgerError(RuntimeError):
     """The ledger could not store or read; the request is answered BUSY and not charged."""
+
+
+class LeaseBusy(LedgerError):
+    """Another holder has the lease: whatever it guards was not done (nothing was signed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"another process holds the {name} lease (a running gateway or "
+                         "settle now); try again shortly")
+        self.name = name
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +226,3 @@ class Ledger(ABC):
     def close(self) -> None:
         """Finish pending writes and release the store."""
 
-
-def open_ledger(url: str) -> Ledger:
-    """A ledger for ``sqlite:///path`` or ``postgresql://user@host:port/database``."""
-    if url.startswith("sqlite:///"):
-        from .ledger_sqlite import SQLiteLedger
-
-        return SQLiteLedger(Path(url[len("sqlite:///"):]))
-    if url.startswith(("postgresql://", "postgres://")):
-        from .ledger_postgres import PostgresLedger
-
-        return PostgresLedger(url)
-    raise LedgerError(f"unsupported ledger url {url!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from nanotoll.gateway.ledger import (
+from nanotoll.ledger import (
     AcceptItem,
     AcceptStatus,
     LedgerError,
@@ -19,7 +19,7 @@ from nanotoll.gateway.ledger import (
     SettlementState,
     open_ledger,
 )
-from nanotoll.gateway.ledger_sqlite import _amount
+from nanotoll.ledger.sqlite import _amount
 
 if TYPE_CHECKING:
     from support.gateway_pg import LedgerStore

@@ -1,0 +1,53 @@
+"""The ledger: what the gateway accepted, what it answered, and what it redeemed.
+
+- :mod:`.interface` defines :class:`Ledger`, its records and its errors.
+- :mod:`.sqlite` and :mod:`.postgres` implement it; :func:`open_ledger` picks one by URL.
+
+The ledger imports nothing else of nanotoll: the chain and the gateway build on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .interface import (
+    AcceptItem,
+    AcceptResult,
+    AcceptStatus,
+    ChannelRecord,
+    LeaseBusy,
+    Ledger,
+    LedgerError,
+    Settlement,
+    SettlementItem,
+    SettlementState,
+)
+
+
+def open_ledger(url: str) -> Ledger:
+    """A ledger for ``sqlite:///path`` or ``postgresql://user@host:port/database``."""
+    if url.startswith("sqlite:///"):
+        # Imported on use: a gateway loads only the driver its ledger needs.
+        from .sqlite import SQLiteLedger
+
+        return SQLiteLedger(Path(url[len("sqlite:///"):]))
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresLedger
+
+        return PostgresLedger(url)
+    raise LedgerError(f"unsupported ledger url {url!r}")
+
+
+__all__ = [
+    "AcceptItem",
+    "AcceptResult",
+    "AcceptStatus",
+    "ChannelRecord",
+    "LeaseBusy",
+    "Ledger",
+    "LedgerError",
+    "Settlement",
+    "SettlementItem",
+    "SettlementState",
+    "open_ledger",
+]
