@@ -34,6 +34,32 @@ class MQTTTimeout(MQTTError):
     pass
 
 
+def no_delay(sock):
+    """Turn Nagle's algorithm off where the port lets us; True if it did.
+
+    A purchase is one small request answered by one small response: with Nagle on,
+    a request that follows an unacknowledged packet waits for the peer's delayed
+    ACK (tens of ms). lwIP ports (ESP32, Pico W) export IPPROTO_TCP/TCP_NODELAY;
+    the unix port passes any option to the OS but exports neither name, so Linux's
+    numbers stand in there. A TLS socket has no setsockopt and keeps Nagle.
+    """
+    import socket
+    import sys
+
+    level = getattr(socket, "IPPROTO_TCP", None)
+    option = getattr(socket, "TCP_NODELAY", None)
+    if (level is None or option is None) and sys.platform == "linux":
+        level, option = 6, 1  # <netinet/in.h> IPPROTO_TCP, <netinet/tcp.h> TCP_NODELAY
+    setsockopt = getattr(sock, "setsockopt", None)
+    if level is None or option is None or setsockopt is None:
+        return False
+    try:
+        setsockopt(level, option, 1)
+    except OSError:
+        return False
+    return True
+
+
 class TcpLink:
     """TCP (or TLS when the port has ssl: pass ssl=True or an SSLContext)."""
 
@@ -41,12 +67,14 @@ class TcpLink:
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.nodelay = False  # whether the last socket opened has Nagle off
 
     async def open(self):
         if self.ssl:
             stream, _ = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
         else:
             stream, _ = await asyncio.open_connection(self.host, self.port)
+            self.nodelay = no_delay(stream.s)
         return stream
 
     def close(self, stream):
