@@ -164,8 +164,8 @@ contract IdentityRegistry is ERC721URIStorage, EIP712 {
     /// @param deadline Last second (block time) the proof is good for, at most `MAX_WALLET_PROOF_TTL`
     /// from now.
     /// @param signature `newWallet`'s signature over `walletProofDigest(agentId, newWallet, owner,
-    /// deadline)`, where owner is the agent's current owner (65-byte or EIP-2098 64-byte ECDSA, or
-    /// whatever the wallet's `isValidSignature` accepts).
+    /// deadline)`, where owner is the agent's current owner: 65-byte ECDSA r | s | v (low s) for
+    /// an EOA, whatever its `isValidSignature` accepts for a contract wallet.
     function setAgentWallet(uint256 agentId, address newWallet, uint256 deadline, bytes calldata signature) external {
         address owner = _requireManager(agentId);
         if (newWallet == address(0)) revert ZeroWallet();
