@@ -12,16 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from nanotoll.chain import (
-    Anvil,
-    ChainTxError,
-    ChannelSpec,
-    EscrowClient,
-    SkipReason,
-)
+from nanotoll.chain import ChannelSpec, EscrowClient, SkipReason, TxReverted
 from nanotoll.protocol import voucher as wire
 from nanotoll.protocol.eip712 import domain_separator, voucher_digest
 from nanotoll.protocol.signing import address_of
+from nanotoll.servers.anvil import Anvil
 
 HOUR = 3600
 
@@ -84,7 +79,7 @@ def test_deploy_open_redeem_reclaim(anvil: Anvil, escrow: EscrowClient,
     assert escrow.balance_of(payee.address) == 400_000
     assert escrow.channel(channel_id).paid == 400_000
 
-    with pytest.raises(ChainTxError, match="NotExpired"):
+    with pytest.raises(TxReverted, match="NotExpired"):
         escrow.reclaim(payer, channel_id)
     anvil.increase_time(HOUR + 1)
     late = wire.sign(key, separator, channel_id, 500_000).pack()
@@ -140,8 +135,8 @@ def test_malformed_batches_revert(escrow: EscrowClient, anvil: Anvil,
     good = wire.sign(key, escrow.domain_separator(), channel_id, 5).pack()
     for bad, error in ((b"", "EmptyBatch"), (good[:-1], "MalformedBatch(75)"),
                        (good + b"\x00", "MalformedBatch(77)")):
-        with pytest.raises(ChainTxError, match=re.escape(error)):
+        with pytest.raises(TxReverted, match=re.escape(error)):
             escrow.redeem(payee, route, bad)
-    with pytest.raises(ChainTxError, match="UnknownRoute"):
+    with pytest.raises(TxReverted, match="UnknownRoute"):
         escrow.redeem(payee, route + 1000, good)
     assert escrow.redeem(payee, route, good).total == 5

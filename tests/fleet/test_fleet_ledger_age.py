@@ -41,9 +41,9 @@ def test_redemption_resets_the_age_to_the_oldest_voucher_left(
 
 def test_the_worker_leaves_a_channel_with_an_open_redemption_alone(
         ledger_store: LedgerStore) -> None:  # noqa: F811
+    from nanotoll.chain.settle import Settler
     from nanotoll.gateway.config import SettlementConfig
     from nanotoll.ledger import SettlementItem
-    from nanotoll.gateway.settle import Settler
 
     ledger = ledger_store.open()
     _accept(ledger, 1, 100, 100)
@@ -59,9 +59,9 @@ def test_the_worker_leaves_a_channel_with_an_open_redemption_alone(
 
 def test_the_expiry_scan_reads_a_far_expiring_channel_once(
         ledger_store: LedgerStore) -> None:  # noqa: F811
-    from nanotoll.gateway.channels import ChannelState
+    from nanotoll.chain.channels import ChannelState
+    from nanotoll.chain.settle import Settler
     from nanotoll.gateway.config import SettlementConfig
-    from nanotoll.gateway.settle import Settler
 
     now = 1_800_000_000
     expiries = {1: now + 30 * 86400, 2: now + 3600}  # channel 2 is inside the window
@@ -87,7 +87,7 @@ def test_the_expiry_scan_reads_a_far_expiring_channel_once(
     settler.submit = lambda records, summary: submitted.append(  # type: ignore[method-assign]
         sorted(r.channel_id for r in records)) or []
     settler.advance = lambda summary=None: []  # type: ignore[method-assign]
-    from nanotoll.gateway.settle import SettlementSummary
+    from nanotoll.chain.settle import SettlementSummary
 
     settler._run_once(SettlementSummary())
     assert sorted(chain.reads) == [1, 2] and submitted == [[2]]

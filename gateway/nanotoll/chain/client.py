@@ -1,8 +1,10 @@
 """A typed web3.py client for NanotollEscrow and the test stablecoin.
 
 Transactions are signed locally by the ``LocalAccount`` passed to each call and sent raw, as a
-gateway does in production; each call waits for its receipt and raises :class:`ChainTxError`
-when the transaction reverted.
+gateway does in production; each call waits for its receipt and raises
+:class:`~.errors.TxReverted` when the transaction reverted. The settler's redeem is the
+exception: :meth:`EscrowClient.sign_redeem` only builds and signs it, because the settler
+stores each signed transaction before it is broadcast.
 """
 
 from __future__ import annotations
@@ -24,23 +26,10 @@ from web3.logs import DISCARD
 from web3.types import TxParams, TxReceipt
 
 from .artifacts import Artifact, load_artifact, shipped_abi
+from .channels import ChannelState
+from .errors import ChainError, TxReverted
 
 REDEEMED_RECORD_BYTES = 20
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-
-
-class ChainTxError(RuntimeError):
-    """A transaction that reverted, in gas estimation (``receipt`` None) or once mined.
-
-    ``error`` is the contract's custom error decoded from the ABI, e.g.
-    ``"NotExpired(1, 1767229200)"``, when the node returned revert data.
-    """
-
-    def __init__(self, message: str, receipt: TxReceipt | None = None,
-                 error: str | None = None) -> None:
-        super().__init__(message)
-        self.receipt = receipt
-        self.error = error
 
 
 def decode_revert(abi: Sequence[Mapping[str, Any]], data: bytes) -> str | None:
@@ -85,28 +74,6 @@ class SkipReason(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelInfo:
-    channel_id: int
-    payer: str
-    signer: str
-    payee: str
-    token: str
-    route: int
-    deposit: int
-    paid: int
-    expiry: int
-    closed: bool
-
-    @property
-    def exists(self) -> bool:
-        return self.payer != ZERO_ADDRESS
-
-    @property
-    def remaining(self) -> int:
-        return self.deposit - self.paid
-
-
-@dataclass(frozen=True, slots=True)
 class ChannelSpec:
     """One channel of :meth:`EscrowClient.open_many`."""
 
@@ -133,13 +100,31 @@ class SkippedItem:
 
 @dataclass(frozen=True, slots=True)
 class RedeemResult:
-    tx_hash: str
+    """A mined redeem transaction and what it did to each voucher (nothing if it reverted)."""
+
+    tx_hash: str  # 0x-prefixed
+    status: int  # 1 success, 0 reverted
     block_number: int
+    block_hash: str  # 0x-prefixed
     gas_used: int
     total: int
     redeemed: tuple[RedeemedItem, ...]
     skipped: tuple[SkippedItem, ...]
     receipt: TxReceipt
+
+    @property
+    def amounts(self) -> dict[int, int]:
+        """Channel id -> units this transaction paid out of it."""
+        paid: dict[int, int] = {}
+        for item in self.redeemed:
+            paid[item.channel_id] = paid.get(item.channel_id, 0) + item.amount
+        return paid
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    raw: bytes
+    tx_hash: str  # 0x-prefixed
 
 
 def decode_redeemed_items(items: bytes) -> tuple[RedeemedItem, ...]:
@@ -163,12 +148,12 @@ def send_transaction(w3: Web3, account: LocalAccount,
                      timeout: float = 60.0,
                      abi: Sequence[Mapping[str, Any]] = ()) -> TxReceipt:
     """Sign ``call`` with ``account``, send it, wait for the receipt; raise
-    :class:`ChainTxError` if it reverts (``abi`` decodes custom errors)."""
+    :class:`~.errors.TxReverted` if it reverts (``abi`` decodes custom errors)."""
     try:
         return _send_transaction(w3, account, call, timeout)
     except ContractLogicError as exc:
         error = decode_revert(abi, _revert_data(exc))
-        raise ChainTxError(f"transaction reverted: {error or exc}", None, error) from exc
+        raise TxReverted(f"transaction reverted: {error or exc}", None, error) from exc
 
 
 def _send_transaction(w3: Web3, account: LocalAccount,
@@ -195,7 +180,7 @@ def _send_transaction(w3: Web3, account: LocalAccount,
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
     if receipt["status"] != 1:
-        raise ChainTxError(f"transaction {tx_hash.to_0x_hex()} reverted", receipt)
+        raise TxReverted(f"transaction {tx_hash.to_0x_hex()} reverted", receipt)
     return receipt
 
 
@@ -205,7 +190,8 @@ def deploy_contract(w3: Web3, account: LocalAccount, artifact: Artifact, *args: 
     receipt = send_transaction(w3, account, factory.constructor(*args))
     address = receipt["contractAddress"]
     if address is None:
-        raise ChainTxError("deployment receipt has no contract address", receipt)
+        raise ChainError(f"deployment {receipt['transactionHash'].to_0x_hex()} has no "
+                         "contract address")
     return to_checksum_address(address)
 
 
@@ -279,7 +265,8 @@ class EscrowClient:
             deposit, expiry))
         ids = self._opened_ids(receipt)
         if len(ids) != 1:
-            raise ChainTxError(f"expected one ChannelOpened event, got {len(ids)}", receipt)
+            raise ChainError(f"expected one ChannelOpened event in "
+                             f"{receipt['transactionHash'].to_0x_hex()}, got {len(ids)}")
         return ids[0], receipt
 
     def open_many(self, payer: LocalAccount, specs: Sequence[ChannelSpec],
@@ -320,6 +307,25 @@ class EscrowClient:
         receipt = self._send(sender, self.escrow.functions.redeem(route, vouchers))
         return self.redeem_result(receipt)
 
+    def sign_redeem(self, account: LocalAccount, route: int, vouchers: bytes, nonce: int,
+                    chain_id: int, fee_bump: int = 0) -> SignedTx:
+        """The redeem transaction, signed by ``account`` and not sent. ``fee_bump`` raises
+        the fees by that many percent (a replacement of a stuck transaction)."""
+        function = self.escrow.functions.redeem(route, vouchers)
+        gas = function.estimate_gas({"from": account.address})
+        block = self.w3.eth.get_block("latest")
+        base_fee = int(block.get("baseFeePerGas", 0) or 0)
+        priority = int(self.w3.eth.max_priority_fee) or 1
+        priority = priority * (100 + fee_bump) // 100 + (1 if fee_bump else 0)
+        tx = function.build_transaction(cast(TxParams, {
+            "from": account.address, "nonce": nonce, "chainId": chain_id,
+            "gas": int(gas) * 5 // 4 + 20_000,
+            "maxPriorityFeePerGas": priority,
+            "maxFeePerGas": (2 * base_fee + priority) * (100 + fee_bump) // 100,
+        }))
+        signed = account.sign_transaction(cast(dict[str, Any], tx))
+        return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex())
+
     def redeem_result(self, receipt: TxReceipt) -> RedeemResult:
         """Decode a redeem receipt's ``Redeemed`` and ``VoucherSkipped`` events."""
         redeemed: list[RedeemedItem] = []
@@ -335,7 +341,9 @@ class EscrowClient:
         )
         return RedeemResult(
             tx_hash=receipt["transactionHash"].to_0x_hex(),
+            status=int(receipt["status"]),
             block_number=int(receipt["blockNumber"]),
+            block_hash="0x" + bytes(receipt["blockHash"]).hex(),
             gas_used=int(receipt["gasUsed"]),
             total=total,
             redeemed=tuple(redeemed),
@@ -345,14 +353,16 @@ class EscrowClient:
 
     # ------------------------------------------------------------------- views --
 
-    def channel(self, channel_id: int) -> ChannelInfo:
+    def channel(self, channel_id: int) -> ChannelState:
+        """The channel as the contract holds it; all zeros (``exists`` False) for an id it
+        never opened."""
         (payer, signer, payee, token, route, deposit, paid, expiry,
          closed) = self.escrow.functions.channel(channel_id).call()
-        return ChannelInfo(channel_id=channel_id, payer=to_checksum_address(payer),
-                           signer=to_checksum_address(signer), payee=to_checksum_address(payee),
-                           token=to_checksum_address(token), route=int(route),
-                           deposit=int(deposit), paid=int(paid), expiry=int(expiry),
-                           closed=bool(closed))
+        return ChannelState(channel_id=channel_id, payer=to_checksum_address(payer),
+                            signer=to_checksum_address(signer),
+                            payee=to_checksum_address(payee), token=to_checksum_address(token),
+                            route=int(route), deposit=int(deposit), paid=int(paid),
+                            expiry=int(expiry), closed=bool(closed))
 
     def route_of(self, payee: str, token: str | None = None) -> int:
         """Route id of (payee, token); 0 if no channel uses the pair yet."""

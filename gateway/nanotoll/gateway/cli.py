@@ -34,9 +34,9 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _guard(run: Any) -> int:
-    from .config import ConfigError
+    from ..chain.errors import ChainError
     from ..ledger import LedgerError
-    from .settle import ChainError
+    from .config import ConfigError
 
     try:
         return int(run() or 0)

@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line on stderr.
 
-``event(logger, "request", code="OK", channel=7, ms=1.2)`` writes
+``nanotoll.logevent.event(logger, "request", code="OK", channel=7, ms=1.2)`` writes
 ``{"ts": ..., "level": "info", "logger": ..., "event": "request", "code": "OK", ...}``.
 """
 
@@ -28,11 +28,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, separators=(",", ":"))
-
-
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
-    if logger.isEnabledFor(level):
-        logger.log(level, name, extra={"fields": {"event": name, **fields}})
 
 
 def setup_logging(level: str = "INFO", stream: Any = None) -> None:

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from eth_account.signers.local import LocalAccount
 from nanotoll.chain import EscrowClient
-from nanotoll.gateway.channels import ChannelCache, ChannelState, ChannelUnavailable
+from nanotoll.chain.channels import ChannelCache, ChannelState
+from nanotoll.chain.errors import ChannelUnavailable
+from nanotoll.chain.node import EscrowChain
+from nanotoll.chain.settle import SettlementSummary, Settler
 from nanotoll.gateway.config import SettlementConfig
+from nanotoll.gateway.service import GatewayService
 from nanotoll.ledger import SettlementItem, SettlementState
 from nanotoll.ledger.sqlite import SQLiteLedger
-from nanotoll.gateway.onchain import EscrowChain
-from nanotoll.gateway.service import GatewayService
-from nanotoll.gateway.settle import SettlementSummary, Settler
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
 from nanotoll.protocol.signing import address_of
@@ -354,7 +355,7 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce(tmp_path: Path, chain
 
 
 def test_node_errors_are_classified(chain: Chain) -> None:
-    from nanotoll.gateway.settle import ChainError
+    from nanotoll.chain.errors import NodeUnavailable, NonceTooLow, TxKnown
 
     escrow = chain.escrow_chain()
     w3 = chain.anvil.w3
@@ -370,20 +371,17 @@ def test_node_errors_are_classified(chain: Chain) -> None:
     try:
         first = raw(0)
         escrow.send(first)
-        with pytest.raises(ChainError) as known:
+        with pytest.raises(TxKnown):
             escrow.send(first)
-        assert known.value.kind == ChainError.KNOWN
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        with pytest.raises(ChainError) as low:
+        with pytest.raises(NonceTooLow):
             escrow.send(raw(0))
-        assert low.value.kind == ChainError.NONCE_LOW
     finally:
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     broken = EscrowChain("http://127.0.0.1:9", chain.client.address, 31337, chain.provider_key,
                          timeout=1)
-    with pytest.raises(ChainError) as down:
+    with pytest.raises(NodeUnavailable):
         broken.block_number()
-    assert down.value.kind == ChainError.TRANSIENT
 
 
 def test_background_settlement_by_threshold_and_metrics(tmp_path: Path, chain: Chain,
@@ -427,7 +425,7 @@ def test_settlement_lease_one_signer_across_settlers(tmp_path: Path, chain: Chai
     as another process has) never sign with the key at the same time."""
     import threading
 
-    from nanotoll.gateway.settle import LeaseBusy
+    from nanotoll.ledger import LeaseBusy
 
     ledger, escrow = rig(tmp_path, chain)
     channels = [chain.open() for _ in range(3)]

@@ -17,13 +17,20 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from nanotoll.chain import EscrowClient
-from nanotoll.gateway.chainlog import ChannelEvent, EscrowEventDecoder, EventKind, LogFormatError
-from nanotoll.gateway.channels import ChannelCache, ChannelState
+from nanotoll.chain.channels import ChannelCache, ChannelState
+from nanotoll.chain.events import (
+    BlockRef,
+    ChannelEvent,
+    EscrowEventDecoder,
+    EventFollower,
+    EventKind,
+    LogFormatError,
+    apply_event,
+)
+from nanotoll.chain.node import EscrowChain
 from nanotoll.gateway.config import ConfigError, EventsConfig
-from nanotoll.gateway.events import BlockRef, EventFollower, apply_event
-from nanotoll.ledger.sqlite import SQLiteLedger
-from nanotoll.gateway.onchain import EscrowChain
 from nanotoll.gateway.service import CHANNEL_MAX_AGE, GatewayService, channel_max_age
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
@@ -276,7 +283,7 @@ def test_node_outage_is_retried_and_logged_once(tmp_path: Path) -> None:
         wait_for(lambda: follower.stats().failures >= 4, 5)
         assert follower.running
         (failed,) = lines.named("chain_events_failed")
-        assert failed["level"] == "WARNING" and "transient" in failed["error"]
+        assert failed["level"] == "WARNING" and "NodeUnavailable" in failed["error"]
         with anvil:
             wait_for(lambda: len(lines.named("chain_events_resumed")) == 1)
             for _ in range(3):

@@ -1,15 +1,24 @@
 """Follow the escrow's events and keep the channel cache fresh from them.
 
-:class:`EventFollower` polls the chain head and reads the escrow's logs (``eth_getLogs``,
-at most ``max_range`` blocks a call) from the block the gateway started at, up to
-``confirmations`` blocks below the head. The ledger has no place for a cursor, so a
-restart starts at the head again: nothing is lost, because the cache starts empty and
-reads every channel from the contract on first use. Each event touching a cached channel
-is applied to it without an RPC, because each carries the new value in full: a top-up
-the new deposit, an extension the new expiry, a redeem the new paid total, a reclaim
-``closed`` (the verifier then refuses the channel on its next request). Deposit, expiry
-and paid only grow, so a change is applied as a maximum and an event older than the
-cached state cannot lower it. ``ChannelOpened`` drops a remembered miss of its id.
+Decoding. :class:`EscrowEventDecoder` turns the escrow's logs into the channel changes the
+cache follows, and keeps only events that change what it holds: ``ChannelOpened`` (an id
+that was unknown now exists), ``ChannelToppedUp`` (the new deposit), ``ExpiryExtended``
+(the new expiry), ``Redeemed`` (one change per packed 20-byte item: the channel's new paid
+total) and ``ChannelReclaimed`` (closed). ``VoucherSkipped`` and ``RouteCreated`` change no
+channel. Topics and data types come from the ABI shipped in the package, so a contract
+whose events moved fails loudly here (and in ``test_abi_drift``) instead of decoding
+garbage.
+
+Following. :class:`EventFollower` polls the chain head and reads the escrow's logs
+(``eth_getLogs``, at most ``max_range`` blocks a call) from the block the gateway started
+at, up to ``confirmations`` blocks below the head. The ledger has no place for a cursor,
+so a restart starts at the head again: nothing is lost, because the cache starts empty
+and reads every channel from the contract on first use. Each event touching a cached
+channel is applied to it without an RPC, because each carries the new value in full: a
+top-up the new deposit, an extension the new expiry, a redeem the new paid total, a
+reclaim ``closed`` (the gateway's rules then refuse the channel on its next request).
+Deposit, expiry and paid only grow, so a change is applied as a maximum and an event older
+than the cached state cannot lower it. ``ChannelOpened`` drops a remembered miss of its id.
 
 Reorgs: the hash of the last block of every range read is remembered (the last
 :data:`REORG_WINDOW` ranges). When the newest one is no longer on the chain, the
@@ -32,20 +41,115 @@ or on its stop event, which also makes ``stop`` prompt.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
-from .chainlog import ChannelEvent, EventKind
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+from eth_utils.crypto import keccak
+
+from ..logevent import event
+from .artifacts import shipped_abi
 from .channels import ChannelCache, ChannelState
-from .config import EventsConfig
-from .logs import event
+from .client import decode_redeemed_items
+from .errors import ChainError
 
 REORG_WINDOW = 256  # ranges whose last block hash is remembered to find a fork point
+
+
+class EventKind(enum.Enum):
+    OPENED = "ChannelOpened"
+    TOPPED_UP = "ChannelToppedUp"
+    EXTENDED = "ExpiryExtended"
+    REDEEMED = "Redeemed"
+    RECLAIMED = "ChannelReclaimed"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEvent:
+    """One change to one channel, as a log of block ``block_number`` says."""
+
+    kind: EventKind
+    channel_id: int
+    block_number: int
+    block_hash: str  # 0x-prefixed
+    log_index: int
+    deposit: int | None = None  # TOPPED_UP: the new total deposit
+    expiry: int | None = None  # EXTENDED: the new expiry (unix seconds)
+    paid: int | None = None  # REDEEMED: the channel's new paid total
+
+
+class LogFormatError(ChainError):
+    """A log of the escrow's address that does not decode as its ABI says."""
+
+
+@dataclass(frozen=True, slots=True)
+class _EventAbi:
+    kind: EventKind
+    topic: bytes
+    data_names: tuple[str, ...]
+    data_types: tuple[str, ...]
+
+
+def _raw(value: Any) -> bytes:
+    if isinstance(value, str):
+        return bytes.fromhex(value[2:] if value.startswith(("0x", "0X")) else value)
+    return bytes(value)
+
+
+class EscrowEventDecoder:
+    """Decodes the escrow's logs; built once from the ABI (the shipped one by default)."""
+
+    def __init__(self, abi: Sequence[Mapping[str, Any]] | None = None) -> None:
+        items = list(abi if abi is not None else shipped_abi("NanotollEscrow"))
+        self._by_topic: dict[bytes, _EventAbi] = {}
+        for kind in EventKind:
+            found = [i for i in items if i.get("type") == "event" and i.get("name") == kind.value]
+            if len(found) != 1:
+                raise LogFormatError(f"the escrow ABI has {len(found)} events {kind.value}")
+            inputs = found[0]["inputs"]
+            signature = f"{kind.value}({','.join(str(i['type']) for i in inputs)})"
+            data = [i for i in inputs if not i["indexed"]]
+            spec = _EventAbi(kind, keccak(text=signature), tuple(str(i["name"]) for i in data),
+                             tuple(str(i["type"]) for i in data))
+            self._by_topic[spec.topic] = spec
+
+    @property
+    def topics(self) -> list[str]:
+        """The topic0 of every followed event, for an ``eth_getLogs`` filter."""
+        return ["0x" + topic.hex() for topic in self._by_topic]
+
+    def decode(self, log: Mapping[str, Any]) -> list[ChannelEvent]:
+        """The channel changes one log carries; [] for events that change no channel."""
+        topics = [_raw(t) for t in log.get("topics", ())]
+        spec = self._by_topic.get(topics[0]) if topics else None
+        if spec is None:
+            return []
+        try:
+            values = dict(zip(spec.data_names, abi_decode(spec.data_types, _raw(log["data"])),
+                              strict=True))
+            block, block_hash = int(log["blockNumber"]), "0x" + _raw(log["blockHash"]).hex()
+            index = int(log["logIndex"])
+            if spec.kind is EventKind.REDEEMED:
+                return [ChannelEvent(EventKind.REDEEMED, item.channel_id, block, block_hash,
+                                     index, paid=item.cumulative)
+                        for item in decode_redeemed_items(bytes(values["items"]))]
+            channel_id = int.from_bytes(topics[1], "big")
+        except (DecodingError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise LogFormatError(f"{spec.kind.value} log does not decode: {exc}") from exc
+        change = ChannelEvent(spec.kind, channel_id, block, block_hash, index)
+        if spec.kind is EventKind.TOPPED_UP:
+            change = replace(change, deposit=int(values["deposit"]))
+        elif spec.kind is EventKind.EXTENDED:
+            change = replace(change, expiry=int(values["expiry"]))
+        return [change]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +159,7 @@ class BlockRef:
 
 
 class LogSource(Protocol):
-    """What the follower needs from the node (``onchain.EscrowChain`` implements it).
+    """What the follower needs from the node (``node.EscrowChain`` implements it).
     Node errors raise; only a block that does not exist is ``None``."""
 
     def head(self) -> BlockRef: ...
@@ -65,9 +169,25 @@ class LogSource(Protocol):
     def channel_events(self, first: int, last: int) -> list[ChannelEvent]: ...
 
 
-class ChainMoved(RuntimeError):
+class ChainMoved(ChainError):
     """The chain changed under a read in a way the follower cannot resolve yet; the
     poll is retried (a block that should exist is gone)."""
+
+
+class FollowerSettings(Protocol):
+    """How the follower polls (the gateway's ``[events]`` config section)."""
+
+    @property
+    def poll_interval(self) -> float: ...  # seconds between polls of the chain head
+
+    @property
+    def confirmations(self) -> int: ...  # blocks below the head before a log is applied
+
+    @property
+    def max_range(self) -> int: ...  # blocks per eth_getLogs call
+
+    @property
+    def max_backoff(self) -> float: ...  # seconds between retries at most while the node fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +222,7 @@ def apply_event(state: ChannelState, change: ChannelEvent) -> ChannelState:
 
 
 class EventFollower:
-    def __init__(self, source: LogSource, cache: ChannelCache, config: EventsConfig,
+    def __init__(self, source: LogSource, cache: ChannelCache, config: FollowerSettings,
                  logger: logging.Logger | None = None) -> None:
         self._source = source
         self._cache = cache

@@ -39,8 +39,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .channels import ChannelState
-from .config import SettlementConfig
 from ..ledger import (
     ChannelRecord,
     LeaseBusy,
@@ -49,47 +47,19 @@ from ..ledger import (
     SettlementItem,
     SettlementState,
 )
-from .logs import event
+from ..logevent import event
+from .channels import ChannelState
+from .client import RedeemResult, SignedTx
+from .errors import ChainError, NodeUnavailable, NonceTooLow, TxKnown, Underpriced
 
 LEASE = "settlement"
 LEASE_SECONDS = 60.0
 EXPIRY_SCAN_SECONDS = 60.0  # the background worker checks channel expiries this often
 
 
-class ChainError(RuntimeError):
-    """A node refused or failed a call. ``kind`` classifies it for the settler."""
-
-    KNOWN = "already_known"  # the node has this exact transaction: it was sent
-    NONCE_LOW = "nonce_too_low"  # a transaction with this nonce was already mined
-    UNDERPRICED = "underpriced"  # a replacement needs higher fees
-    REVERTED = "reverted"  # the call would revert (or did)
-    TRANSIENT = "transient"  # connection problems, timeouts: try again later
-    OTHER = "other"
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class SignedTx:
-    raw: bytes
-    tx_hash: str  # 0x-prefixed
-
-
-@dataclass(frozen=True, slots=True)
-class TxReceipt:
-    tx_hash: str
-    status: int  # 1 success, 0 reverted
-    block_number: int
-    block_hash: str
-    gas_used: int
-    redeemed: dict[int, int] = field(default_factory=dict)  # channel id -> amount paid by it
-    skipped: frozenset[int] = frozenset()  # channel ids the contract skipped
-
-
 class RedeemChain(Protocol):
-    """What settlement needs from the chain (implemented with web3 in ``onchain``)."""
+    """What settlement needs from the chain (``node.EscrowChain`` implements it). Node
+    errors raise members of the :mod:`.errors` family."""
 
     def channel(self, channel_id: int) -> ChannelState | None: ...
 
@@ -102,13 +72,29 @@ class RedeemChain(Protocol):
 
     def send(self, raw: bytes) -> None: ...
 
-    def receipt(self, tx_hash: str) -> TxReceipt | None: ...
+    def receipt(self, tx_hash: str) -> RedeemResult | None: ...
 
     def block_number(self) -> int: ...
 
     def block_hash(self, number: int) -> str | None: ...
 
     def now(self) -> int: ...
+
+
+class SettlementPolicy(Protocol):
+    """When a channel is due (the gateway's ``[settlement]`` config section)."""
+
+    @property
+    def threshold(self) -> int: ...  # units unredeemed on one channel that make it due
+
+    @property
+    def interval(self) -> int: ...  # seconds an accepted voucher may wait unredeemed
+
+    @property
+    def expiry_window(self) -> int: ...  # a channel expiring this close is due
+
+    @property
+    def batch_size(self) -> int: ...  # vouchers per transaction; 0: the contract's cap
 
 
 @dataclass(slots=True)
@@ -128,7 +114,7 @@ class SettlementSummary:
 
 
 class Settler:
-    def __init__(self, ledger: Ledger, chain: RedeemChain, config: SettlementConfig,
+    def __init__(self, ledger: Ledger, chain: RedeemChain, config: SettlementPolicy,
                  confirmations: int = 1, receipt_timeout: float = 120.0,
                  clock: Callable[[], float] = time.time,
                  logger: logging.Logger | None = None) -> None:
@@ -149,7 +135,7 @@ class Settler:
     # ------------------------------------------------------------- lease --
 
     def _renew(self) -> None:
-        """Take or renew the cross-process lease; ChainError when another process has it."""
+        """Take or renew the cross-process lease; LeaseBusy when another process has it."""
         if not self.ledger.acquire_lease(LEASE, self.holder, LEASE_SECONDS):
             raise LeaseBusy(LEASE)
 
@@ -261,16 +247,16 @@ class Settler:
         try:
             self.chain.send(settlement.raw_tx)
         except ChainError as exc:
-            if exc.kind == ChainError.KNOWN:
+            if isinstance(exc, TxKnown):
                 pass  # the node has it already: it is sent
-            elif exc.kind == ChainError.NONCE_LOW:
+            elif isinstance(exc, NonceTooLow):
                 # Mined already (ours, found by a receipt) or replaced by another tx.
                 if self._find_receipt(settlement) is None:
                     event(self._log, "settlement_replaced_by_other", logging.ERROR,
                           id=settlement.settlement_id, nonce=settlement.nonce)
                     return self.ledger.update_settlement(
                         settlement.settlement_id, SettlementState.REPLACED, error=str(exc))
-            elif exc.kind in (ChainError.TRANSIENT, ChainError.UNDERPRICED):
+            elif isinstance(exc, NodeUnavailable | Underpriced):
                 event(self._log, "broadcast_deferred", logging.WARNING,
                       id=settlement.settlement_id, error=str(exc))
                 # Stays as it is: advance() sends it again, or bumps its fees when stuck.
@@ -302,7 +288,7 @@ class Settler:
                     still_open.append(settlement)
         return still_open
 
-    def _find_receipt(self, settlement: Settlement) -> TxReceipt | None:
+    def _find_receipt(self, settlement: Settlement) -> RedeemResult | None:
         for tx_hash in settlement.hashes:  # the newest replacement first
             receipt = self.chain.receipt(tx_hash)
             if receipt is not None:
@@ -364,18 +350,19 @@ class Settler:
               nonce=settlement.nonce, old=settlement.tx_hash, new=signed.tx_hash, bump=bump)
         return self._broadcast(replaced)
 
-    def _confirm(self, settlement: Settlement, receipt: TxReceipt,
+    def _confirm(self, settlement: Settlement, receipt: RedeemResult,
                  summary: SettlementSummary) -> Settlement:
         # Outcomes come from this transaction's events; the ledger's redeemed amounts from
         # the channels' on-chain paid (which also counts redemptions relayed by others).
         outcomes: dict[int, str] = {}
+        amounts = receipt.amounts
         for item in settlement.items:
-            paid_here = item.channel_id in receipt.redeemed
+            paid_here = item.channel_id in amounts
             outcomes[item.channel_id] = "paid" if paid_here else "skipped"
             state = self.chain.channel(item.channel_id)
             if state is not None:
                 self.ledger.record_redeemed(item.channel_id, state.paid)
-        summary.amount += sum(receipt.redeemed.values())
+        summary.amount += sum(amounts.values())
         confirmed = self.ledger.update_settlement(
             settlement.settlement_id, SettlementState.CONFIRMED,
             block_number=receipt.block_number, gas_used=receipt.gas_used, outcomes=outcomes)

@@ -1,13 +1,15 @@
-"""Channel state as the escrow contract holds it, behind a small read interface.
+"""Channels as the escrow contract holds them: the one channel type, and reading it cheaply.
 
-:class:`ChannelReader` is what the verify pipeline needs from the chain: one channel's
-state, or ``None`` when the channel does not exist. The web3 implementation lives in
-``onchain``; :class:`ChannelCache` wraps any reader with a bounded-age cache so that the
-hot path costs no RPC: an entry is refreshed when it is older than ``max_age``, a miss
-is remembered for ``miss_age`` (so unknown ids cannot flood the node), and a caller that
-sees a rule fail on cached state (a top-up may have raised the deposit) asks for a fresh
-read with ``refresh``. The event follower (``events``) feeds ``amend``, ``refresh`` and
-``forget_miss``.
+:class:`ChannelState` is the channel everywhere: the client reads it, the cache holds it,
+the gateway's rules check requests against it, the event follower updates it, and the
+settler decides with it. :class:`ChannelReader` is what the cache needs from the chain:
+one channel's state, or ``None`` when the channel does not exist (the node adapter
+``node.EscrowChain`` implements it). :class:`ChannelCache` wraps any reader with a
+bounded-age cache so that the hot path costs no RPC: an entry is refreshed when it is
+older than ``max_age``, a miss is remembered for ``miss_age`` (so unknown ids cannot flood
+the node), and a caller that sees a rule fail on cached state (a top-up may have raised
+the deposit) asks for a fresh read with ``refresh``. The event follower (``events``)
+feeds ``amend``, ``refresh`` and ``forget_miss``.
 """
 
 from __future__ import annotations
@@ -19,30 +21,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .errors import ChannelUnavailable
+
 REFRESH_SHARE = 0.8  # the background refresh re-reads every channel within this x max_age
 OUTAGE_BACKOFF_MIN = 1.0  # seconds reads fail fast after a failed read; doubles per failure
 OUTAGE_BACKOFF_MAX = 30.0
-
-
-class ChannelUnavailable(RuntimeError):
-    """The chain could not be read for a channel that is not cached (or must be re-read).
-
-    After a failed read, reads fail at once for a back-off (1 s, doubling to 30 s) instead
-    of each waiting out the RPC timeout: the ingress verifies in one thread, and a node
-    that hangs must not hold every request behind it."""
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelState:
+    """One channel as ``NanotollEscrow.channel`` returns it (addresses checksummed)."""
+
     channel_id: int
-    signer: str  # checksum address of the device key
-    payee: str  # checksum address of the provider
+    signer: str  # the device key's address
+    payee: str  # the provider's address
     token: str
     deposit: int
-    paid: int
+    paid: int  # redeemed so far
     expiry: int  # unix seconds
     route: int = 0  # the contract's (payee, token) route id: redeem batches are per route
     closed: bool = False  # reclaimed by the payer
+    # The account that funded it: zero for an id the contract never opened. The rules
+    # never look at it, so states made up for their tests may leave it out.
+    payer: str = ZERO_ADDRESS
+
+    @property
+    def exists(self) -> bool:
+        return self.payer != ZERO_ADDRESS
 
 
 class ChannelReader(Protocol):
