@@ -25,24 +25,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .device import BoardError, QemuBoard, mpy_cross, mpy_cross_command
+from ..device.image import mpy_cross, mpy_cross_command
+from ..device.manifest import imported_names, read_manifest
+from ..device.qemu import BoardError, QemuBoard
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD_DIR = ROOT / "boards" / "qemu_mps2"
-# The agent's modules on the board (the viper keccak and field code included);
-# _field_plain is the fallback for ports without the native emitter.
-AGENT_MODULES = (
-    "_keccak_viper", "keccak", "_field_viper", "secp256k1", "eip712", "cbor", "voucher",
-    "errors", "mqtt", "store", "policy", "wallet", "agent", "device", "console",
-)  # fmt: skip
-BOARD_MODULES = ("time", "select", "aiotask", "uart", "ramfs", "board", "main")
+# The board's own modules, board.py aside: what the firmware runs on (board.py registers
+# aiotask before anything imports asyncio).
+BOARD_MODULES = ("time", "select", "aiotask", "uart", "ramfs")
 RAMFS_SOURCE = BOARD_DIR / "ramfs.py"
-# Dependencies first; board registers aiotask before anything imports asyncio.
-IMPORT_ORDER = (
-    "time", "select", "aiotask", "uart", "ramfs", "errors", "_keccak_viper", "keccak", "cbor",
-    "eip712", "_field_viper", "secp256k1", "voucher", "wallet", "mqtt", "board", "store",
-    "policy", "agent", "device", "console",
-)  # fmt: skip
+MANIFEST_NAME = "manifest.py"  # device.py reads its boot order from it when imported
+
+
+def agent_modules() -> tuple[str, ...]:
+    """The firmware modules the emulated board takes, in the manifest's import order."""
+    return read_manifest().names("qemu_mps2")
+
+
+def import_order() -> tuple[str, ...]:
+    """The board's modules, then the firmware's with board.py as soon as the firmware
+    modules it imports are in: the order a booting board imports them."""
+    firmware = agent_modules()
+    needs = imported_names(BOARD_DIR / "board.py") & set(firmware)
+    last = max(firmware.index(name) for name in needs) if needs else -1
+    return (*BOARD_MODULES, *firmware[:last + 1], "board", *firmware[last + 1:])
 
 
 class AgentBoard(QemuBoard):
@@ -89,10 +96,16 @@ class AgentBoard(QemuBoard):
     def import_modules(self, folder: Path) -> None:
         """Import every staged module one at a time, forgetting each file once imported:
         the board keeps the modules (as a board with its .mpy files in flash would), not
-        their files. main.py and config.json stay."""
+        their files. main.py and config.json stay; the manifest is there while device.py,
+        which reads its boot order from it, is imported."""
         import base64
 
-        for name in IMPORT_ORDER:
+        manifest = f"firmware/{MANIFEST_NAME}"
+        for name in import_order():
+            if name == "device":
+                data = base64.b64encode((folder / manifest).read_bytes()).decode()
+                self.exec(f"_dfs.files[{manifest!r}] = "
+                          f"__import__('binascii').a2b_base64({data!r})")
             for rel in (f"boards/qemu_mps2/{name}", f"firmware/{name}"):
                 path = next((p for p in (folder / f"{rel}.mpy", folder / f"{rel}.py")
                              if p.exists()), None)
@@ -105,6 +118,8 @@ class AgentBoard(QemuBoard):
                           "__import__('gc').collect()")
                 if name == "aiotask":  # what board.py does, before asyncio is imported
                     self.exec("import sys\nsys.modules['asyncio.task'] = aiotask")
+                if name == "device":
+                    self.exec(f"del _dfs.files[{manifest!r}]\n__import__('gc').collect()")
                 break
 
 
@@ -113,8 +128,8 @@ def stage(folder: Path, config: dict[str, Any], compiled: bool = True) -> str:
     config.json. Modules go as .mpy for armv7m when mpy-cross is there (as a drone
     gets them with mpremote), else as source. Returns how they were deployed."""
     compiler = mpy_cross() if compiled else None
-    layout = [(ROOT / "firmware", folder / "firmware", AGENT_MODULES),
-              (BOARD_DIR, folder / "boards" / "qemu_mps2", BOARD_MODULES),
+    layout = [(ROOT / "firmware", folder / "firmware", agent_modules()),
+              (BOARD_DIR, folder / "boards" / "qemu_mps2", (*BOARD_MODULES, "board", "main")),
               (ROOT / "examples" / "drone", folder / "examples" / "drone", ("flight",))]
     for source, target, names in layout:
         target.mkdir(parents=True, exist_ok=True)
@@ -127,6 +142,7 @@ def stage(folder: Path, config: dict[str, Any], compiled: bool = True) -> str:
                 subprocess.run(mpy_cross_command(compiler, "armv7m", path,
                                                  target / f"{name}.mpy"),
                                check=True, capture_output=True)
+    shutil.copy(ROOT / "firmware" / MANIFEST_NAME, folder / "firmware" / MANIFEST_NAME)
     (folder / "config.json").write_text(json.dumps(config))
     return "source" if compiler is None else ".mpy from mpy-cross -march=armv7m -O3"
 

@@ -1,15 +1,16 @@
 """What each supported board needs: the .mpy architecture, how its MicroPython says
-who it is, and which files go where on its file system."""
+who it is, and which files go where on its file system (the firmware modules the
+manifest gives it, the manifest itself, and the board's own files)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..servers.tools import REPO_ROOT
+from .manifest import BOARDS_DIR, MANIFEST_PATH, read_manifest
 
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-BOARDS_DIR = REPO_ROOT / "boards"
+# device.py reads its boot order from the manifest, so it goes along as text.
+MANIFEST_DEST = "/lib/manifest.py"
 
 # sys.implementation._mpy: bits 0-7 .mpy version, 8-9 sub-version, 10+ native arch.
 MPY_VERSION = 6
@@ -39,7 +40,9 @@ class BoardSpec:
 
     def sources(self) -> list[tuple[Path, str]]:
         """(source file, path on the board) for everything flash installs."""
-        files = [(path, f"/lib/{path.name}") for path in sorted(FIRMWARE_DIR.glob("*.py"))]
+        files = [(module.path, f"/lib/{module.path.name}")
+                 for module in read_manifest().for_board(self.name)]
+        files.append((MANIFEST_PATH, MANIFEST_DEST))
         files += [(BOARDS_DIR / src, dest) for src, dest in self.board_files]
         return files
 

@@ -1,7 +1,8 @@
 """``nanotoll device flash``: the firmware and the board's files onto a board.
 
-1. compile ``firmware/*.py`` and the board's modules with mpy-cross for the board's
-   architecture (``main.py`` stays source: the board runs it at power-up);
+1. compile the firmware modules ``firmware/manifest.py`` gives the board, and the
+   board's modules, with mpy-cross for the board's architecture (``main.py`` and the
+   manifest stay source: the board runs the one and device.py reads the other);
 2. ask the board who it is (platform, MicroPython version, .mpy arch, free space) and
    refuse one that could not load the files;
 3. hash every target file on the board and copy only what differs, each to a temporary
@@ -33,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bench.device import mpy_cross, mpy_cross_command, romfs_image
-from .boards import BoardSpec
+from .boards import MANIFEST_DEST, BoardSpec
+from .image import mpy_cross, mpy_cross_command, romfs_image
 from .repl import BoardExecError, DeviceError, Repl
 
-MANIFEST = "/lib/.nanotoll-files"  # what the last flash installed, one JSON list
+INSTALLED_LIST = "/lib/.nanotoll-files"  # what the last flash installed, one JSON list
 TMP_SUFFIX = ".nt-tmp"
 
 
@@ -67,7 +68,8 @@ def _mpy_cross_version(compiler: Path) -> str:
 
 
 def build(spec: BoardSpec, say: Callable[[str], None] = print) -> list[Artifact]:
-    """The files for ``spec``: modules as .mpy for its arch, main.py as source."""
+    """The files for ``spec``: modules as .mpy for its arch, main.py and the manifest
+    as source."""
     compiler = mpy_cross()
     if compiler is None:
         raise DeviceError("mpy-cross is not installed: run `make setup` "
@@ -76,12 +78,14 @@ def build(spec: BoardSpec, say: Callable[[str], None] = print) -> list[Artifact]
     missing = [str(src) for src, _ in sources if not src.exists()]
     if missing:
         raise DeviceError("missing source files: " + ", ".join(missing))
-    say(f"flash: compiling {sum(d.startswith('/lib/') for _, d in sources)} modules "
+    modules = [(src, dest) for src, dest in sources
+               if dest.startswith("/lib/") and dest.endswith(".py") and dest != MANIFEST_DEST]
+    say(f"flash: compiling {len(modules)} modules "
         f"for {spec.arch} ({_mpy_cross_version(compiler)})")
     artifacts = []
     with tempfile.TemporaryDirectory(prefix="nanotoll-flash-") as tmp:
         for src, dest in sources:
-            if dest.startswith("/lib/") and dest.endswith(".py"):
+            if (src, dest) in modules:
                 out = Path(tmp) / (src.stem + ".mpy")
                 result = subprocess.run(mpy_cross_command(compiler, spec.arch, src, out),
                                         capture_output=True, text=True, check=False)
@@ -94,7 +98,7 @@ def build(spec: BoardSpec, say: Callable[[str], None] = print) -> list[Artifact]
 
 
 # Board side: sha256 (hex) of each path, or None where there is no such file; the
-# previous manifest; and leftovers of an interrupted flash.
+# previous installed list; and leftovers of an interrupted flash.
 _HASHES = """
 import os, json, hashlib, binascii
 def _h(p):
@@ -116,7 +120,7 @@ def _ls(d):
         return []
 _old = []
 try:
-    with open({manifest!r}) as f:
+    with open({installed!r}) as f:
         _old = json.load(f)
 except (OSError, ValueError):
     pass
@@ -143,7 +147,7 @@ for _a, _b in {pairs!r}:
 
 
 def _board_hashes(repl: Repl, paths: list[str]) -> dict[str, object]:
-    code = _HASHES.format(manifest=MANIFEST, paths=paths, suffix=TMP_SUFFIX)
+    code = _HASHES.format(installed=INSTALLED_LIST, paths=paths, suffix=TMP_SUFFIX)
     return dict(repl.exec_json(code, timeout=120))
 
 
@@ -227,9 +231,9 @@ def flash(repl: Repl, spec: BoardSpec, artifacts: list[Artifact],
         repl.exec(_REMOVE.format(paths=twins + stale))
         result.removed = twins + stale
         say(f"flash: removed {', '.join(result.removed)}")
-    manifest = json.dumps(targets).encode()
-    repl.write_file(MANIFEST + TMP_SUFFIX, manifest)
-    repl.exec(_RENAME.format(pairs=[(MANIFEST + TMP_SUFFIX, MANIFEST)]))
+    installed = json.dumps(targets).encode()
+    repl.write_file(INSTALLED_LIST + TMP_SUFFIX, installed)
+    repl.exec(_RENAME.format(pairs=[(INSTALLED_LIST + TMP_SUFFIX, INSTALLED_LIST)]))
 
     final = dict(_board_hashes(repl, targets)["hashes"])  # type: ignore[call-overload]
     wrong = [a.dest for a in artifacts if final.get(a.dest) != a.sha256]
@@ -296,8 +300,10 @@ del _r
 
 
 def split_romfs(artifacts: list[Artifact]) -> tuple[list[Artifact], list[Artifact]]:
-    """(modules for the ROMFS image, files that stay on the file system: main.py)."""
-    modules = [a for a in artifacts if a.dest.startswith("/lib/") and a.dest.endswith(".mpy")]
+    """(modules and the manifest for the ROMFS image, files that stay on the file
+    system: main.py)."""
+    modules = [a for a in artifacts if a.dest.startswith("/lib/")
+               and (a.dest.endswith(".mpy") or a.dest == MANIFEST_DEST)]
     return modules, [a for a in artifacts if a not in modules]
 
 

@@ -15,10 +15,10 @@ import subprocess
 import threading
 from pathlib import Path
 
-from ..bench.device import romfs_loader
 from ..servers.process import LOOPBACK, stop_process
 from ..servers.tools import REPO_ROOT
 from .bridge import UartBridge
+from .qemu import romfs_loader
 from .repl import DeviceError
 
 DEFAULT_FIRMWARE = REPO_ROOT / ".toolchain" / "qemu-nanotoll" / "firmware.elf"
