@@ -41,14 +41,20 @@ def _address_bytes(address: str | bytes) -> bytes:
     return raw
 
 
+def _is_integer(value: object) -> bool:
+    """An int and not a bool: ``true`` is no channel id or amount, though Python's
+    ``True == 1``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_channel_id(channel_id: int) -> int:
-    if not isinstance(channel_id, int) or not 1 <= channel_id <= MAX_CHANNEL_ID:
+    if not _is_integer(channel_id) or not 1 <= channel_id <= MAX_CHANNEL_ID:
         raise ValueError(f"channel id must be in 1..{MAX_CHANNEL_ID}, got {channel_id!r}")
     return channel_id
 
 
 def check_amount(amount: int) -> int:
-    if not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+    if not _is_integer(amount) or not 1 <= amount <= MAX_AMOUNT:
         raise ValueError(f"cumulative amount must be in 1..{MAX_AMOUNT}, got {amount!r}")
     return amount
 

@@ -28,6 +28,7 @@ MAX_RESPONSE = 8192
 MAX_CATALOG = 2048
 MAX_PARAMS = 16
 MAX_REQUEST_ID = (1 << 32) - 1
+MAX_ERROR_MESSAGE = 200  # characters
 PRODUCT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 PARAM_KEY = re.compile(r"[a-z][a-z0-9_]{0,15}")
 
@@ -49,10 +50,15 @@ def _decode(data: bytes, limit: int) -> Any:
 def _array(value: Any, length: int, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise _fail(f"{what} must be an array")
-    if value and value[0] != PROTOCOL_VERSION and isinstance(value[0], int):
-        raise _fail(f"{what} version {value[0]}", ErrorCode.UNSUPPORTED_VERSION)
+    # Another integer is a version we do not speak; anything else (true too, which
+    # Python would compare equal to 1) is no version at all.
+    version = value[0] if value else None
+    if type(version) is int and version != PROTOCOL_VERSION:
+        raise _fail(f"{what} version {version}", ErrorCode.UNSUPPORTED_VERSION)
     if len(value) != length:
         raise _fail(f"{what} must have {length} elements, got {len(value)}")
+    if type(version) is not int:
+        raise _fail(f"{what} version must be the integer {PROTOCOL_VERSION}")
     return value
 
 
@@ -68,14 +74,18 @@ def _bytes(value: Any, length: int, what: str) -> bytes:
     return value
 
 
+_PARAM_SCALARS = (int, str, bytes)  # bool is an int
+
+
 def _check_params(params: Any) -> dict[str, Any]:
     if not isinstance(params, dict) or len(params) > MAX_PARAMS:
         raise _fail(f"params must be a map of at most {MAX_PARAMS} entries")
     for key, value in params.items():
         if not isinstance(key, str) or not PARAM_KEY.fullmatch(key):
             raise _fail(f"param key {key!r} is not [a-z][a-z0-9_]{{0,15}}")
-        if isinstance(value, dict):
-            raise _fail(f"param {key} must not be a map")
+        items = value if isinstance(value, list) else (value,)
+        if not all(isinstance(item, _PARAM_SCALARS) for item in items):
+            raise _fail(f"param {key} must be integers, text, bytes, booleans or an array of them")
     return params
 
 
@@ -289,7 +299,8 @@ def _encode_ok_response(request_id: int, data: bytes, receipt: Receipt) -> bytes
 
 
 def error_response(request_id: int, error: ProtocolError) -> Response:
-    return Response(request_id, error.code, message=error.message[:200], detail=error.detail)
+    return Response(request_id, error.code, message=error.message[:MAX_ERROR_MESSAGE],
+                    detail=error.detail)
 
 
 def decode_response(data: bytes) -> Response:
@@ -307,9 +318,25 @@ def decode_response(data: bytes) -> Response:
         if not isinstance(body[0], bytes):
             raise _fail("response data must be a byte string")
         return Response(request_id, error_code, data=body[0], receipt=_decode_receipt(body[1]))
-    if not isinstance(body[0], str):
-        raise _fail("error message must be text")
+    if not isinstance(body[0], str) or len(body[0]) > MAX_ERROR_MESSAGE:
+        raise _fail(f"error message must be text of at most {MAX_ERROR_MESSAGE} characters")
+    _check_detail(error_code, body[1])
     return Response(request_id, error_code, message=body[0], detail=body[1])
+
+
+def _check_detail(code: ErrorCode, detail: Any) -> None:
+    """§3.2: null, except STALE_VOUCHER's highest voucher (null when the gateway holds
+    none: its last accepted amount is then the channel's on-chain paid) and
+    PRICE_CHANGED's current catalog seq."""
+    if code == ErrorCode.STALE_VOUCHER and detail is not None:
+        try:
+            unpack(_bytes(detail, VOUCHER_LEN, "STALE_VOUCHER detail"))
+        except VoucherError as exc:
+            raise _fail(f"STALE_VOUCHER detail: {exc}") from exc
+    elif code == ErrorCode.PRICE_CHANGED:
+        _uint(detail, "PRICE_CHANGED detail")
+    elif code != ErrorCode.STALE_VOUCHER and detail is not None:
+        raise _fail(f"{code.name} carries no detail")
 
 
 @dataclass(frozen=True, slots=True)
