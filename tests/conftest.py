@@ -14,6 +14,7 @@ if str(ROOT / "gateway") not in sys.path:
     sys.path.insert(0, str(ROOT / "gateway"))
 
 from nanotoll.servers.mosquitto import Mosquitto  # noqa: E402
+from support.tools import require  # noqa: E402
 
 # Fixtures shared by several folders: PostgreSQL servers and ledgers.
 pytest_plugins = ["support.gateway_pg"]
@@ -22,5 +23,6 @@ pytest_plugins = ["support.gateway_pg"]
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A real mosquitto on a free loopback port, stopped after the test."""
+    require("mosquitto")
     with Mosquitto(workdir=tmp_path / "broker") as broker:
         yield broker

@@ -39,6 +39,7 @@ APT_PACKAGES=(
   pkg-config
   xz-utils
   debian-archive-keyring
+  strace
 )
 
 MPY_VERSION=1.25.0

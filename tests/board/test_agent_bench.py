@@ -3,15 +3,11 @@ figures themselves are a benchmark, not a pass/fail line here)."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-from nanotoll.device.sim import DEFAULT_FIRMWARE
+from support.tools import require
 
 
 def test_agent_bench_reports_instructions_and_heap() -> None:
-    if shutil.which("qemu-system-arm") is None or not DEFAULT_FIRMWARE.exists():
-        pytest.skip("qemu-system-arm or the board firmware is missing: run `make setup`")
+    require("qemu-board")
     from nanotoll.bench.agent import run_agent_bench
 
     figures = run_agent_bench(rounds=2, heap_step=4096)

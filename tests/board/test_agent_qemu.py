@@ -7,12 +7,10 @@ mqtt.py code path as TCP, through StreamLink), carried by the host's UART bridge
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 from nanotoll.bench.agent import AgentBoard, run_console, stage
-from nanotoll.bench.device import BoardError, qemu_firmware
 from nanotoll.device.bridge import UartBridge
 from support.agent_helpers import (
     CHAIN_ID,
@@ -23,18 +21,14 @@ from support.agent_helpers import (
     FakeGateway,
     addr_hex,
 )
+from support.tools import require
 
 PRICE = 1500
 
 
 @pytest.fixture
 def board_setup(mosquitto, tmp_path):
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm is not installed: run 'make setup'")
-    try:
-        qemu_firmware()
-    except BoardError as exc:
-        pytest.skip(str(exc))
+    require("qemu")
     config = {
         "key": DEVICE_KEY.hex(), "chain_id": CHAIN_ID, "escrow": "0x" + ESCROW.hex(),
         "channel": 1, "provider": "0x" + addr_hex(PROVIDER_KEY), "policy": POLICY,

@@ -8,7 +8,6 @@ main.py and the config are on its littlefs.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -16,33 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nanotoll.bench.device import ROMFS_ADDR, romfs_loader
 from nanotoll.device.boards import BOARDS
+from nanotoll.device.qemu import ROMFS_ADDR, romfs_loader
 from nanotoll.device.repl import DeviceError, Repl
 from support.agent_helpers import CHAIN_ID, DEVICE_KEY, ESCROW, POLICY, PROVIDER_KEY, addr_hex
+from support.tools import require
 
 ROMFS_HEADER = b"\xd2\xcd\x31"  # 0x80|'R', 0x80|'M', '1'
 SPEC = BOARDS["qemu_mps2"]
 
 
 def _need_board() -> None:
-    from nanotoll.device.sim import board_firmware
-
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm is not installed: run 'make setup'")
-    try:
-        board_firmware()
-    except DeviceError as exc:
-        pytest.skip(str(exc))
+    require("qemu-board")
 
 
 @pytest.fixture(scope="module")
 def artifacts() -> Any:
-    from nanotoll.bench.device import mpy_cross
     from nanotoll.device.flash import build
-
-    if mpy_cross() is None:
-        pytest.skip("mpy-cross is not installed: run 'make setup'")
+    require("mpy-cross")
     return build(SPEC, lambda message: None)
 
 

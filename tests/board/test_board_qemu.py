@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,17 +21,19 @@ from pathlib import Path
 import pytest
 from nanotoll.device.boards import ARCH_CODES, BOARDS
 from nanotoll.device.repl import BoardInfo, DeviceError
-from nanotoll.device.sim import DEFAULT_FIRMWARE
 from support import paths as _paths
+from support.tools import require
 
 ROOT = _paths.ROOT
-FIRMWARE = Path(os.environ.get("NANOTOLL_QEMU_BOARD_FIRMWARE") or DEFAULT_FIRMWARE)
 PRICE = 1500  # weather, gateway_toml's default catalog
 DEPOSIT = 2_000_000
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or not FIRMWARE.exists(),
-    reason="qemu-system-arm or the board firmware is missing: run `make setup`")
+needs_qemu = pytest.mark.usefixtures("qemu_board")
+
+
+@pytest.fixture
+def qemu_board() -> str:
+    return require("qemu-board")
 
 
 def nanotoll(*args: str, env: dict[str, str] | None = None,
@@ -161,8 +162,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if shutil.which("qemu-system-arm") is None or not FIRMWARE.exists():
-        pytest.skip("qemu-system-arm or the board firmware is missing: run `make setup`")
+    require("qemu-board")
     import contextlib
 
     from eth_account import Account

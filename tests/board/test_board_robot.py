@@ -5,24 +5,21 @@ cannot be installed on these machines; renode/README.md says how to run them the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support import paths as _paths
+from support.tools import require
 
 ROOT = _paths.ROOT
-FIRMWARE = Path(os.environ.get("NANOTOLL_QEMU_BOARD_FIRMWARE")
-                or ROOT / ".toolchain" / "qemu-nanotoll" / "firmware.elf")
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or not FIRMWARE.exists(),
-                    reason="qemu-system-arm or the board firmware is missing: run `make setup`")
 def test_robot_device_suites_on_qemu(tmp_path: Path) -> None:
-    pytest.importorskip("robot", reason="robotframework is not installed: run `make setup`")
+    require("qemu-board")
+    require("robotframework")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "gateway"), env.get("PYTHONPATH")) if p)

@@ -3,7 +3,7 @@
 The modules go to the board as .mpy for armv7m (as source where mpy-cross is
 missing) and every vector of tests/vectors/ is checked there by
 tests/mpy/vector_check.py, the same checks the unix-port test runs.
-qemu-system-arm comes with `make setup`, so this runs in CI; no skip.
+qemu-system-arm comes with `make setup`: under CI a missing part fails the test.
 """
 
 from __future__ import annotations
@@ -11,16 +11,24 @@ from __future__ import annotations
 import json
 
 import pytest
-from nanotoll.bench.device import VOUCHER_MODULES, QemuBoard, firmware_files
+from nanotoll.device.image import firmware_files
+from nanotoll.device.manifest import imported_names, read_manifest
+from nanotoll.device.qemu import QemuBoard
 from support.firmware_support import MPY_TESTS, VECTORS
+from support.tools import require
 
 
 @pytest.fixture(scope="module")
 def board():
-    files, _ = firmware_files(extra=[MPY_TESTS / "vector_check.py"])
+    require("qemu")
+    manifest = read_manifest()
+    checker = MPY_TESTS / "vector_check.py"
+    needed = imported_names(checker) & set(manifest.names("qemu_mps2"))
+    modules = manifest.with_imports(needed, "qemu_mps2")
+    files, _ = firmware_files(modules, extra=[checker])
     with QemuBoard(timeout=120) as qemu:
         qemu.soft_reset()
-        qemu.load(files, (*VOUCHER_MODULES, "vector_check"))
+        qemu.load(files, (*modules, "vector_check"))
         qemu.exec("import json, vector_check")
         yield qemu
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from support.agent_helpers import Device, micropython
+from support.tools import require
 
 PRICE = 1500  # weather in the gateway's default catalog
 
@@ -64,21 +65,17 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     micropython()
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto is not installed: run 'make setup'")
+    require("mosquitto")
+    require("anvil")
     from eth_account import Account
-    from nanotoll.servers.anvil import Anvil
     from nanotoll.chain.client import EscrowClient
+    from nanotoll.servers.anvil import Anvil
     from nanotoll.servers.gateway import GatewayProcess, gateway_toml
     from nanotoll.servers.mosquitto import Mosquitto
-    from nanotoll.servers.process import ServiceError
 
     workdir = tmp_path_factory.mktemp("agent-gateway")
     with contextlib.ExitStack() as stack:
-        try:
-            chain = stack.enter_context(Anvil(workdir=workdir / "anvil"))
-        except ServiceError as exc:
-            pytest.skip(f"anvil is not available: {exc}")
+        chain = stack.enter_context(Anvil(workdir=workdir / "anvil"))
         deployer, payer = chain.new_account(), chain.new_account()
         provider = Account.create()
         chain.set_balance(provider.address, 10 * 10**18)

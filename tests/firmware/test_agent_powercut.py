@@ -7,19 +7,15 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-from support.agent_helpers import micropython, mp_env
+from support.agent_helpers import mp_env
 from support.paths import MPY_TESTS
+from support.tools import require
 
 SCRIPT = MPY_TESTS / "agent_powercut_mp.py"
 
 
 def test_power_cut_at_every_flash_operation(tmp_path: Path) -> None:
-    binary = micropython()
-    probe = subprocess.run([binary, "-c", "import vfs; print(hasattr(vfs, 'VfsLfs2'))"],
-                           capture_output=True, text=True, timeout=30)
-    if probe.stdout.strip() != "True":
-        pytest.skip("this MicroPython build has no littlefs (vfs.VfsLfs2)")
+    binary = require("littlefs")
     done = subprocess.run([binary, str(SCRIPT)], cwd=tmp_path, env=mp_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
-import pytest
 from support.agent_helpers import micropython, mp_env
+from support.tools import require
 
 SCRIPT = """
 import sys, asyncio
@@ -39,9 +38,7 @@ def test_tcp_link_reports_nagle_off(tmp_path: Path) -> None:
 
 
 def test_tcp_link_sets_tcp_nodelay_on_its_socket(tmp_path: Path) -> None:
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("strace is not installed")
+    strace = require("strace")
     done = _run(tmp_path, [strace, "-f", "-e", "trace=setsockopt"])
     calls = [line for line in done.stderr.splitlines() if "TCP_NODELAY" in line]
     assert calls, done.stderr

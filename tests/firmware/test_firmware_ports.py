@@ -7,34 +7,27 @@ here rather than on a drone. The qemu and unix-port tests run the code itself.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from support.firmware_support import FIRMWARE, ROOT
+from nanotoll.device.manifest import read_manifest
+from support.tools import require
 
-MODULES = ["keccak", "_keccak_viper", "secp256k1", "_field_viper", "_field_plain",
-           "eip712", "cbor", "voucher"]  # fmt: skip
+MODULES = read_manifest().modules  # every board takes its modules from this list
 # armv6m: RP2040; armv7m: the emulated Cortex-M3 and STM32; xtensawin: ESP32;
 # x64: the unix port; rv32imc: ESP32-C3/C6
 ARCHES = ["armv6m", "armv7m", "xtensawin", "x64", "rv32imc"]
 
 
-def _mpy_cross() -> Path:
-    path = Path(os.environ.get("NANOTOLL_MPY_CROSS", ROOT / ".toolchain" / "bin" / "mpy-cross"))
-    if not path.exists():
-        pytest.fail(f"mpy-cross not found at {path}: run `make setup`")
-    return path
-
-
 @pytest.mark.parametrize("arch", ARCHES)
-def test_crypto_core_compiles_for(arch: str, tmp_path: Path) -> None:
-    for name in MODULES:
-        out = tmp_path / f"{name}.mpy"
+def test_firmware_compiles_for(arch: str, tmp_path: Path) -> None:
+    compiler = require("mpy-cross")
+    for module in MODULES:
+        out = tmp_path / f"{module.name}.mpy"
         result = subprocess.run(
-            [str(_mpy_cross()), f"-march={arch}", "-o", str(out), str(FIRMWARE / f"{name}.py")],
+            [compiler, f"-march={arch}", "-o", str(out), str(module.path)],
             capture_output=True, text=True,
         )  # fmt: skip
-        assert result.returncode == 0, f"{name} for {arch}: {result.stderr}"
+        assert result.returncode == 0, f"{module.name} for {arch}: {result.stderr}"
         assert out.stat().st_size > 0

@@ -1,6 +1,7 @@
 """Helpers for the device-agent tests: the firmware under the real MicroPython unix port.
 
-- ``micropython()``: the binary (env ``NANOTOLL_MICROPYTHON``, else ``.toolchain/bin/micropython``).
+- ``micropython()``: the binary (env ``NANOTOLL_MICROPYTHON``, else
+  ``.toolchain/bin/micropython``), through ``support.tools.require``.
 - ``FakeGateway``: nanotoll.bench.provider.ReferenceProvider, a provider on paho-mqtt and
   the CPython protocol reference with an in-memory ledger and fault-injection knobs.
 - ``Device``: writes a board config, policy and key to a folder and runs
@@ -15,7 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nanotoll.bench.provider import (  # noqa: F401 - re-exported for the tests
     CHAIN_ID,
     DEVICE_KEY,
@@ -29,16 +29,13 @@ from nanotoll.bench.provider import (  # noqa: F401 - re-exported for the tests
 from nanotoll.bench.provider import ReferenceProvider as FakeGateway  # noqa: F401
 
 from support import paths as _paths
+from support.tools import require
 
 ROOT = _paths.ROOT
 
 
 def micropython() -> str:
-    configured = os.environ.get("NANOTOLL_MICROPYTHON")
-    path = Path(configured) if configured else ROOT / ".toolchain" / "bin" / "micropython"
-    if not path.exists():
-        pytest.skip(f"MicroPython unix port not found at {path}: run 'make setup'")
-    return str(path)
+    return require("micropython")
 
 
 def mp_env() -> dict[str, str]:

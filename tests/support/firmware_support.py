@@ -1,8 +1,8 @@
 """Running the firmware under the real MicroPython unix port from pytest.
 
 The binary is $NANOTOLL_MICROPYTHON, else .toolchain/bin/micropython (built by
-`make setup`); a missing binary fails the test with that hint instead of
-skipping it, so CI never passes without having run the firmware.
+`make setup`); a missing binary fails the test under CI (support.tools.require), so CI
+never passes without having run the firmware.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from support import paths as _paths
+from support.tools import require
 
 ROOT = _paths.ROOT
 FIRMWARE = ROOT / "firmware"
@@ -22,10 +21,7 @@ VECTORS = _paths.VECTORS_DIR
 
 
 def micropython_binary() -> Path:
-    path = Path(os.environ.get("NANOTOLL_MICROPYTHON", ROOT / ".toolchain" / "bin" / "micropython"))
-    if not path.exists():
-        pytest.fail(f"MicroPython unix port not found at {path}: run `make setup`")
-    return path
+    return Path(require("micropython"))
 
 
 def run_micropython(

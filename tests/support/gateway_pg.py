@@ -15,11 +15,14 @@ import pytest
 from nanotoll.ledger import Ledger, open_ledger
 from nanotoll.servers.postgres import PostgresServer
 
+from support.tools import require
+
 _databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    require("postgresql")
     # fsync off: these tests cut no power under the server, and a shutdown checkpoint over
     # many test databases would cost seconds of syncs.
     with PostgresServer(workdir=tmp_path_factory.mktemp("postgres"), fsync=False) as server:

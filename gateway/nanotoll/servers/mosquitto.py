@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .process import LOOPBACK, ManagedProcess, ServiceError, free_port, port_in_use, wait_for_port
-from .tools import find_tool
+from .tools import mosquitto_binary
 
 
 class Mosquitto(ManagedProcess):
@@ -17,7 +17,7 @@ class Mosquitto(ManagedProcess):
         super().__init__(workdir)
         self.host = LOOPBACK
         self.port = port or free_port()
-        self.binary = find_tool("mosquitto", "NANOTOLL_MOSQUITTO", Path("/usr/sbin/mosquitto"))
+        self.binary = mosquitto_binary()
 
     def start(self) -> None:
         if port_in_use(self.port):

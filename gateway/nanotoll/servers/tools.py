@@ -29,6 +29,10 @@ def find_tool(name: str, env_var: str, *candidates: Path) -> str:
     raise ServiceError(f"{name} not found: run 'make setup' (or set {env_var})")
 
 
+def mosquitto_binary() -> str:
+    return find_tool("mosquitto", "NANOTOLL_MOSQUITTO", Path("/usr/sbin/mosquitto"))
+
+
 def micropython_binary() -> str:
     """The MicroPython unix port that make setup built from Debian's source package."""
     return find_tool("micropython", "NANOTOLL_MICROPYTHON",
