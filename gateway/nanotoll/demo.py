@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from eth_account import Account
 
+from .protocol.topics import catalog_topic
 from .servers.mosquitto import Mosquitto
 from .servers.process import (
     LOOPBACK,
@@ -117,7 +118,7 @@ def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = lambda *_: seen.set()
     client.connect(broker.host, broker.port)
-    client.subscribe(f"nt/1/{provider[2:].lower()}/catalog", qos=1)
+    client.subscribe(catalog_topic(provider[2:].lower()), qos=1)
     client.loop_start()
     try:
         deadline = time.monotonic() + timeout

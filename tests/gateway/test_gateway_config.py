@@ -65,6 +65,8 @@ def test_a_good_file_loads_with_defaults_and_relative_paths(tmp_path: Path) -> N
     (("price = 1500", "price = 0"), "[catalog.products #1] price: must be in 1.."),
     (("url = \"sqlite", "url = \"mysql"), "[ledger] url: ledger url must start"),
     (("[chain]", "[chains]"), "[chains]: unknown table"),
+    (("port = 18830", "port = 18830\nworkers = 4"),
+     "[mqtt] workers: was removed; the gateway runs its requests in one thread; delete the line"),
 ])
 def test_errors_name_the_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as info:

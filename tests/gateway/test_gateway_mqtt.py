@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nanotoll.gateway.channels import ChannelState, MemoryChannels
-from nanotoll.ledger.sqlite import SQLiteLedger
+from nanotoll.chain.channels import ChannelState, MemoryChannels
 from nanotoll.gateway.service import GatewayService
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_catalog, decode_response
 from nanotoll.protocol.signing import address_of
+from nanotoll.protocol.topics import catalog_topic
 from nanotoll.servers.mosquitto import Mosquitto
 from support.gateway_support import (
     DEVICE_KEY,
@@ -37,7 +38,7 @@ def test_catalog_retained_and_purchases_answered(tmp_path: Path, mosquitto: Mosq
     provider_hex = hex_address(PROVIDER_KEY)
     try:
         with GatewayService(config, PROVIDER_KEY, ledger, channels()):
-            peer = MqttPeer(mosquitto.port, (device.response_topic, f"nt/1/{provider_hex}/catalog"))
+            peer = MqttPeer(mosquitto.port, (device.response_topic, catalog_topic(provider_hex)))
             topic, payload, retained = peer.next()
             assert topic.endswith("/catalog") and retained
             catalog = decode_catalog(payload)
@@ -51,8 +52,8 @@ def test_catalog_retained_and_purchases_answered(tmp_path: Path, mosquitto: Mosq
                 topic, payload, _ = peer.next()
                 assert topic == device.response_topic
                 codes.append(decode_response(payload).code)
-            # Concurrent workers may answer a later voucher first; an earlier one then is
-            # stale (the device sends one request at a time, so this is the pipelined worst case).
+            # Sent without waiting (a device sends one request at a time, so this is the
+            # pipelined worst case): were a later voucher answered first, an earlier one is stale.
             assert codes.count(ErrorCode.OK) >= 1
             assert set(codes) <= {ErrorCode.OK, ErrorCode.STALE_VOUCHER}
             peer.close()
@@ -115,7 +116,7 @@ def test_catalog_is_renewed_before_it_expires_and_the_old_one_honoured_until_the
             second = service.catalog
             assert (second.seq, second.valid_from, second.valid_until) == \
                 (4, 1_800_000_900, 1_800_001_900)
-            peer = MqttPeer(mosquitto.port, (f"nt/1/{provider_hex}/catalog",))
+            peer = MqttPeer(mosquitto.port, (catalog_topic(provider_hex),))
             _, payload, retained = peer.next()
             assert retained and decode_catalog(payload).seq == 4
             peer.close()
@@ -146,7 +147,7 @@ def test_gateway_reconnects_after_the_broker_restarts(tmp_path: Path,
             mosquitto.restart()
             # The gateway reconnects within its backoff: it publishes its catalog again
             # (a live message, not the retained copy), then serves.
-            catalog = f"nt/1/{hex_address(PROVIDER_KEY)}/catalog"
+            catalog = catalog_topic(hex_address(PROVIDER_KEY))
             peer = MqttPeer(mosquitto.port, (device.response_topic, catalog))
             while True:
                 topic, _, retained = peer.next(timeout=20)

@@ -1,4 +1,4 @@
-"""The verify pipeline, rule by rule (docs/protocol.md §4.4), on a real SQLite ledger.
+"""The request pipeline, rule by rule (docs/protocol.md §4.4), on a real SQLite ledger.
 
 Channel state comes from an in-memory reader here: these tests are about rule logic. The
 same pipeline runs against anvil and mosquitto in test_gateway_e2e.py.
@@ -11,16 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nanotoll.chain.channels import ChannelCache, ChannelState, MemoryChannels
 from nanotoll.gateway.catalog import build_catalog
-from nanotoll.gateway.channels import ChannelCache, ChannelState, MemoryChannels
-from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.gateway.pipeline import Pipeline
-from nanotoll.gateway.providers import ProviderContext, build_providers, verify_grant
-from nanotoll.gateway.verify import Verifier
+from nanotoll.gateway.rules import Rules
+from nanotoll.gateway.serve import ProviderContext, build_providers, verify_grant
+from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol import cbor
 from nanotoll.protocol.errors import ErrorCode
-from nanotoll.protocol.messages import decode_response
+from nanotoll.protocol.messages import decode_response, peek_request_id
 from nanotoll.protocol.signing import HALF_N, SECP256K1_N, address_of
+from nanotoll.protocol.topics import response_topic
 from nanotoll.protocol.voucher import pack
 from support.gateway_support import (
     DEVICE_KEY,
@@ -51,9 +52,9 @@ class Rig:
         catalog = build_catalog(self.config.catalog, PROVIDER_KEY, separator, NOW)
         providers = build_providers(self.config.catalog.products,
                                     ProviderContext(PROVIDER_KEY, separator))
-        self.verifier = Verifier(hex_address(PROVIDER_KEY), separator, catalog, providers,
-                                 ChannelCache(self.channels), 3600)
-        self.pipeline = Pipeline(self.verifier, self.ledger, PROVIDER_KEY)
+        self.rules = Rules(hex_address(PROVIDER_KEY), separator, catalog, providers,
+                           ChannelCache(self.channels), 3600)
+        self.pipeline = Pipeline(self.rules, self.ledger, PROVIDER_KEY)
 
     def send(self, device: Device, payload: bytes, topic: str | None = None):  # noqa: ANN201
         outcome = self.pipeline.handle(topic or device.topic, payload)
@@ -215,30 +216,19 @@ def test_wrong_topic_is_answered_only_on_a_plausible_device_level(rig: Rig, segm
     outcome = rig.pipeline.handle(topic, device.request())
     assert outcome.code == ErrorCode.WRONG_TOPIC and outcome.increment == 0
     if answered:
-        assert outcome.topic == f"nt/1/{hex_address(PROVIDER_KEY)}/resp/{segment}"
+        assert outcome.topic == response_topic(hex_address(PROVIDER_KEY), segment)
     else:
         assert outcome.topic == ""  # logged and acknowledged, published nowhere
     assert rig.ledger.totals()["purchases"] == 0
 
 
 def test_request_id_is_read_from_the_first_bytes() -> None:
-    from nanotoll.gateway.verify import request_id_of
-
     device = Device(1)
-    good = device.request()
-    assert request_id_of(good) == 1
-    fields = cbor.loads(good)
+    fields = cbor.loads(device.request())
     for request_id in (0, 23, 24, 255, 256, 65_535, 65_536, (1 << 32) - 1):
         encoded = cbor.dumps([1, request_id, *fields[2:]])
-        assert request_id_of(encoded) == request_id
-        assert request_id_of(encoded[:12] + b"\xff" * 600) == request_id  # junk after it
-    assert request_id_of(b"") == 0
-    assert request_id_of(b"\x87") == 0  # truncated
-    assert request_id_of(b"\x87\x01\x19\x01") == 0  # truncated two-byte id
-    assert request_id_of(b"\x87\x01\x18\x05") == 0  # non-canonical head: not trusted
-    assert request_id_of(b"\x87\x01\x1b" + bytes(8)) == 0  # 64-bit: above the id range
-    assert request_id_of(b"\xa1\x01\x02") == 0  # a map
-    assert request_id_of(b"\x87\x61\x61\x01") == 0  # version is not an integer
+        assert peek_request_id(encoded) == request_id
+        assert peek_request_id(encoded[:12] + b"\xff" * 600) == request_id  # junk after it
 
 
 def test_navigation_and_route_grant_verifiable_by_anyone(rig: Rig) -> None:
@@ -264,7 +254,7 @@ def test_navigation_and_route_grant_verifiable_by_anyone(rig: Rig) -> None:
 
 
 def test_weather_is_deterministic(rig: Rig) -> None:
-    provider = rig.verifier.providers["weather"]
+    provider = rig.rules.providers["weather"]
     params = {"lat": 48_000_000, "lon": 11_000_000, "alt": 500, "t": NOW}
     assert provider.serve(params, NOW, b"\x01" * 20) == provider.serve(params, NOW, b"\x02" * 20)
 

@@ -14,6 +14,7 @@ from nanotoll.gateway.config import GatewayConfig, parse_config
 from nanotoll.protocol.eip712 import domain_separator
 from nanotoll.protocol.messages import Request
 from nanotoll.protocol.signing import address_of
+from nanotoll.protocol.topics import request_topic, response_topic
 from nanotoll.protocol.voucher import sign
 from nanotoll.servers.anvil import Anvil
 
@@ -34,7 +35,7 @@ def config_document(mqtt_port: int = 1883, ledger: str = "sqlite:///ledger.db",
                     rpc_url: str = "http://127.0.0.1:8545", escrow: str = ESCROW,
                     **sections: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "workers": 8},
+        "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
         "provider": {"key_env": "NANOTOLL_PROVIDER_KEY"},
         "chain": {"rpc_url": rpc_url, "escrow": escrow, "chain_id": CHAIN_ID,
                   "confirmations": 1, "poll_interval": 0.05},
@@ -84,11 +85,11 @@ class Device:
 
     @property
     def topic(self) -> str:
-        return f"nt/1/{hex_address(self.provider_key)}/req/{hex_address(self.key)}"
+        return request_topic(hex_address(self.provider_key), hex_address(self.key))
 
     @property
     def response_topic(self) -> str:
-        return f"nt/1/{hex_address(self.provider_key)}/resp/{hex_address(self.key)}"
+        return response_topic(hex_address(self.provider_key), hex_address(self.key))
 
     def request(self, product: str = "weather", params: dict[str, Any] | None = None,
                 price: int = 1500, seq: int = 3, pay: int | None = None,

@@ -11,61 +11,31 @@ channels: first closed-loop at full speed (each device keeps one request in flig
 real device does) for throughput and p50/p99; then open-loop at half that rate for the
 latency a provider sees when not saturated.
 
-Besides the issue's figures it prints CPU microseconds per answered request of each
+Besides rates and latencies it reports the CPU microseconds per answered request of each
 process in the closed loop (``gateway_cpu_us``, ``echo_cpu_us``, ``broker_cpu_us``,
-``load_cpu_us``): on a shared 2-core machine the rates swing with whatever else runs,
-the CPU cost per request much less, and it says what bounds the ratio. Measured here
-(2 cores, shared): the echo spends 85-100 µs a request, all of it paho (PUBLISH in,
-PUBACK out, PUBLISH out, PUBACK in); the broker 46-55 µs, the load generator 112-135 µs.
-The gateway spends 236-275 µs (it was 360-410 µs with three threads handing batches
-on): the same paho work in one thread, plus a signature recovery and a receipt
-signature (~72 µs of libsecp256k1 and coincurve), the durable SQLite write (~20 µs a
-purchase at the ~16 a commit this load makes; each fsync'd commit costs ~75 µs),
-decode, the weather provider, hashing (~25 µs together) and the pipeline's bookkeeping.
-It reaches 3,500-4,050 purchases/s against the echo's 6,900-7,700/s: ratio 0.48-0.56.
+``load_cpu_us``): on a shared machine the rates swing with whatever else runs, the CPU
+cost per request much less, and it says what bounds the ratio of the two rates. The
+gateway is one Python thread, so its CPU per purchase bounds its rate at
+1 s / ``gateway_cpu_us``; the echo's cost is nearly all paho's.
 
-Why not 0.8 on two cores: 0.8 × 7,400/s is 5,900/s. The gateway is one Python thread
-(the GIL), so that needs at most 1 s / 5,900 = 170 µs a purchase, and the machine's two
-cores, which also run the broker and this load generator (~165 µs a request), need
-gateway + 165 µs ≤ 2 s / 5,900 = 340 µs: again ~170 µs. paho (~90 µs) and the two
-curve operations (~65 µs in C) alone take 155 µs of it. With ~250 µs the bound is
-1 s / 250 µs = 4,000/s, a ratio of ~0.54, which is what it measures.
-
-Scale-out: ``nanotoll bench gateway --json --gateways N`` (1-16, default 1) runs N
-``nanotoll gateway run`` processes on the one shared subscription, each with its own
-stable client_id (``bench-gateway-<i>``), all on one SQLite ledger file: WAL, each
-process's group commit takes the file's write lock in turn (``BEGIN IMMEDIATE``, waiting
-in SQLite's busy handler) and the compare-and-set runs inside it, so no increment is
-accepted twice (``tests/test_gateway_process.py`` runs two processes on one file). The
-echo side then runs N echo processes too: the baseline is what the broker and this load
-generator do with N responders, since with one the gateways would be held against one
-process's GIL instead of the broker's floor. ``gateways`` in the JSON is N;
-``gateway_cpu_us`` and ``echo_cpu_us`` are summed over the N processes (CPU per answered
-request, so what scale-out costs shows as a larger figure). Before the measurement a 1 s
-closed loop warms every process's channel cache.
+Scale-out: ``--gateways N`` (1-16, default 1) runs N ``nanotoll gateway run`` processes
+on the one shared subscription, each with its own stable client_id
+(``bench-gateway-<i>``), all on one SQLite ledger file: WAL, each process's group commit
+takes the file's write lock in turn (``BEGIN IMMEDIATE``, waiting in SQLite's busy
+handler) and the compare-and-set runs inside it, so no increment is accepted twice
+(tests/gateway/test_gateway_process.py runs two processes on one file). The echo side
+then runs N echo processes too: the baseline is what the broker and this load generator
+do with N responders. ``gateways`` in the JSON is N; ``gateway_cpu_us`` and
+``echo_cpu_us`` are summed over the N processes (CPU per answered request, so what
+scale-out costs shows as a larger figure). Before the measurement a 1 s closed loop
+warms every process's channel cache.
 
 To measure scale-out, run N = 1, 2, 4, ... on a machine with at least N + 2 cores and
 compare ``purchases_per_s`` and ``gateway_cpu_us`` with N = 1: it scales while the rate
-grows about N-fold and the CPU per purchase stays near N = 1's. The broker and the load
-generator take ~165 µs of CPU a request between them, and the load generator is one
-Python process (~115 µs a request), so it tops out near 8,000-9,000 requests/s: once
-``load_cpu_us`` × ``purchases_per_s`` nears 1,000,000 µs/s both sides measure the load
-generator, and a ratio near 1 then only says the gateways keep up with it.
-
-Measured here with N = 1 and N = 2 (2 cores, shared with another engineer's QEMU runs;
-three runs each, alternating):
-
-    N=1: 3,570-3,890 purchases/s at 242-259 µs a purchase; echo 5,900-7,600/s
-         at 87-101 µs; ratio 0.51-0.63.
-    N=2: 1,660-2,610 purchases/s at 382-401 µs a purchase (both processes); echo
-         (two processes) 4,660-6,290/s at 109-127 µs; ratio 0.31-0.47.
-
-N = 2 does not help on two cores, it costs: two gateways, the broker and the load
-generator share the two cores, and each purchase takes ~1.55 times the CPU. strace of
-one of the two gateways over 2 s: ~18 page reads (pread64) per commit against ~1.6 with
-one process (SQLite reads again the pages the other process wrote since its last
-transaction), and 52 sleeps of 1-5 ms (92 ms, ~5% of the time) in the busy handler
-waiting for the other's write lock; with one process, none.
+grows about N-fold and the CPU per purchase stays near N = 1's. The load generator is
+one Python process: once ``load_cpu_us`` x ``purchases_per_s`` nears 1,000,000 µs/s both
+sides measure the load generator, and a ratio near 1 then only says the gateways keep up
+with it. docs/benchmarks.md holds the figures measured so far.
 """
 
 from __future__ import annotations
@@ -237,13 +207,13 @@ def run_echo(port: int, provider_hex: str) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    from ..gateway.ingress import shared_subscription
+    from ..protocol.topics import response_topic, shared_subscription
 
     answer = bytes(200)
 
     def on_message(client: Any, userdata: Any, message: Any) -> None:
         device = message.topic.rsplit("/", 1)[-1]
-        client.publish(f"nt/1/{provider_hex}/resp/{device}", answer, qos=1)
+        client.publish(response_topic(provider_hex, device), answer, qos=1)
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-echo-{os.getpid()}",
                          protocol=MQTTProtocolVersion.MQTTv5)
@@ -312,6 +282,7 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
     from ..protocol.eip712 import domain_separator
     from ..protocol.messages import Request
     from ..protocol.signing import address_of
+    from ..protocol.topics import request_topic, response_topic
     from ..protocol.voucher import sign
     from ..servers.anvil import Anvil
     from ..servers.gateway import GatewayProcess, gateway_toml
@@ -362,8 +333,8 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
                 requests = [Request(i + 1, "weather", params, PRICE, 1,
                                     sign(key, separator, channel_id, (i + 1) * PRICE)).encode()
                             for i in range(per_device)]
-                devices.append(_Device(f"nt/1/{provider_hex}/req/{device_hex}",
-                                       f"nt/1/{provider_hex}/resp/{device_hex}", requests))
+                devices.append(_Device(request_topic(provider_hex, device_hex),
+                                       response_topic(provider_hex, device_hex), requests))
 
             load = _Load(broker.port, devices)
             try:

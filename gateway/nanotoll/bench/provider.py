@@ -27,6 +27,7 @@ from ..protocol.messages import (
     sign_receipt,
 )
 from ..protocol.signing import address_of
+from ..protocol.topics import catalog_topic, request_filter, response_topic
 
 CHAIN_ID = 31337
 ESCROW = bytes.fromhex("95c62b7bca32875bad1194eb8c6a158277366fd9")
@@ -104,7 +105,7 @@ class ReferenceProvider:
         self._client.disconnect()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(f"nt/1/{self.prov_hex}/req/+", qos=1)
+        client.subscribe(request_filter(self.prov_hex), qos=1)
         self._connected.set()
 
     def catalog_bytes(self, seq: int | None = None, key: bytes = PROVIDER_KEY) -> bytes:
@@ -114,7 +115,7 @@ class ReferenceProvider:
         return catalog.encode()
 
     def publish_catalog(self, raw: bytes | None = None) -> None:
-        info = self._client.publish(f"nt/1/{self.prov_hex}/catalog", raw or self.catalog_bytes(),
+        info = self._client.publish(catalog_topic(self.prov_hex), raw or self.catalog_bytes(),
                                     qos=1, retain=True)
         info.wait_for_publish(5)
 
@@ -135,7 +136,7 @@ class ReferenceProvider:
                 return
             response = self.handle(msg.payload, device)
         if response is not None:
-            client.publish(f"nt/1/{self.prov_hex}/resp/{device}", response, qos=1)
+            client.publish(response_topic(self.prov_hex, device), response, qos=1)
 
     def handle(self, raw: bytes, device: str) -> bytes | None:
         request_id = 0
@@ -155,7 +156,7 @@ class ReferenceProvider:
                 raise ProtocolError(ErrorCode.UNKNOWN_PRODUCT, req.product)
             if req.price != price or req.catalog_seq != self.seq:
                 if self.publish_on_price_changed:
-                    self._client.publish(f"nt/1/{self.prov_hex}/catalog", self.catalog_bytes(),
+                    self._client.publish(catalog_topic(self.prov_hex), self.catalog_bytes(),
                                          qos=1, retain=True)
                 raise ProtocolError(ErrorCode.PRICE_CHANGED, "catalog changed", self.seq)
             v = req.voucher

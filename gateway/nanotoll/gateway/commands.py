@@ -9,11 +9,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .config import ConfigError, GatewayConfig
+from ..chain.errors import ChainError
+from ..chain.node import EscrowChain
+from ..chain.settle import SettlementSummary, Settler
 from ..ledger import open_ledger
+from .config import ConfigError, GatewayConfig
 from .logs import setup_logging
-from .onchain import EscrowChain
-from .settle import ChainError, SettlementSummary, Settler
 
 
 def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
@@ -28,7 +29,7 @@ def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
 def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
                 stop: threading.Event | None = None) -> None:
     """Serve until SIGINT or SIGTERM (or ``stop`` is set), then shut down cleanly."""
-    from .providers import UnknownProviderKind
+    from .serve import UnknownProviderKind
     from .service import GatewayService
 
     setup_logging(config.log_level)

@@ -63,7 +63,6 @@ class MqttConfig:
     port: int = 1883
     client_id: str = ""  # empty: a random id per process
     keepalive: int = 30
-    workers: int = 1  # accepted for older configs; the ingress runs in one thread
     inflight: int = 256  # requests the broker may have outstanding with us (MQTT v5
     # Receive Maximum), and responses we may have unacknowledged
 
@@ -234,6 +233,11 @@ class _Section:
             raise self.error(key, f"must be non-empty text, got {value!r}")
         return value
 
+    def removed(self, key: str, advice: str) -> None:
+        """Refuse a key that an older version read: say so, and what to do instead."""
+        if key in self.table:
+            raise self.error(key, f"was removed; {advice}")
+
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
@@ -290,12 +294,12 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
             raise ConfigError(f"{source}: [{key}]: unknown table (known: {sorted(known)})")
 
     s = _section(source, document, "mqtt")
+    s.removed("workers", "the gateway runs its requests in one thread; delete the line")
     mqtt = MqttConfig(
         host=s.text("host", "127.0.0.1"),
         port=s.integer("port", 1883, 1, 65535),
         client_id=s.text("client_id", ""),
         keepalive=s.integer("keepalive", 30, 5, 3600),
-        workers=s.integer("workers", 1, 1, 256),
         inflight=s.integer("inflight", 256, 16, 65535),
     )
     s.finish()

@@ -2,18 +2,17 @@
 
 One thread does it all, as the broker-only echo of the benchmark does: it runs paho's
 network loop itself (as an external event loop, never ``loop_start``), and after each
-read the requests that came in are one batch for the pipeline: rules, serve and sign,
-errors and replays published at once, the accepted ones stored in one durable write
-(:meth:`Pipeline.commit`), then their responses published. While it reads, whatever
-else is already waiting on the socket joins the batch, so batches grow with the load
-and one fsync covers many purchases. Acknowledgements go out in the same thread: a
-request is PUBACKed once the broker has PUBACKed its response (``on_publish``).
+read the requests that came in are one batch for :meth:`Pipeline.run`: errors and
+replays are published at once, the accepted ones once the batch's durable write is done.
+While it reads, whatever else is already waiting on the socket joins the batch, so
+batches grow with the load and one fsync covers many purchases. Acknowledgements go out
+in the same thread: a request is PUBACKed once the broker has PUBACKed its response
+(``on_publish``).
 
-Earlier cuts ran sixteen blocking workers, then a verify and a commit thread beside
-paho's own network thread; every hand-off (waking a thread, passing the GIL, paho's
-cross-thread publish) cost more CPU than the overlap it bought. Nothing acknowledged
+One thread, because every hand-off between threads (waking one, passing the GIL, paho's
+cross-thread publish) costs more CPU than the overlap it buys. Nothing acknowledged
 depends on memory: a request is PUBACKed only after its response was PUBACKed by the
-broker, and that response is published only after its voucher was committed. A gateway
+broker, and that response is published only after its voucher was recorded. A gateway
 that dies at any point leaves the request unacknowledged in its persistent session; the
 broker delivers it again and the ledger's stored response answers it, uncharged.
 """
@@ -27,7 +26,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,7 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .logs import event
+from ..logevent import event
+from ..protocol.topics import catalog_topic, shared_subscription
 from .pipeline import Job, Outcome, Pipeline
 
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (and unacked requests)
@@ -43,14 +42,6 @@ SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (and unacked 
 
 class IngressError(RuntimeError):
     pass
-
-
-def shared_subscription(provider_hex: str) -> str:
-    return f"$share/nanotoll-{provider_hex}/nt/1/{provider_hex}/req/+"
-
-
-def catalog_topic(provider_hex: str) -> str:
-    return f"nt/1/{provider_hex}/catalog"
 
 
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -251,7 +242,8 @@ class Ingress:
                     ) -> None:
         if not self._stopping.is_set():  # else left unacknowledged: delivered again
             self._batch.append(Job(message.topic, bytes(message.payload),
-                                   (message.mid, message.qos, self._generation)))
+                                   (message.mid, message.qos, self._generation),
+                                   self._respond))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -274,42 +266,33 @@ class Ingress:
     # ------------------------------------------------------------- batch --
 
     def _run(self, jobs: list[Job]) -> None:
-        """Both pipeline stages on the batch; jobs sent back (a channel came free, a
-        compare-and-set lost to another gateway) run again at once."""
         self._batch = []
-        while jobs:
-            try:
-                finished, pending, again = self._pipeline.prepare(jobs)
-                self._publish(finished)
-                if pending:
-                    finished, retry = self._pipeline.commit(pending)
-                    self._publish(finished)
-                    again.extend(retry)
-            except Exception:  # never lose the loop to one batch
-                self._log.exception("a batch failed; left unacknowledged")
-                return
-            jobs = again
+        try:
+            self._pipeline.run(jobs)
+        except Exception:  # never lose the loop to one batch
+            self._log.exception("a batch failed; left unacknowledged")
 
-    def _publish(self, finished: Sequence[tuple[Job, Outcome]]) -> None:
-        for job, outcome in finished:
-            if not outcome.topic:  # nowhere to answer: acknowledge, it was logged
-                if job.token is not None:
-                    self._ack(job.token)
-                continue
-            info = self._client.publish(outcome.topic, outcome.response, qos=1)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # Not connected: the request stays unacknowledged and comes back.
-                event(self._log, "response_not_published", logging.WARNING,
-                      topic=outcome.topic, error=mqtt.error_string(info.rc))
-                continue
-            if job.token is None:
-                continue
-            with self._acks_lock:
-                if info.mid in self._early:  # the broker was quicker than this thread
-                    self._early.discard(info.mid)
-                    early = True
-                else:
-                    self._acks[info.mid] = job.token
-                    early = False
-            if early:
+    def _respond(self, job: Job, outcome: Outcome) -> None:
+        """Publish a job's response; its request is acknowledged once the broker has
+        acknowledged the response."""
+        if not outcome.topic:  # nowhere to answer: acknowledge, it was logged
+            if job.token is not None:
                 self._ack(job.token)
+            return
+        info = self._client.publish(outcome.topic, outcome.response, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Not connected: the request stays unacknowledged and comes back.
+            event(self._log, "response_not_published", logging.WARNING,
+                  topic=outcome.topic, error=mqtt.error_string(info.rc))
+            return
+        if job.token is None:
+            return
+        with self._acks_lock:
+            if info.mid in self._early:  # the broker was quicker than this thread
+                self._early.discard(info.mid)
+                early = True
+            else:
+                self._acks[info.mid] = job.token
+                early = False
+        if early:
+            self._ack(job.token)

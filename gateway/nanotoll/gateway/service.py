@@ -1,5 +1,5 @@
-"""The gateway process: ledger, channel cache, event follower, verifier, providers,
-ingress, settler.
+"""The gateway process: ledger, channel cache, event follower, rules, providers,
+pipeline, ingress, settler.
 
 :class:`GatewayService` wires the parts from a config and explicit dependencies (a
 :class:`~.channels.ChannelReader`, a :class:`~.settle.RedeemChain`, a
@@ -16,20 +16,20 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from ..chain.channels import ChannelCache, ChannelReader
+from ..chain.events import EventFollower, LogSource
+from ..chain.settle import RedeemChain, Settler
+from ..ledger import Ledger
+from ..logevent import event
 from ..protocol.eip712 import domain_separator
 from ..protocol.signing import address_of
 from .catalog import build_catalog, overlap_of
-from .channels import ChannelCache, ChannelReader
 from .config import GatewayConfig
-from .events import EventFollower, LogSource
 from .ingress import Ingress
-from ..ledger import Ledger
-from .logs import event
 from .metrics import Metrics, MetricsServer
 from .pipeline import Pipeline
-from .providers import ProviderContext, build_providers
-from .settle import RedeemChain, Settler
-from .verify import Verifier
+from .rules import Rules
+from .serve import ProviderContext, build_providers
 
 CHANNEL_MAX_AGE = 30.0  # seconds a cached channel is served before it is read again
 CHANNEL_MAX_AGE_FOLLOWED = 600.0  # ... when the event follower keeps it fresh
@@ -39,8 +39,8 @@ def channel_max_age(config: GatewayConfig, following: bool) -> float:
     """How long a cached channel is served before the cache reads it again.
 
     With the event follower on, the re-read is only a safety net: every change to a
-    channel is an event it applies. At 30 s the re-reads cost about 0.2 of a core per
-    1,000 channels (web3 calls in the gateway process). It stays under half the expiry
+    channel is an event it applies, and each re-read is a web3 call made in the gateway
+    process (docs/benchmarks.md has what they cost). It stays under half the expiry
     margin: a channel can only be reclaimed after its expiry, and the rules refuse a
     channel within the margin of it, so a missed reclaim event can't be served.
     """
@@ -73,14 +73,14 @@ class GatewayService:
         # Without a log source (unit tests, benches) the cache's bounded age alone applies.
         self.follower = (EventFollower(events, self.channels, config.events, self._log)
                          if events is not None and following else None)
-        self.verifier = Verifier(self.provider_hex, self.separator, self.catalog, providers,
-                                 self.channels, config.expiry_margin)
+        self.rules = Rules(self.provider_hex, self.separator, self.catalog, providers,
+                           self.channels, config.expiry_margin)
         self.metrics = Metrics()
         # From the channels with something unredeemed only: totals() reads every voucher
         # ever accepted, which on a busy ledger would hold the GIL for a whole scrape.
         self.metrics.gauges["nanotoll_unredeemed_units"] = \
             lambda: sum(record.unredeemed for record in ledger.unredeemed())
-        self.pipeline = Pipeline(self.verifier, ledger, secret, self.metrics, clock, self._log)
+        self.pipeline = Pipeline(self.rules, ledger, secret, self.metrics, clock, self._log)
         self.settler = (Settler(ledger, chain, config.settlement, config.chain.confirmations,
                                 config.chain.receipt_timeout, clock)
                         if chain is not None else None)
@@ -105,7 +105,7 @@ class GatewayService:
                               int(self._clock()), self._catalog_anchor)
         if fresh.seq == self.catalog.seq:
             return False
-        self.verifier.set_catalog(fresh)
+        self.rules.set_catalog(fresh)
         self.catalog = fresh
         self.ingress.publish_catalog(fresh.encode())
         event(self._log, "catalog_published", seq=fresh.seq, valid_from=fresh.valid_from,

@@ -15,12 +15,12 @@ import re
 
 from ...protocol import cbor
 from ...protocol.eip712 import typed_digest
-from ...protocol.signing import recover_address, sign_compact
-from ..hotpath import keccak256 as keccak
+from ...protocol.keccak import keccak256
+from ...protocol.signing import Signer, recover_address
 from .base import Params, ProviderContext, bad_params, check_keys, int_param, text_param
 
 ROUTE_GRANT_TYPE = "RouteGrant(string corridor,address holder,uint64 validFrom,uint64 validUntil)"
-ROUTE_GRANT_TYPEHASH = keccak(ROUTE_GRANT_TYPE.encode())
+ROUTE_GRANT_TYPEHASH = keccak256(ROUTE_GRANT_TYPE.encode())
 CORRIDOR = re.compile(r"[A-Z0-9][A-Z0-9-]{0,15}")
 MAX_GRANT = 4 * 3600  # seconds one grant may span
 MAX_LEAD = 86_400  # how far ahead a grant may start
@@ -31,8 +31,8 @@ def grant_digest(separator: bytes, corridor: str, holder: bytes, valid_from: int
                  valid_until: int) -> bytes:
     if len(holder) != 20:
         raise ValueError("holder is a 20-byte address")
-    struct_hash = keccak(
-        ROUTE_GRANT_TYPEHASH + keccak(corridor.encode()) + bytes(12) + holder
+    struct_hash = keccak256(
+        ROUTE_GRANT_TYPEHASH + keccak256(corridor.encode()) + bytes(12) + holder
         + valid_from.to_bytes(32, "big") + valid_until.to_bytes(32, "big"))
     return typed_digest(separator, struct_hash)
 
@@ -63,7 +63,8 @@ class RouteProvider:
 
     def __init__(self, context: ProviderContext, name: str = "route") -> None:
         self.name = name
-        self._context = context
+        self._separator = context.separator
+        self._signer = Signer(context.secret)
 
     def _window(self, params: Params, now: int) -> tuple[str, int, int]:
         check_keys(params, {"corridor", "from", "until"})
@@ -85,6 +86,6 @@ class RouteProvider:
 
     def serve(self, params: Params, now: int, buyer: bytes) -> bytes:
         corridor, valid_from, valid_until = self._window(params, now)
-        digest = grant_digest(self._context.separator, corridor, buyer, valid_from, valid_until)
-        signature = sign_compact(self._context.secret, digest)
+        digest = grant_digest(self._separator, corridor, buyer, valid_from, valid_until)
+        signature = self._signer.sign(digest)
         return cbor.dumps([corridor, buyer, valid_from, valid_until, signature])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from ..hotpath import FlatMapEncoder, keccak256
+from ...protocol.cbor import FlatMapEncoder
+from ...protocol.keccak import keccak256
 from .base import MAX_LAT, MAX_LON, Params, check_keys, int_param
 
 SLOT = 600  # seconds per nowcast step

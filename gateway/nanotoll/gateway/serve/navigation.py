@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...protocol import cbor
-from ..hotpath import keccak256 as keccak
+from ...protocol.keccak import keccak256
 from .base import MAX_LAT, MAX_LON, Params, bad_params, check_keys
 
 CELL = 100_000  # micro-degrees (0.1°)
@@ -63,9 +63,9 @@ class NavigationProvider:
         geofences: list[list[Any]] = []
         waypoints: list[list[Any]] = []
         for cell_lat, cell_lon in cells:
-            seed = keccak(cell_lat.to_bytes(4, "big", signed=True)
+            seed = keccak256(cell_lat.to_bytes(4, "big", signed=True)
                           + cell_lon.to_bytes(4, "big", signed=True))
-            daily = keccak(seed + day.to_bytes(8, "big"))
+            daily = keccak256(seed + day.to_bytes(8, "big"))
             lat = cell_lat * CELL + (seed[0] << 8 | seed[1]) % CELL
             lon = cell_lon * CELL + (seed[2] << 8 | seed[3]) % CELL
             if seed[4] < 40 and len(airspaces) < MAX_ITEMS:

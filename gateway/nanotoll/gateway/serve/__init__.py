@@ -1,12 +1,16 @@
-"""Data providers: the plugin interface and the three offline built-ins."""
+"""Serving, its own room: the data providers (the plugin interface in ``base``, the three
+offline built-ins), the receipts signed over what they serve, and the serve stage that
+puts the two together (``answer``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from ..config import ProductConfig
+from .answer import Answerer
 from .base import Provider, ProviderContext
 from .navigation import NavigationProvider
+from .receipts import ReceiptSigner
 from .route import RouteProvider, verify_grant
 from .weather import WeatherProvider
 
@@ -37,4 +41,13 @@ def build_providers(products: Iterable[ProductConfig], context: ProviderContext
     return providers
 
 
-__all__ = ["BUILTINS", "Provider", "ProviderContext", "build_providers", "verify_grant"]
+__all__ = [
+    "BUILTINS",
+    "Answerer",
+    "Provider",
+    "ProviderContext",
+    "ReceiptSigner",
+    "UnknownProviderKind",
+    "build_providers",
+    "verify_grant",
+]

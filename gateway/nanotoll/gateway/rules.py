@@ -1,28 +1,28 @@
-"""The verify pipeline of docs/protocol.md §4.4, in that order; the first failure wins.
+"""The rules of docs/protocol.md §4.4, in that order; the first failure wins.
 
-``check`` runs rules 1–5 (topic, strict decode, catalog and params, channel, signature)
-and needs no ledger. ``charge`` runs rules 6–8 (idempotent replay or staleness, deposit,
-price) against the channel's last accepted voucher, and is re-run when the ledger's
-compare-and-set says another acceptance got there first. Signatures are recovered with
-coincurve over a domain separator computed once.
+:meth:`Rules.check` runs rules 1–5 (topic, strict decode, catalog and params, channel,
+signature) and needs no ledger. :meth:`Rules.decide` runs rules 6–8 (idempotent replay or
+staleness, deposit, price) against the channel's last accepted voucher and says what
+accepting the voucher would charge; it charges nothing itself (the ledger's write does),
+and is asked again when the ledger's compare-and-set says another acceptance got there
+first. Signatures are recovered over a domain separator computed once.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol.errors import ErrorCode, ProtocolError
-from ..protocol.messages import Catalog, Request, decode_request
-from ..protocol.signing import SignatureError
-from .channels import ChannelCache, ChannelState, ChannelUnavailable
-from .hotpath import decode_request_fast, keccak256, recover_signer, voucher_digest
+from ..chain.channels import ChannelCache, ChannelState
+from ..chain.errors import ChannelUnavailable
 from ..ledger import ChannelRecord
-from .providers.base import Provider
-
-DEVICE = re.compile(r"[0-9a-f]{40}")
+from ..protocol.errors import ErrorCode, ProtocolError
+from ..protocol.keccak import keccak256
+from ..protocol.messages import Catalog, Request, decode_request
+from ..protocol.signing import SignatureError, recover_signer
+from ..protocol.topics import ADDRESS_HEX, request_device, request_prefix
+from .serve.base import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,62 +45,18 @@ class Replay:
 
 
 @dataclass(frozen=True, slots=True)
-class Charge:
-    """Rules 6–8 passed: accept ``cumulative`` with this increment over ``previous``."""
+class ChargeDue:
+    """Rules 6–8 passed: accepting the voucher charges ``increment`` over ``previous``."""
 
     previous: int
     increment: int
 
 
-def request_topic(provider_hex: str) -> str:
-    return f"nt/1/{provider_hex}/req/"
-
-
-def response_topic(provider_hex: str, device_segment: str) -> str:
-    return f"nt/1/{provider_hex}/resp/{device_segment}"
-
-
-REPLY_SEGMENT = re.compile(r"[0-9A-Za-z_-]{1,64}")
-
-
-def reply_segment(topic: str, prefix: str) -> str | None:
-    """The ``{device}`` level to answer on for a request received on ``topic``: the last
-    level when it is a plausible one (letters, digits, ``_``/``-``, at most 64), else None:
-    the request is dropped with a log line rather than answered on a topic nobody
-    provisioned (a junk level would make the gateway publish wherever a sender likes)."""
-    segment = topic[len(prefix):] if topic.startswith(prefix) else topic.rsplit("/", 1)[-1]
-    return segment if REPLY_SEGMENT.fullmatch(segment) else None
-
-
-def request_id_of(payload: bytes) -> int:
-    """The request id of a message that does not decode (or is too large), for
-    addressing its error: read from the first bytes alone, ``[version, request_id, ...``
-    as a request starts, whatever follows. 0 when even that much is not there."""
-    data = bytes(payload[:16])
-    if not data or data[0] >> 5 != 4:  # not an array
-        return 0
-    pos = 1 if data[0] & 0x1F < 24 else 2 if data[0] & 0x1F == 24 else -1
-    if pos < 0 or len(data) <= pos or data[pos] >= 24:  # a version, any small uint
-        return 0
-    pos += 1
-    if len(data) <= pos or data[pos] >> 5 != 0:  # an unsigned integer
-        return 0
-    info = data[pos] & 0x1F
-    if info < 24:
-        return info
-    size = {24: 1, 25: 2, 26: 4}.get(info)
-    if size is None or len(data) < pos + 1 + size:
-        return 0
-    value = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
-    shortest = {1: 24, 2: 0x100, 4: 0x10000}[size]
-    return value if value >= shortest else 0  # non-canonical heads are not trusted
-
-
-class Verifier:
+class Rules:
     def __init__(self, provider_hex: str, separator: bytes, catalog: Catalog,
                  providers: Mapping[str, Provider], channels: ChannelCache,
                  expiry_margin: int) -> None:
-        if not DEVICE.fullmatch(provider_hex):
+        if not ADDRESS_HEX.fullmatch(provider_hex):
             raise ValueError("provider_hex is 40 lowercase hex digits")
         self.provider_hex = provider_hex
         self.payee = bytes.fromhex(provider_hex)
@@ -110,27 +66,13 @@ class Verifier:
         self.providers = dict(providers)
         self.channels = channels
         self.expiry_margin = expiry_margin
-        self._prefix = request_topic(provider_hex)
-
-    # -------------------------------------------------------------- rule 1 --
-
-    def topic_device(self, topic: str) -> bytes:
-        """Rule 1: the 20-byte device address named by a request topic of this provider."""
-        if not topic.startswith(self._prefix):
-            raise ProtocolError(ErrorCode.WRONG_TOPIC, f"not a request topic of {self._prefix}")
-        segment = topic[len(self._prefix):]
-        if not DEVICE.fullmatch(segment):
-            raise ProtocolError(ErrorCode.WRONG_TOPIC,
-                                "device segment must be 40 lowercase hex digits")
-        return bytes.fromhex(segment)
+        self.request_prefix = request_prefix(provider_hex)
 
     # ---------------------------------------------------------- rules 1..5 --
 
     def check(self, topic: str, payload: bytes, now: int) -> Verified:
-        topic_device = self.topic_device(topic)
-        # Rule 2: TOO_LARGE, MALFORMED, UNSUPPORTED_VERSION (the strict decoder judges
-        # whatever the fast reader does not take).
-        request = decode_request_fast(payload) or decode_request(payload)
+        topic_device = request_device(topic, self.request_prefix)  # rule 1
+        request = decode_request(payload)  # rule 2: TOO_LARGE, MALFORMED, UNSUPPORTED_VERSION
         provider = self._catalog_rules(request, now)
         channel = self._channel_rules(request.voucher.channel_id, now)
         signer = self._signature_rule(request, channel, topic_device)
@@ -185,9 +127,7 @@ class Verifier:
                         topic_device: bytes) -> bytes:
         voucher = request.voucher
         try:
-            device = recover_signer(
-                voucher_digest(self.separator, voucher.channel_id, voucher.cumulative),
-                voucher.signature)
+            device = recover_signer(voucher.digest(self.separator), voucher.signature)
         except (SignatureError, ValueError) as exc:
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, str(exc)) from None
         # Raw 20-byte comparison: no checksum encoding on the hot path.
@@ -201,7 +141,9 @@ class Verifier:
 
     # ---------------------------------------------------------- rules 6..8 --
 
-    def charge(self, verified: Verified, last: ChannelRecord | None) -> Replay | Charge:
+    def decide(self, verified: Verified, last: ChannelRecord | None) -> Replay | ChargeDue:
+        """What accepting the voucher would charge over ``last`` (the channel's last
+        accepted record), or the stored response it replays; ProtocolError otherwise."""
         voucher = verified.request.voucher
         cumulative = voucher.cumulative
         channel = verified.channel
@@ -227,4 +169,4 @@ class Verifier:
         if increment < verified.request.price:
             raise ProtocolError(ErrorCode.UNDERPAID,
                                 f"increment {increment} below price {verified.request.price}")
-        return Charge(previous, increment)
+        return ChargeDue(previous, increment)
