@@ -1,6 +1,7 @@
 # nanotoll device on a Raspberry Pi Pico W: runs at power-up.
-# Deploy (see boards/README.md): firmware/*.py and board.py to /lib, this file and
-# config.json to /.
+# Deploy with `nanotoll device flash` (docs/boards.md): the modules firmware/manifest.py
+# lists for this board, the manifest and board.py to /lib, this file to /; config.json
+# to / by `nanotoll device provision`.
 
 import sys
 

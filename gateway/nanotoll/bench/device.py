@@ -21,7 +21,7 @@ Figures (``run_device_bench() -> dict``):
   ballast shrinks the free heap to one free run of that size; binary search to 128
   bytes)
 - ``import_heap_bytes``: heap the imported modules themselves keep (code, constants,
-  and secp256k1's 4.5 KB comb work buffer, which it allocates at import)
+  and secp256k1's comb work buffer, which it allocates at import)
 - ``instructions_table_build``: the one-off comb table build on first use
 - ``runtime``: what ran where
 
