@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import CHAOS_EVENTS, FleetError, FleetOptions, parse_chaos
+from .options import (
+    CHAOS_EVENTS,
+    FleetError,
+    FleetOptions,
+    parse_chaos,
+    parse_net_faults_option,
+)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -15,6 +21,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         chaos = parse_chaos(args.chaos)
+        net_faults = parse_net_faults_option(args.net_faults)
     except FleetError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
@@ -24,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         per_process=args.per_process, rpc_url=args.rpc_url, broker=args.broker,
         timeout_ms=args.timeout_ms, warmup=args.warmup, settle_threshold=args.settle_threshold,
-        settle_interval=args.settle_interval)
+        settle_interval=args.settle_interval, net_faults=net_faults)
     return Fleet(options).run()
 
 
@@ -63,6 +70,12 @@ def add_fleet_commands(commands: Any) -> None:
                           "(start a local server) or postgresql://USER@HOST:PORT/DB")
     run.add_argument("--chaos", default="",
                      help=f"comma-separated events, each once: {', '.join(CHAOS_EVENTS)}")
+    run.add_argument("--net-faults", default="",
+                     help="devices reach the broker through a loopback proxy that loses, "
+                          "duplicates, delays and reorders whole MQTT packets from go on: "
+                          "loss=0.1,dup=0.1 (both directions), up.KEY or down.KEY for one "
+                          "(up: device to broker), delay=P with delay_ms=MS, reorder=P, "
+                          "seed=N")
     run.add_argument("--run-dir", default=None,
                      help="where records, logs and the summary go (runs/fleet-TIME)")
     run.add_argument("--per-process", type=int, default=0,

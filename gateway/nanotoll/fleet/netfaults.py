@@ -89,6 +89,18 @@ class NetFaults:
         if found:
             raise NetFaultsError("; ".join(found))
 
+    def describe(self) -> str:
+        """The text form, shortest: shared keys when both directions agree."""
+        keys = ("loss", "dup", "delay", "delay_ms", "reorder")
+        parts = []
+        for key in keys:
+            up, down = getattr(self.up, key), getattr(self.down, key)
+            if up == down:
+                parts += [f"{key}={up:g}"] if up else []
+            else:
+                parts += [f"{d}.{key}={v:g}" for d, v in (("up", up), ("down", down)) if v]
+        return ",".join(parts + [f"seed={self.seed}"])
+
     def as_dict(self) -> dict[str, object]:
         return {"seed": self.seed,
                 **{d: {k: getattr(self.link(d), k)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..servers.process import ServiceError
 from ..servers.tools import REPO_ROOT
+from .netfaults import NetFaults, NetFaultsError, parse_net_faults
 
 CHAOS_EVENTS = ("broker-restart", "gateway-kill")
 MAX_DEVICES = 5000
@@ -51,6 +52,7 @@ class FleetOptions:
     warmup: float = 0.0  # seconds before: one purchase per device (gateway caches fill)
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     allow_overload: bool = False  # the bench measures past the estimate on purpose
+    net_faults: NetFaults | None = None  # devices reach the broker through a fault proxy
 
     @property
     def total_rate(self) -> float:
@@ -87,6 +89,15 @@ def parse_chaos(text: str | None) -> tuple[str, ...]:
         raise FleetError(f"--chaos: unknown event {unknown[0]!r}; choose from "
                          f"{', '.join(CHAOS_EVENTS)} (comma-separated)")
     return tuple(dict.fromkeys(names))
+
+
+def parse_net_faults_option(text: str | None) -> NetFaults | None:
+    if not text:
+        return None
+    try:
+        return parse_net_faults(text)
+    except NetFaultsError as exc:
+        raise FleetError(f"--net-faults: {exc}") from None
 
 
 def _check_postgres(url: str) -> str | None:
@@ -190,6 +201,15 @@ def validate(options: FleetOptions) -> None:
     if options.rpc_url is not None:
         problems += _check_rpc(options.rpc_url)
     problems += _check_ledger(options)
+    if options.net_faults is not None:
+        try:
+            options.net_faults.validate()
+        except NetFaultsError as exc:
+            problems.append(f"--net-faults: {exc}")
+        if options.broker is not None \
+                and options.broker.rpartition(":")[0] not in ("", "127.0.0.1", "localhost"):
+            problems.append("--net-faults puts its proxy on loopback in front of a loopback "
+                            f"broker; --broker {options.broker} is not one")
     if options.run_dir is not None and options.run_dir.exists() \
             and any(options.run_dir.iterdir()):
         problems.append(f"--run-dir {options.run_dir} is not empty: give a new directory")

@@ -29,6 +29,8 @@ from typing import Any, TextIO
 from ..servers.process import ServiceError, sigterm_as_interrupt
 from .check import Verdict, check_fleet
 from .devices import DeviceGroup, DeviceSlot
+from .faultproxy import ACTIONS, FaultProxy, ProxyError
+from .netfaults import DIRECTIONS
 from .options import PRICES, FleetError, FleetOptions, default_run_dir, validate
 
 OPEN_MANY_CHUNK = 200  # channels per openMany: ~62k gas each, well under the 16.7M cap
@@ -229,7 +231,8 @@ class Fleet:
                         "processes": o.processes(), "timeout_ms": o.timeout_ms,
                         "warmup": o.warmup,
                         "settle_threshold": o.settle_threshold,
-                        "settle_interval": o.settle_interval, "cores": o.cores},
+                        "settle_interval": o.settle_interval, "cores": o.cores,
+                        "net_faults": o.net_faults.describe() if o.net_faults else None},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         self.say(f"{o.devices} devices at {o.rate}/s each ({o.total_rate:,.1f} purchases/s) "
@@ -268,6 +271,9 @@ class Fleet:
         else:
             broker_host, broker_port = o.broker_address()
         self.say(f"broker {broker_host}:{broker_port}")
+        proxy = self._fault_proxy(stack, broker_host, broker_port)
+        device_broker = {"host": broker_host, "port": broker_port} if proxy is None \
+            else {"host": proxy.host, "port": proxy.port}
 
         # ledger ----------------------------------------------------------------------
         ledger_url, postgres_pid = self._ledger(stack)
@@ -331,7 +337,7 @@ class Fleet:
         # devices connect --------------------------------------------------------------
         common = {"chain_id": chain_id, "escrow": escrow.address,
                   "provider": provider.address,
-                  "broker": {"host": broker_host, "port": broker_port},
+                  "broker": device_broker,
                   "policy": {"deposit": deposit, "budget": deposit,
                              "max_unit_price": max(PRICES.values()), "expiry": expiry},
                   "keepalive": 60, "timeout_ms": o.timeout_ms, "resend_ms": 4000}
@@ -368,8 +374,12 @@ class Fleet:
         self.summary["phases"] = {"bring_up_s": round(time.monotonic() - t_start, 2)}
 
         # go ----------------------------------------------------------------------------
+        if proxy is not None:
+            proxy.arm()  # the devices wait for go: bring-up had a clean link
         records = self._purchase_loop(group, gateways, broker, ledger_url, roots, go_file,
                                       meter)
+        if proxy is not None:
+            self._fault_summary(proxy)
         cpu_after = meter.totals(roots())
         window = max(1e-6, self.summary["phases"]["devices_done_s"])  # go to the last exit
         self.summary["cpu"] = {
@@ -431,6 +441,39 @@ class Fleet:
             pid = server.process.pid if server.process else None
             return server.url, pid
         return url, None
+
+    def _fault_proxy(self, stack: contextlib.ExitStack, broker_host: str,
+                     broker_port: int) -> FaultProxy | None:
+        """With --net-faults, the proxy the devices reach the broker through (disarmed
+        until go); the gateways keep their direct link."""
+        o = self.options
+        if o.net_faults is None:
+            return None
+        # Its own bound: the devices' bring-up, the run and its drain, and a margin.
+        lifetime = (60 + o.devices * 0.1) + o.warmup + o.duration + o.timeout_ms / 1000 + 180
+        try:
+            proxy = stack.enter_context(FaultProxy(
+                broker_port, o.net_faults, upstream_host=broker_host, lifetime_s=lifetime,
+                armed=False))
+        except ProxyError as exc:
+            raise FleetError(str(exc)) from None
+        self.summary["net_faults"] = {"faults": o.net_faults.as_dict(),
+                                      "proxy": f"{proxy.host}:{proxy.port}"}
+        self.say(f"devices reach the broker through the fault proxy {proxy.host}:"
+                 f"{proxy.port} ({o.net_faults.describe()}, from go on)")
+        return proxy
+
+    def _fault_summary(self, proxy: FaultProxy) -> None:
+        counts = proxy.counts.snapshot()
+        self.summary["net_faults"]["counts"] = counts
+        self.summary["net_faults"]["expired"] = proxy.expired
+        parts = []
+        for direction in DIRECTIONS:
+            done = {action: proxy.counts.total(direction, action) for action in ACTIONS}
+            parts.append(f"{direction} {done['packets']:,} packets, "
+                         + ", ".join(f"{n:,} {a}" for a, n in done.items()
+                                     if a != "packets" and n))
+        self.say("fault proxy: " + "; ".join(parts))
 
     def _wait_ready(self, group: DeviceGroup, timeout: float) -> None:
         deadline = time.monotonic() + timeout
