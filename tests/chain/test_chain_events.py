@@ -17,8 +17,9 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from nanotoll.chain import EscrowClient
-from nanotoll.chain.channels import ChannelCache, ChannelState
-from nanotoll.chain.events import (
+from nanotoll.chain.cache import ChannelCache
+from nanotoll.chain.channel import ChannelState
+from nanotoll.chain.eventlog import (
     BlockRef,
     ChannelEvent,
     EscrowEventDecoder,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from eth_account.signers.local import LocalAccount
 from nanotoll.chain import EscrowClient
-from nanotoll.chain.channels import ChannelCache, ChannelState
+from nanotoll.chain.cache import ChannelCache
+from nanotoll.chain.channel import ChannelState
 from nanotoll.chain.errors import ChannelUnavailable
 from nanotoll.chain.node import EscrowChain
 from nanotoll.chain.settle import SettlementSummary, Settler

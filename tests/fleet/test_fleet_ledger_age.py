@@ -59,7 +59,7 @@ def test_the_worker_leaves_a_channel_with_an_open_redemption_alone(
 
 def test_the_expiry_scan_reads_a_far_expiring_channel_once(
         ledger_store: LedgerStore) -> None:  # noqa: F811
-    from nanotoll.chain.channels import ChannelState
+    from nanotoll.chain.channel import ChannelState
     from nanotoll.chain.settle import Settler
     from nanotoll.gateway.config import SettlementConfig
 

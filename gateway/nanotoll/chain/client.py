@@ -26,7 +26,7 @@ from web3.logs import DISCARD
 from web3.types import TxParams, TxReceipt
 
 from .artifacts import Artifact, load_artifact, shipped_abi
-from .channels import ChannelState
+from .channel import ChannelState
 from .errors import ChainError, TxReverted
 
 REDEEMED_RECORD_BYTES = 20

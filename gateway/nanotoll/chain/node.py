@@ -1,10 +1,10 @@
 """The escrow through one node, as the gateway's long-running parts use it.
 
-:class:`EscrowChain` is the :class:`~.channels.ChannelReader` of the channel cache, the
-:class:`~.settle.RedeemChain` of the settler and the :class:`~.events.LogSource` of the
+:class:`EscrowChain` is the :class:`~.cache.ChannelReader` of the channel cache, the
+:class:`~.settle.RedeemChain` of the settler and the :class:`~.eventlog.LogSource` of the
 event follower. Calls, reads and the redeem transaction come from
 :class:`~.client.EscrowClient` (with the ABI shipped in the package), logs are decoded by
-:class:`~.events.EscrowEventDecoder`. What this adapter adds: an HTTP connection with a
+:class:`~.eventlog.EscrowEventDecoder`. What this adapter adds: an HTTP connection with a
 timeout, the provider key (it signs locally; only raw signed transactions reach the
 node), and every node error sorted into the :mod:`.errors` family by :func:`classify`.
 """
@@ -20,7 +20,7 @@ from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
 
-from .channels import ChannelState
+from .channel import ChannelState
 from .client import EscrowClient, RedeemResult, SignedTx
 from .errors import (
     ChainError,
@@ -30,7 +30,7 @@ from .errors import (
     TxReverted,
     Underpriced,
 )
-from .events import BlockRef, ChannelEvent, EscrowEventDecoder
+from .eventlog import BlockRef, ChannelEvent, EscrowEventDecoder
 
 T = TypeVar("T")
 

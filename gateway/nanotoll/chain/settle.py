@@ -48,7 +48,7 @@ from ..ledger import (
     SettlementState,
 )
 from ..logevent import event
-from .channels import ChannelState
+from .channel import ChannelState
 from .client import RedeemResult, SignedTx
 from .errors import ChainError, NodeUnavailable, NonceTooLow, TxKnown, Underpriced
 
@@ -125,7 +125,7 @@ class Settler:
         self.receipt_timeout = receipt_timeout
         self._clock = clock
         self._lock = threading.RLock()  # the one owner of the key's nonce in this process
-        self._log = logger or logging.getLogger("nanotoll.gateway.settle")
+        self._log = logger or logging.getLogger("nanotoll.chain.settle")
         self._last_sent: dict[int, float] = {}
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held = 0  # nesting depth of lease-holding sections in this process

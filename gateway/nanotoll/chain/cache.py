@@ -1,15 +1,13 @@
-"""Channels as the escrow contract holds them: the one channel type, and reading it cheaply.
+"""Reading channels without an RPC per request: the channel cache.
 
-:class:`ChannelState` is the channel everywhere: the client reads it, the cache holds it,
-the gateway's rules check requests against it, the event follower updates it, and the
-settler decides with it. :class:`ChannelReader` is what the cache needs from the chain:
-one channel's state, or ``None`` when the channel does not exist (the node adapter
-``node.EscrowChain`` implements it). :class:`ChannelCache` wraps any reader with a
-bounded-age cache so that the hot path costs no RPC: an entry is refreshed when it is
-older than ``max_age``, a miss is remembered for ``miss_age`` (so unknown ids cannot flood
-the node), and a caller that sees a rule fail on cached state (a top-up may have raised
-the deposit) asks for a fresh read with ``refresh``. The event follower (``events``)
-feeds ``amend``, ``refresh`` and ``forget_miss``.
+:class:`ChannelReader` is what the cache needs from the chain: one channel's state, or
+``None`` when the channel does not exist (``node.EscrowChain`` implements it).
+:class:`ChannelCache` wraps any reader with a bounded-age cache so that the hot path costs
+no RPC: an entry is refreshed when it is older than ``max_age``, a miss is remembered for
+``miss_age`` (so unknown ids cannot flood the node), and a caller that sees a rule fail on
+cached state (a top-up may have raised the deposit) asks for a fresh read with
+``refresh``. The event follower (``eventlog``) feeds ``amend``, ``refresh`` and
+``forget_miss``.
 """
 
 from __future__ import annotations
@@ -18,37 +16,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+from .channel import ChannelState
 from .errors import ChannelUnavailable
 
 REFRESH_SHARE = 0.8  # the background refresh re-reads every channel within this x max_age
 OUTAGE_BACKOFF_MIN = 1.0  # seconds reads fail fast after a failed read; doubles per failure
 OUTAGE_BACKOFF_MAX = 30.0
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelState:
-    """One channel as ``NanotollEscrow.channel`` returns it (addresses checksummed)."""
-
-    channel_id: int
-    signer: str  # the device key's address
-    payee: str  # the provider's address
-    token: str
-    deposit: int
-    paid: int  # redeemed so far
-    expiry: int  # unix seconds
-    route: int = 0  # the contract's (payee, token) route id: redeem batches are per route
-    closed: bool = False  # reclaimed by the payer
-    # The account that funded it: zero for an id the contract never opened. The rules
-    # never look at it, so states made up for their tests may leave it out.
-    payer: str = ZERO_ADDRESS
-
-    @property
-    def exists(self) -> bool:
-        return self.payer != ZERO_ADDRESS
 
 
 class ChannelReader(Protocol):

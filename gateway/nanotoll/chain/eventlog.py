@@ -57,7 +57,8 @@ from eth_utils.crypto import keccak
 
 from ..logevent import event
 from .artifacts import shipped_abi
-from .channels import ChannelCache, ChannelState
+from .cache import ChannelCache
+from .channel import ChannelState
 from .client import decode_redeemed_items
 from .errors import ChainError
 
@@ -227,7 +228,7 @@ class EventFollower:
         self._source = source
         self._cache = cache
         self._config = config
-        self._log = logger or logging.getLogger("nanotoll.gateway.events")
+        self._log = logger or logging.getLogger("nanotoll.chain.eventlog")
         self._ranges: deque[_Range] = deque(maxlen=REORG_WINDOW)
         self._seen_head: BlockRef | None = None  # the head we last caught up with
         self._stats = FollowerStats()
