@@ -35,8 +35,36 @@ _BUSY_WAIT_MS = const(500)
 _BLANK_VOUCHER = bytes(76)
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)  # true is no number here
+
+
 def _is_uint(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return _is_int(v) and v >= 0
+
+
+def _is_name(v, longest):
+    # [a-z][a-z0-9_]{0,longest-1} (docs/protocol.md 3.1), without the re module
+    if not isinstance(v, str) or not 0 < len(v) <= longest or not "a" <= v[0] <= "z":
+        return False
+    for c in v:
+        if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "_"):
+            return False
+    return True
+
+
+def _params_ok(params):
+    # at most 16 keys; values integers, text, bytes, booleans or arrays of them
+    if not isinstance(params, dict) or len(params) > 16:
+        return False
+    for key in params:
+        if not _is_name(key, 16):
+            return False
+        value = params[key]
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if not isinstance(item, (int, bool, str, bytes, bytearray)):
+                return False
+    return True
 
 
 class Catalog:
@@ -175,7 +203,7 @@ class Agent:
         if not isinstance(cat, list) or len(cat) != 7:
             raise ValueError("catalog shape")
         version, provider, seq, vfrom, vuntil, products, sig = cat
-        if version != 1:
+        if not _is_int(version) or version != 1:
             raise ValueError("catalog version %r" % version)
         if not (_is_uint(seq) and _is_uint(vfrom) and _is_uint(vuntil)):
             raise ValueError("catalog fields")
@@ -191,7 +219,7 @@ class Agent:
             if not isinstance(item, list) or len(item) != 3:
                 raise ValueError("catalog product")
             name, price, desc = item
-            if not isinstance(name, str) or not isinstance(desc, str):
+            if not _is_name(name, 32) or not isinstance(desc, str) or len(desc) > 64:
                 raise ValueError("catalog product")
             if not _is_uint(price) or not 1 <= price <= _MAX_AMOUNT:
                 raise ValueError("catalog price")
@@ -220,6 +248,8 @@ class Agent:
             raise ValueError("response fields")
         if rid != self._waiting:
             return  # a late duplicate of an answered request
+        if not _is_int(version):
+            raise ValueError("response version %r" % version)
         if version != 1:
             self._response = (E.UNSUPPORTED_VERSION, ["response version %r" % version, None])
         elif not isinstance(body, list) or len(body) != 2:
@@ -294,6 +324,8 @@ class Agent:
         now = self._now()
         self.policy.check(self.provider_hex, product, price, increase, st, now, max_price)
         rid = st.request_id % _MAX_RID + 1
+        if not _params_ok(params):
+            raise ProtocolError(E.BAD_PARAMS, "params outside docs/protocol.md 3.1")
         # Encode once with a blank voucher (same size): bad params or an oversized
         # request are refused before anything is signed.
         try:
