@@ -27,6 +27,9 @@ from nanotoll.protocol.messages import (  # noqa: E402
     Product,
     Request,
     Response,
+    decode_catalog,
+    decode_request,
+    decode_response,
     error_response,
     request_hash,
     sign_catalog,
@@ -263,7 +266,7 @@ def build_messages() -> dict[str, Any]:
     }
 
 
-def build_invalid() -> dict[str, Any]:
+def build_invalid(valid: dict[str, Any]) -> dict[str, Any]:
     cases = [
         ("non-shortest uint in 1 byte", "1817", "non-shortest"),
         ("non-shortest uint in 2 bytes", "1900ff", "non-shortest"),
@@ -290,7 +293,63 @@ def build_invalid() -> dict[str, Any]:
         ("map key an array", "a18001", "bad-key"),
     ]
     return {"version": 1, "max_depth": cbor.MAX_DEPTH, "max_items": cbor.MAX_ITEMS,
-            "cases": [{"name": n, "hex": h, "reason": r} for n, h, r in cases]}
+            "cases": [{"name": n, "hex": h, "reason": r} for n, h, r in cases],
+            "messages": invalid_messages(valid)}
+
+
+def invalid_messages(valid: dict[str, Any]) -> list[dict[str, str]]:
+    """Strict CBOR that a message decoder must refuse, each one field of a valid message
+    of messages.json changed (the schema-mutation suite's findings among them)."""
+    shapes = {m["name"]: cbor.loads(bytes.fromhex(m["cbor"])) for m in valid["messages"]}
+    malformed, unsupported = ErrorCode.MALFORMED.name, ErrorCode.UNSUPPORTED_VERSION.name
+    changes: list[tuple[str, str, tuple[Any, ...], Any, str]] = [
+        ("request weather", "version as text", (0,), "1", malformed),
+        ("request weather", "version true", (0,), True, malformed),
+        ("request weather", "version null", (0,), None, malformed),
+        ("request weather", "version 2", (0,), 2, unsupported),
+        ("request weather", "params value null", (3, "lat"), None, malformed),
+        ("request weather", "params value a nested array", (3, "lat"), [[1]], malformed),
+        ("request weather", "params value an array holding a map", (3, "lat"), [{}], malformed),
+        ("request weather", "params value an array holding null", (3, "lat"), [None], malformed),
+        ("request weather", "params key of 17 characters", (3, "a" * 17), 1, malformed),
+        ("response weather", "version true", (0,), True, malformed),
+        ("response weather", "receipt channel true", (3, 1, 0), True, malformed),
+        ("response weather", "receipt cumulative true", (3, 1, 1), True, malformed),
+        ("response weather", "receipt request hash of 31 bytes", (3, 1, 2), bytes(31),
+         malformed),
+        ("error UNDERPAID", "error message of 201 characters", (3, 0), "m" * 201, malformed),
+        ("error UNDERPAID", "detail on an error that carries none", (3, 1), 1, malformed),
+        ("error PRICE_CHANGED", "PRICE_CHANGED without its seq", (3, 1), None, malformed),
+        ("error STALE_VOUCHER", "STALE_VOUCHER detail of 75 bytes", (3, 1), bytes(75),
+         malformed),
+        ("error STALE_VOUCHER", "STALE_VOUCHER detail a voucher of channel 0", (3, 1),
+         bytes(4) + bytes(range(1, 73)), malformed),
+        ("catalog", "version true", (0,), True, malformed),
+        ("catalog", "unit price true", (5, 0, 1), True, malformed),
+        ("catalog", "product name in capitals", (5, 0, 0), "Weather", malformed),
+        ("catalog", "description of 65 characters", (5, 0, 2), "d" * 65, malformed),
+        ("catalog", "provider of 19 bytes", (1,), bytes(19), malformed),
+    ]
+    out = []
+    for source, name, path, value, code in changes:
+        message = shapes[source]
+        *parents, last = path
+        holder = message = _deep_copy(message)
+        for step in parents:
+            holder = holder[step]
+        holder[last] = value
+        kind = source.split()[0].replace("error", "response")
+        out.append({"name": f"{kind}: {name}", "kind": kind, "hex": cbor.dumps(message).hex(),
+                    "code": code})
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+    return value
 
 
 def render(data: dict[str, Any]) -> str:
@@ -304,8 +363,8 @@ def main() -> int:
     outputs = {
         "vouchers.json": render(build_vouchers()),
         "messages.json": render(build_messages()),
-        "cbor_invalid.json": render(build_invalid()),
     }
+    outputs["cbor_invalid.json"] = render(build_invalid(json.loads(outputs["messages.json"])))
     for case in json.loads(outputs["cbor_invalid.json"])["cases"]:
         try:
             cbor.loads(bytes.fromhex(case["hex"]))
@@ -313,6 +372,15 @@ def main() -> int:
             if exc.reason != case["reason"]:
                 wrong = f"{case['name']}: reason {exc.reason}, want {case['reason']}"
                 raise SystemExit(wrong) from exc
+        else:
+            raise SystemExit(f"{case['name']}: decoder accepted it")
+    decoders = {"request": decode_request, "response": decode_response, "catalog": decode_catalog}
+    for case in json.loads(outputs["cbor_invalid.json"])["messages"]:
+        try:
+            decoders[case["kind"]](bytes.fromhex(case["hex"]))
+        except ProtocolError as exc:
+            if exc.code.name != case["code"]:
+                raise SystemExit(f"{case['name']}: {exc.code.name}, want {case['code']}") from exc
         else:
             raise SystemExit(f"{case['name']}: decoder accepted it")
     stale = []

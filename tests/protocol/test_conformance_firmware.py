@@ -9,12 +9,13 @@ the one the device waits for, and signs no request whose params the spec refuses
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 from eth_utils import keccak
 from nanotoll.protocol import cbor
 from nanotoll.protocol.errors import ErrorCode
-from support.firmware_support import MPY_TESTS, run_micropython
+from support.firmware_support import MPY_TESTS, VECTORS, run_micropython
 from support.gateway_support import CHAIN_ID, DEVICE_KEY, ESCROW
 from support.shapes import (
     CHANNEL,
@@ -98,3 +99,24 @@ def test_the_firmware_signs_no_request_with_params_the_spec_refuses(tmp_path: Pa
 def test_the_template_receipt_is_for_the_template_request() -> None:
     response = cbor.loads(next(c.data for c in cases() if c.name == "response template = as is"))
     assert response[3][1][2] == keccak(request_bytes())
+
+
+def test_the_firmware_refuses_the_invalid_message_vectors(tmp_path: Path) -> None:
+    """tests/vectors/cbor_invalid.json "messages": catalogs and responses are not taken,
+    params the spec refuses are not signed (the firmware reads no requests)."""
+    cases = json.loads((VECTORS / "cbor_invalid.json").read_text())["messages"]
+    lines, names = [], []
+    for case in cases:
+        raw = bytes.fromhex(case["hex"])
+        if case["kind"] != "request":
+            lines.append(f"{case['kind']} x{raw.hex()}\n")
+        elif "params" in case["name"]:
+            lines.append(f"params x{cbor.dumps(cbor.loads(raw)[3]).hex()}\n")
+        else:
+            continue
+        names.append(case["name"])
+    assert len(names) >= 15
+    verdicts = run_agent(tmp_path, lines)
+    wrong = [f"{name}: {got}" for name, got in zip(names, verdicts, strict=True)
+             if not got.startswith("refused")]
+    assert not wrong, "\n".join(wrong)

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 from nanotoll.protocol import cbor
+from nanotoll.protocol.errors import ProtocolError
 from nanotoll.protocol.messages import decode_catalog, decode_request, decode_response
 from support.vector_check import VECTORS_DIR, check_voucher, load
 
 VOUCHERS = load(VECTORS_DIR / "vouchers.json")["vouchers"]
 MESSAGES = load(VECTORS_DIR / "messages.json")
 INVALID = load(VECTORS_DIR / "cbor_invalid.json")["cases"]
+INVALID_MESSAGES = load(VECTORS_DIR / "cbor_invalid.json")["messages"]
 
 
 def test_enough_vectors_with_the_edges() -> None:
@@ -71,6 +73,15 @@ def test_invalid_cbor_is_refused_with_its_reason(case: dict[str, str]) -> None:
     with pytest.raises(cbor.CBORError) as caught:
         cbor.loads(bytes.fromhex(case["hex"]))
     assert caught.value.reason == case["reason"]
+
+
+@pytest.mark.parametrize("case", INVALID_MESSAGES, ids=lambda c: c["name"])
+def test_invalid_message_is_refused_with_its_code(case: dict[str, str]) -> None:
+    decode = {"request": decode_request, "response": decode_response,
+              "catalog": decode_catalog}[case["kind"]]
+    with pytest.raises(ProtocolError) as caught:
+        decode(bytes.fromhex(case["hex"]))
+    assert caught.value.code.name == case["code"]
 
 
 def test_generator_output_is_committed() -> None:
