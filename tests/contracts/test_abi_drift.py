@@ -6,13 +6,8 @@ After changing a contract, run ``python -m nanotoll.chain`` to rewrite them.
 from __future__ import annotations
 
 import pytest
-from nanotoll.chain.artifacts import (
-    SHIPPED,
-    load_artifact,
-    render_abi,
-    shipped_abi,
-    shipped_abi_path,
-)
+from nanotoll.chain.abi import shipped_abi, shipped_abi_path
+from nanotoll.chain.artifacts import SHIPPED, load_artifact, render_abi
 
 
 @pytest.mark.parametrize("name", SHIPPED)

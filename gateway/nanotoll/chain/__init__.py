@@ -10,15 +10,18 @@
   event follower's log source.
 - :mod:`.eventlog`: decodes the escrow's logs and follows them into the cache.
 - :mod:`.settle`: the settler, redeeming accepted vouchers in batches from the ledger.
-- :mod:`.artifacts`: builds ``contracts/`` with forge and loads ABIs and bytecode; the
-  runtime ABIs also ship inside the package (``nanotoll/abi/*.json``).
+- :mod:`.abi`: the ABIs shipped inside the package (``nanotoll/abi/*.json``), read at
+  run time.
+- :mod:`.artifacts`: builds ``contracts/`` with forge and loads ABIs and bytecode, for
+  deploying in development and tests; ``python -m nanotoll.chain`` rewrites the shipped
+  ABIs from them.
 
 The chain builds on the ledger; it never imports the gateway.
 """
 
 from __future__ import annotations
 
-from .artifacts import Artifact, build_contracts, load_artifact, shipped_abi
+from .abi import shipped_abi
 from .channel import ChannelState
 from .client import (
     ChannelSpec,
@@ -32,7 +35,6 @@ from .client import (
 from .errors import ChainError, TxReverted
 
 __all__ = [
-    "Artifact",
     "ChainError",
     "ChannelSpec",
     "ChannelState",
@@ -42,8 +44,6 @@ __all__ = [
     "SkipReason",
     "SkippedItem",
     "TxReverted",
-    "build_contracts",
-    "load_artifact",
     "send_transaction",
     "shipped_abi",
 ]

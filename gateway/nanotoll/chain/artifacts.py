@@ -1,8 +1,8 @@
-"""forge artifacts of ``contracts/`` (for deploying in development and tests) and the ABIs
-that ship inside the package (for the gateway at run time).
+"""forge artifacts of ``contracts/``, for deploying in development and tests.
 
-The shipped ABIs are copies of forge's output; ``tests/test_abi_drift.py`` fails when they
-differ, and ``python -m nanotoll.chain`` rewrites them after a contract change.
+The ABIs shipped in the package (:mod:`.abi`) are copies of forge's output;
+``tests/contracts/test_abi_drift.py`` fails when they differ, and
+``python -m nanotoll.chain`` rewrites them after a contract change.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..servers.process import ServiceError
 from ..servers.tools import REPO_ROOT, forge_binary
+from .abi import shipped_abi_path
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 OUT_DIR = CONTRACTS_DIR / "out"
@@ -68,19 +68,9 @@ def load_artifact(name: str, source: str | None = None, build: bool = True) -> A
                     bytecode=bytes.fromhex(code.removeprefix("0x")))
 
 
-def shipped_abi(name: str) -> list[dict[str, Any]]:
-    """The ABI of ``name`` that ships in the package (no forge needed)."""
-    text = resources.files("nanotoll").joinpath(f"abi/{name}.json").read_text()
-    return list(json.loads(text))
-
-
 def render_abi(abi: list[dict[str, Any]]) -> str:
     """The shipped file's exact text for ``abi`` (stable, diff-friendly)."""
     return json.dumps(abi, indent=1, sort_keys=True) + "\n"
-
-
-def shipped_abi_path(name: str) -> Path:
-    return Path(__file__).resolve().parent.parent / "abi" / f"{name}.json"
 
 
 def write_shipped_abis() -> list[Path]:

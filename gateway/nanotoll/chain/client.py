@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -25,9 +25,12 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxParams, TxReceipt
 
-from .artifacts import Artifact, load_artifact, shipped_abi
+from .abi import shipped_abi
 from .channel import ChannelState
 from .errors import ChainError, TxReverted
+
+if TYPE_CHECKING:
+    from .artifacts import Artifact
 
 REDEEMED_RECORD_BYTES = 20
 
@@ -217,6 +220,10 @@ class EscrowClient:
     def deploy(cls, w3: Web3, deployer: LocalAccount, token: str | None = None) -> EscrowClient:
         """Deploy the escrow (and, unless ``token`` is given, a fresh TestStablecoin) from
         forge's artifacts (built on demand)."""
+        # Imported here: forge artifacts are a development tool, and a running gateway
+        # never deploys.
+        from .artifacts import load_artifact
+
         escrow_artifact = load_artifact("NanotollEscrow")
         if token is None:
             token_artifact = load_artifact("TestStablecoin")

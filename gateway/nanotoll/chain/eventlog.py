@@ -56,7 +56,7 @@ from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
 
 from ..logevent import event
-from .artifacts import shipped_abi
+from .abi import shipped_abi
 from .cache import ChannelCache
 from .channel import ChannelState
 from .client import decode_redeemed_items
