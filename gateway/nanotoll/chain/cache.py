@@ -34,9 +34,9 @@ class ChannelCache:
     """A thread-safe, age-bounded cache in front of a :class:`ChannelReader`.
 
     A known channel is served as cached; from half ``max_age`` on, one background thread,
-    paced, reads it again (on the hot path only past twice ``max_age``): with a thousand
-    channels cached at once, re-reading them on the hot path stalled every request
-    behind a burst of RPCs each ``max_age``. Serving it a little longer is safe for the
+    paced, reads it again (on the hot path only past twice ``max_age``), so that a
+    thousand channels cached at once do not hold every request behind a burst of RPCs
+    each ``max_age``. Serving it a little longer is safe for the
     rules: deposit and expiry only grow, and a rule that fails on the cached state asks
     for a fresh read.
     """
@@ -106,9 +106,9 @@ class ChannelCache:
                     self.refresh(channel_id)
                 # Paced: every cached channel once per REFRESH_SHARE of max_age, evenly,
                 # so that a thousand channels that came due together are re-read over
-                # many seconds instead of in one burst that takes the GIL from the verify
-                # thread; at full speed only when the oldest one waiting nears the age at
-                # which the hot path would read it itself.
+                # many seconds instead of in one burst that takes the GIL from the thread
+                # that checks requests; at full speed only when the oldest one waiting
+                # nears the age at which the hot path would read it itself.
                 with self._lock:
                     slot = REFRESH_SHARE * self._max_age / max(1, len(self._entries))
                 rest = slot - (time.monotonic() - started)

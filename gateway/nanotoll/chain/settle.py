@@ -181,7 +181,8 @@ class Settler:
                 continue
             if not everything and record.channel_id in covered:
                 # A redemption of it is on its way: the rest waits for its confirmation
-                # (re-submitting every busy channel each round kept the worker on RPC).
+                # (re-submitting every busy channel each round would keep the worker on
+                # RPC).
                 continue
             if everything or record.unredeemed >= self.config.threshold \
                     or now_ms - record.first_unredeemed_ms >= self.config.interval * 1000:
@@ -394,9 +395,9 @@ class Settler:
         self.advance(summary)
         due = self.due()
         if not due and time.monotonic() >= self._next_expiry_scan:
-            # A chain read per unredeemed channel not known to expire far off: at a
-            # thousand channels that is seconds of RPC, so it runs at most once per
-            # EXPIRY_SCAN_SECONDS, which is far inside the expiry window.
+            # A chain read per unredeemed channel not known to expire far off, so it
+            # runs at most once per EXPIRY_SCAN_SECONDS, which is far inside the expiry
+            # window.
             self._next_expiry_scan = time.monotonic() + EXPIRY_SCAN_SECONDS
             # Near-expiry channels are due whatever their amount.
             candidates = self.due(everything=True)
