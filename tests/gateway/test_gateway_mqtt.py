@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nanotoll.chain.channels import ChannelState, MemoryChannels
+from nanotoll.chain.cache import MemoryChannels
+from nanotoll.chain.channel import ChannelState
 from nanotoll.gateway.service import GatewayService
 from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.eip712 import domain_separator

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..chain.channels import ChannelCache, ChannelState
+from ..chain.cache import ChannelCache
+from ..chain.channel import ChannelState
 from ..chain.errors import ChannelUnavailable
 from ..ledger import ChannelRecord
 from ..protocol.errors import ErrorCode, ProtocolError

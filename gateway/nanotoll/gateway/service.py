@@ -2,8 +2,8 @@
 pipeline, ingress, settler.
 
 :class:`GatewayService` wires the parts from a config and explicit dependencies (a
-:class:`~.channels.ChannelReader`, a :class:`~.settle.RedeemChain`, a
-:class:`~.events.LogSource` for the escrow's events, a ledger), so tests
+:class:`~nanotoll.chain.cache.ChannelReader`, a :class:`~nanotoll.chain.settle.RedeemChain`,
+a :class:`~nanotoll.chain.eventlog.LogSource` for the escrow's events, a ledger), so tests
 and benchmarks run the same assembly the CLI runs. Nothing is global: two services in
 one process (the two-gateway tests) share nothing but what they are given.
 """
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from ..chain.channels import ChannelCache, ChannelReader
-from ..chain.events import EventFollower, LogSource
+from ..chain.cache import ChannelCache, ChannelReader
+from ..chain.eventlog import EventFollower, LogSource
 from ..chain.settle import RedeemChain, Settler
 from ..ledger import Ledger
 from ..logevent import event
