@@ -12,13 +12,13 @@ module("errors.py", boot=True)
 # keccak imports its viper permutation where the port has the native emitter.
 module("_keccak_viper.py")
 module("keccak.py", boot=True)
-module("cbor.py", boot=True)
-module("eip712.py", boot=True)
 # secp256k1's field arithmetic: viper where the port has the native emitter, else the
 # plain one; every board we flash has it, so only the unix port carries the fallback.
 module("_field_viper.py")
 module("_field_plain.py", boards=("unix",))
 module("secp256k1.py", boot=True)
+module("eip712.py", boot=True)
+module("cbor.py", boot=True)
 module("voucher.py", boot=True)
 module("wallet.py", boot=True)
 module("mqtt.py", boot=True)
