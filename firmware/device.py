@@ -20,18 +20,21 @@ import sys
 
 
 def _boot_modules():
-    # The boot=True modules of manifest.py, in its order, read as text rather than
-    # compiled, so nothing of it stays in the heap. It sits beside the modules on
-    # sys.path: firmware/ when run from source, /lib after a flash (--romfs too).
+    # The boot=True modules of the firmware's manifest.py, in its order, read as text
+    # rather than compiled, so nothing of it stays in the heap. It sits beside the
+    # modules on sys.path: firmware/ when run from source, /lib after a flash, /rom
+    # with --romfs. A manifest.py without them (a board's build manifest) is passed by.
     for folder in sys.path:
         try:
             lines = open((folder or ".") + "/manifest.py")
         except OSError:
             continue
         with lines:
-            return [line.split('"')[1][:-3] for line in lines
-                    if line.startswith("module(") and "boot=True" in line]
-    raise ImportError("no manifest.py on sys.path: flash the firmware again")
+            names = [line.split('"')[1][:-3] for line in lines
+                     if line.startswith("module(") and "boot=True" in line]
+        if names:
+            return names
+    raise ImportError("no firmware manifest.py on sys.path: flash the firmware again")
 
 
 # The agent's modules, leaves first, with a collection after each: loading a .mpy

@@ -74,9 +74,18 @@ def test_device_reads_the_boot_order_the_host_reads(tmp_path: Path) -> None:
     assert tuple(done.stdout.split()) == read_manifest().boot_order()
 
 
+def test_device_passes_by_another_manifest(tmp_path: Path) -> None:
+    # boards/qemu_mps2/manifest.py (the board's frozen modules) on sys.path first.
+    board = MANIFEST_PATH.parents[1] / "boards" / "qemu_mps2"
+    done = _run_boot_reader([str(board), str(MANIFEST_PATH.parent)], tmp_path)
+    assert tuple(done.stdout.split()) == read_manifest().boot_order()
+
+
 def test_device_without_a_manifest_says_so(tmp_path: Path) -> None:
-    done = _run_boot_reader(["", str(tmp_path)], tmp_path)
-    assert done.stdout.strip() == "ImportError no manifest.py on sys.path: flash the firmware again"
+    board = MANIFEST_PATH.parents[1] / "boards" / "qemu_mps2"
+    done = _run_boot_reader(["", str(tmp_path), str(board)], tmp_path)
+    assert done.stdout.strip() == ("ImportError no firmware manifest.py on sys.path: "
+                                   "flash the firmware again")
 
 
 def test_flash_installs_the_manifest_modules_of_each_board() -> None:
