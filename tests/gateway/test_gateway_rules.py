@@ -1,7 +1,8 @@
 """The request pipeline, rule by rule (docs/protocol.md §4.4), on a real SQLite ledger.
 
 Channel state comes from an in-memory reader here: these tests are about rule logic. The
-same pipeline runs against anvil and mosquitto in test_gateway_e2e.py.
+same pipeline runs behind mosquitto in test_gateway_mqtt.py and against anvil in
+tests/chain/test_chain_settlement.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nanotoll.chain.channels import ChannelCache, ChannelState, MemoryChannels
+from nanotoll.chain.cache import ChannelCache, MemoryChannels
+from nanotoll.chain.channel import ChannelState
 from nanotoll.gateway.catalog import build_catalog
 from nanotoll.gateway.pipeline import Pipeline
 from nanotoll.gateway.rules import Rules

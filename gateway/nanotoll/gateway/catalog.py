@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..protocol.messages import Catalog, Product, sign_catalog
-from ..protocol.signing import address_of
+from ..protocol.signing import Signer
 from .config import CatalogConfig
 
 
@@ -43,7 +43,7 @@ def build_catalog(config: CatalogConfig, secret: bytes, separator: bytes, now: i
         anchor = now - now % 3600
     seq, valid_from = window(config, anchor, now)
     config = dataclasses.replace(config, seq=seq)
-    provider = bytes.fromhex(address_of(secret)[2:])
+    signer = Signer(secret)
     products = tuple(Product(p.name, p.price, p.description) for p in config.products)
-    return sign_catalog(secret, separator, provider, config.seq, valid_from,
+    return sign_catalog(signer, separator, signer.address, config.seq, valid_from,
                         valid_from + config.validity, products)
