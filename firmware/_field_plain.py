@@ -33,3 +33,7 @@ def is_zero(a):
 
 def copy(dst, a):
     W[dst << 5:(dst + 1) << 5] = W[a << 5:(a + 1) << 5]
+
+
+def load(dst, src, offset):
+    W[dst << 5:(dst + 2) << 5] = src[offset:offset + 64]

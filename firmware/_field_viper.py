@@ -214,3 +214,15 @@ def copy(dst: uint, a: uint):
     r[5] = x[5]
     r[6] = x[6]
     r[7] = x[7]
+
+
+@micropython.viper
+def load(dst: uint, src: ptr8, offset: uint):
+    # slots dst and dst + 1 = the 64 bytes of src at offset (a table entry: x, y),
+    # byte by byte: a table read in place from flash need not be word-aligned
+    r = ptr8(uint(ptr8(W)) + (dst << 5))
+    s = ptr8(uint(src) + offset)
+    i = 0
+    while i < 64:
+        r[i] = s[i]
+        i += 1

@@ -12,16 +12,22 @@
 # for byte: the same RFC 6979 HMAC-SHA256 nonce with no extra data, the same
 # low-s rule.
 #
-# Speed: k*G uses a fixed-base comb (Lim-Lee) with a 62-point affine table built
-# in RAM on first use (3,968 bytes of table in a 4,544-byte work buffer, allocated
-# at import so that it never has to be found in a fragmented heap), Jacobian
-# coordinates with mixed additions, and field arithmetic in viper
-# (_field_viper.py) or plain Python where the port has no native emitter
-# (_field_plain.py). Scalars mod n and the two inversions per signature use
-# MicroPython's big integers, with extended Euclid: pow(x, -1, m) returns 0 on
-# MicroPython. Recovery's u2*R uses the curve's endomorphism (GLV): two 128-bit
-# halves in one run of 128 doublings instead of 256 (~25 M instead of ~33 M
-# instructions per recovery on the Cortex-M3).
+#   use_table(path) / write_table(path, public=None)   comb tables in flash
+#   PublicKey(public, table=None).verify(digest, signature) -> bool
+#
+# Speed: k*G uses a fixed-base comb (Lim-Lee), Jacobian coordinates with mixed
+# additions, and field arithmetic in viper (_field_viper.py) or plain Python
+# where the port has no native emitter (_field_plain.py). The comb's table is
+# either the small one built in RAM on first use (5 teeth: 62 points, 3,968
+# bytes, allocated at import so that it never has to be found in a fragmented
+# heap; 25 doublings and up to 52 additions) or a large one in flash (8 teeth:
+# 1,020 points, 65 KB; 7 doublings and up to 32 additions), read in place from
+# a ROMFS file or entry by entry from a file, checked against its SHA-256 when
+# it is opened. A verifying key can have such a table too: a signature is then
+# checked with both combs sharing their doublings. Scalars mod n and the
+# inversions use MicroPython's big integers, with extended Euclid: pow(x, -1, m)
+# returns 0 on MicroPython. Recovery's u2*R uses the curve's endomorphism (GLV):
+# two 128-bit halves in one run of 128 doublings instead of 256.
 #
 # Not re-entrant (one work buffer); nothing here awaits, so asyncio is fine.
 
@@ -41,16 +47,20 @@ HALF_N = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A
 _GX = const(0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798)
 _GY = const(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
 
-# Comb geometry: the scalar's 260 bit positions (256 used) form TEETH rows of
-# BLOCKS * SPAN columns; each block has 2^TEETH - 1 precomputed points, and k*G
-# costs SPAN - 1 doublings and up to BLOCKS * SPAN mixed additions.
-_TEETH = const(5)
-_BLOCKS = const(2)
-_SPAN = const(26)
-_COLUMNS = const(52)  # BLOCKS * SPAN; TEETH * COLUMNS >= 256
-_PER_BLOCK = const(31)  # 2^TEETH - 1
-_SPAN_MASK = const(0x3FFFFFF)
+# Comb geometry (teeth, blocks, span): the scalar's teeth * blocks * span bit
+# positions (>= 256) form `teeth` rows of blocks * span columns; each block has
+# 2^teeth - 1 precomputed points, and k P costs span - 1 doublings and up to
+# blocks * span mixed additions.
+_RAM_COMB = (5, 2, 26)  # built in RAM on first use
+_FLASH_COMB = (8, 4, 8)  # kept in flash
 _BATCH = const(8)  # table entries made affine per inversion while building
+
+# A table in flash: a 16-byte magic naming the geometry, the base point (x || y,
+# big-endian), the entries (block-major, pattern 1 first; x then y, 32 bytes
+# little-endian each, as a work slot holds them) and the SHA-256 of all before.
+TABLE_MAGIC = b"nt-comb 8.4.8 v1"
+_TABLE_ENTRIES = const(80)  # where the entries start
+TABLE_BYTES = const(65392)  # 80 + 4 * 255 * 64 + 32
 
 # Slots of the work buffer (32 bytes each); 0 and 1 belong to the field's mul().
 _X = const(2)  # the running point, Jacobian
@@ -69,8 +79,11 @@ _AYN = const(14)  # -y of the (AX, AY) operand, for signed-digit additions
 _CX = const(15)  # a second affine operand (lambda(Q) during a verification)
 _CY = const(16)
 _CYN = const(17)
-_TABLE = const(18)  # entry e: x in slot 18 + 2e, y in 19 + 2e
-_SLOTS = const(142)  # 18 + 2 * BLOCKS * PER_BLOCK
+_EX = const(18)  # the comb entry being added (loaded from its table)
+_EY = const(19)
+_SLOTS = const(20)
+_BUILD = const(20)  # entries of a table in the work buffer: entry e in slots 20 + 2e
+_RAM_WORK = const(4608)  # (BUILD + 2 * 62) << 5: the work buffer with the RAM comb's table
 
 # The curve's endomorphism: lambda (x, y) = (BETA x, y) is LAMBDA (x, y), so a
 # scalar k splits as k1 + k2 LAMBDA (mod n) with |k1|, |k2| < 2^128, and k Q takes
@@ -88,12 +101,13 @@ _mul_small = _fe.mul_small
 _copy = _fe.copy
 _is_zero = _fe.is_zero
 
-# The work buffer, allocated here at import, while the heap is still in one piece
-# (later, 4,544 contiguous bytes may no longer be free); the comb table in it is
-# built on first use.
-_work = bytearray(_SLOTS << 5)
-_built = False
-_digits = bytearray(_SPAN * _BLOCKS)
+# The work buffer, with room for the RAM comb's table, allocated here at import,
+# while the heap is still in one piece (later, 4,608 contiguous bytes may no
+# longer be free); the table is built on first use, and the room given back once
+# a flash table is in use.
+_work = bytearray(_RAM_WORK)
+_g_comb = None  # the comb k*G uses: a _Comb, or None until first use
+_refused = None  # why signing is refused (a bad table that was not rebuilt)
 
 
 class InvalidKey(ValueError):
@@ -102,6 +116,10 @@ class InvalidKey(ValueError):
 
 class InvalidSignature(ValueError):
     pass
+
+
+class TableError(ValueError):
+    """A comb table in flash is missing its checksum, cut short, or for another point."""
 
 
 def _get(slot):
@@ -190,10 +208,6 @@ def _affine():
     return _get(_X) * z_inv2 % P, _get(_Y) * z_inv2 % P * z_inv % P
 
 
-def _entry(block, pattern):
-    return _TABLE + 2 * (block * _PER_BLOCK + pattern - 1)
-
-
 def _make_affine(entries, zs):
     # Table entries hold Jacobian X, Y with their Z in zs: make them affine with
     # one inversion for all (Montgomery's trick).
@@ -213,110 +227,297 @@ def _make_affine(entries, zs):
         _put(e + 1, _get(e + 1) * z_inv2 % P * z_inv % P)
 
 
-def _build_table():
+class _Comb:
+    # A fixed-base comb for one point: its geometry and its table, in the work
+    # buffer (table None), in a buffer (a ROMFS file's bytes in place) or in a
+    # file read entry by entry.
+
+    def __init__(self, geometry, table, start, source=None):
+        self.teeth, self.blocks, self.span = geometry
+        self.per_block = (1 << self.teeth) - 1
+        self.table = table
+        self.start = start  # the first entry: its slot, or its byte offset in table
+        self.source = source  # what keeps the table open (a file), if anything
+        self.in_place = not hasattr(table, "readinto")
+        self.digits = bytearray(self.span * self.blocks)
+
+    def fetch(self, block, pattern):
+        # the slot of entry (block, pattern)'s x (its y in the next one)
+        e = block * self.per_block + pattern - 1
+        if self.table is None:
+            return self.start + 2 * e
+        if self.in_place:
+            _fe.load(_EX, self.table, self.start + (e << 6))
+        else:
+            self.table.seek(self.start + (e << 6))
+            self.table.readinto(memoryview(_work)[_EX << 5:(_EY + 1) << 5])
+        return _EX
+
+    def split(self, k):
+        # digit (step, block) = bit (row * columns + block * span + span - 1 - step)
+        # of every row, at digits[step * blocks + block]: the order they are added
+        digits = self.digits
+        blocks = self.blocks
+        span = self.span
+        columns = blocks * span
+        mask = (1 << span) - 1
+        for i in range(len(digits)):
+            digits[i] = 0
+        for block in range(blocks):
+            for row in range(self.teeth):
+                bits = (k >> (row * columns + block * span)) & mask
+                bit = 1 << row
+                i = (span - 1) * blocks + block
+                while bits:
+                    if bits & 1:
+                        digits[i] |= bit
+                    bits >>= 1
+                    i -= blocks
+
+
+def _single_entries(geometry, x, y, slots):
+    # the entries with one bit set, affine, into slots[m] (x; y in the next):
+    # entry m = row * blocks + block is 2^(span m) (x, y); one inversion for all
+    teeth, blocks, span = geometry
+    _put(_X, x)
+    _put(_Y, y)
+    _copy(_Z, _ONE)
+    zs = []
+    for m in range(teeth * blocks):
+        if m:
+            for _ in range(span):
+                _double()
+        _copy(slots[m], _X)
+        _copy(slots[m] + 1, _Y)
+        zs.append(_get(_Z))
+    _make_affine(slots, zs)
+
+
+def _build_blocks(geometry, x, y, emit=None):
+    # The comb table of (x, y). Without emit, all of it in the work buffer from
+    # slot BUILD on; with emit, one block at a time in a work buffer of its own
+    # (the one-bit entries of every block after it), emit(block bytes) after
+    # each. entry(u) = entry(u without its top bit) + entry(top bit), kept
+    # Jacobian (Z in z_of) until a batch of them is made affine at once; small
+    # batches keep the integers alive at a time, and so the heap needed, low.
     global _work
-    if _work is None:
-        _work = bytearray(_SLOTS << 5)
+    teeth, blocks, span = geometry
+    per_block = (1 << teeth) - 1
+    singles = _BUILD + 2 * per_block  # with emit: where the one-bit entries wait
+    work = _work
+    try:
+        if emit is not None:
+            _work = bytearray((singles + 2 * teeth * blocks) << 5)
+            _fe.W = _work
+            _put(_ONE, 1)
+            _single_entries(geometry, x, y, [singles + 2 * m for m in range(teeth * blocks)])
+        else:
+            _single_entries(geometry, x, y, [
+                _BUILD + 2 * (per_block * (m % blocks) + (1 << (m // blocks)) - 1)
+                for m in range(teeth * blocks)])
+        for block in range(blocks):
+            first = _BUILD if emit is not None else _BUILD + 2 * per_block * block
+            if emit is not None:
+                for row in range(teeth):
+                    e = first + 2 * ((1 << row) - 1)
+                    m = singles + 2 * (row * blocks + block)
+                    _copy(e, m)
+                    _copy(e + 1, m + 1)
+            z_of = [1] * (per_block + 1)
+            pending = []
+            top = 1
+            for pattern in range(2, per_block + 1):
+                if pattern & (pattern - 1) == 0:
+                    top = pattern
+                    continue
+                low = first + 2 * ((pattern ^ top) - 1)
+                high = first + 2 * (top - 1)
+                _copy(_X, low)
+                _copy(_Y, low + 1)
+                _put(_Z, z_of[pattern ^ top])
+                _add_affine(high, high + 1)
+                e = first + 2 * (pattern - 1)
+                _copy(e, _X)
+                _copy(e + 1, _Y)
+                z_of[pattern] = _get(_Z)
+                pending.append(pattern)
+                if len(pending) == _BATCH or pattern == per_block:
+                    _make_affine([first + 2 * (u - 1) for u in pending],
+                                 [z_of[u] for u in pending])
+                    for u in pending:
+                        z_of[u] = 1
+                    pending = []
+            if emit is not None:
+                emit(memoryview(_work)[_BUILD << 5:singles << 5])
+    finally:
+        _work = work
+        _fe.W = work
+
+
+def _ready_work(size):
+    # a work buffer of at least size bytes, bound to the field code
+    global _work
+    if _work is None or len(_work) < size:
+        _work = None
+        _work = bytearray(size)
     _fe.W = _work
     _put(_ONE, 1)
-    _put(_X, _GX)
-    _put(_Y, _GY)
-    _copy(_Z, _ONE)
-    # entries with one bit set: 2^(SPAN * (TEETH row * BLOCKS + block)) G
-    entries = []
-    zs = []
-    for m in range(_TEETH * _BLOCKS):
-        if m:
-            for _ in range(_SPAN):
-                _double()
-        e = _entry(m % _BLOCKS, 1 << (m // _BLOCKS))
-        _copy(e, _X)
-        _copy(e + 1, _Y)
-        entries.append(e)
-        zs.append(_get(_Z))
-    _make_affine(entries, zs)
-    # the others: entry(u) = entry(u without its top bit) + entry(top bit), kept
-    # Jacobian (Z in z_of) until a batch of them is made affine at once; small
-    # batches keep the integers alive at a time, and so the heap needed, low
-    for block in range(_BLOCKS):
-        z_of = [1] * (_PER_BLOCK + 1)
-        pending = []
-        top = 1
-        for pattern in range(2, _PER_BLOCK + 1):
-            if pattern & (pattern - 1) == 0:
-                top = pattern
-                continue
-            low = _entry(block, pattern ^ top)
-            high = _entry(block, top)
-            _copy(_X, low)
-            _copy(_Y, low + 1)
-            _put(_Z, z_of[pattern ^ top])
-            _add_affine(high, high + 1)
-            e = _entry(block, pattern)
-            _copy(e, _X)
-            _copy(e + 1, _Y)
-            z_of[pattern] = _get(_Z)
-            pending.append(pattern)
-            if len(pending) == _BATCH or pattern == _PER_BLOCK:
-                _make_affine([_entry(block, u) for u in pending], [z_of[u] for u in pending])
-                for u in pending:
-                    z_of[u] = 1
-                pending = []
 
 
 def precompute():
-    """Build the comb table now (it is built on first use otherwise)."""
-    global _built
-    if not _built:
-        try:
-            _build_table()
-        except BaseException:
-            release()
-            raise
-        _built = True
+    """Ready the comb k*G uses: the flash table if one is in use, else the RAM one,
+    built now (it is built on first use otherwise)."""
+    global _g_comb
+    if _refused is not None:
+        raise TableError(_refused)
+    if _g_comb is not None:
+        _ready_work(_SLOTS << 5)
+        return
+    _ready_work(_RAM_WORK)
+    try:
+        _build_blocks(_RAM_COMB, _GX, _GY)
+    except BaseException:
+        release()
+        raise
+    _g_comb = _Comb(_RAM_COMB, None, _BUILD)
 
 
 def release():
-    """Free the work buffer and table (4.5 KB); the next use rebuilds them."""
-    global _work, _built
+    """Free the work buffer (4.6 KB with the RAM comb's table); the next use makes it
+    again. A flash table in use stays in use."""
+    global _work, _g_comb
     _work = None
-    _built = False
     _fe.W = None
+    if _g_comb is not None and _g_comb.table is None:
+        _g_comb = None
+
+
+def _header(x, y):
+    return TABLE_MAGIC + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+
+
+def write_table(path, public=None):
+    """Build the flash comb table for G, or for a 64-byte public key, and write it
+    to path (through a temporary file and a rename, so that a power cut leaves
+    the old file or the new one). Tens of millions of instructions: once."""
+    import os
+
+    x, y = (_GX, _GY) if public is None else _point_of(public)
+    _ready_work(_SLOTS << 5)
+    tmp = path + ".tmp"
+    digest = sha256()
+    with open(tmp, "wb") as f:
+        head = _header(x, y)
+        f.write(head)
+        digest.update(head)
+
+        def emit(entries):
+            f.write(entries)
+            digest.update(entries)
+
+        _build_blocks(_FLASH_COMB, x, y, emit)
+        f.write(digest.digest())
+    os.rename(tmp, path)
+
+
+def open_table(path, public=None):
+    """The flash comb table at path, checked: a _Comb for G (or for public), read in
+    place when the file system gives its bytes (ROMFS), else from the file.
+    TableError when it is cut short, corrupt or for another point; OSError when
+    there is no such file."""
+    x, y = (_GX, _GY) if public is None else _point_of(public)
+    f = open(path, "rb")
+    try:
+        try:
+            data = memoryview(f)  # ROMFS: the file's bytes where they lie in flash
+        except TypeError:
+            data = None
+        size = len(data) if data is not None else f.seek(0, 2)
+        if size != TABLE_BYTES:
+            raise TableError("comb table %s: %d bytes, not %d" % (path, size, TABLE_BYTES))
+        digest = sha256()
+        if data is not None:
+            head = bytes(data[:_TABLE_ENTRIES])
+            digest.update(data[:TABLE_BYTES - 32])
+            stored = bytes(data[TABLE_BYTES - 32:])
+        else:
+            f.seek(0)
+            head = f.read(_TABLE_ENTRIES)
+            digest.update(head)
+            view = memoryview(bytearray(512))
+            left = TABLE_BYTES - 32 - _TABLE_ENTRIES
+            while left:
+                n = f.readinto(view[:min(left, 512)])
+                if not n:
+                    raise TableError("comb table %s: cut short" % path)
+                digest.update(view[:n])
+                left -= n
+            stored = f.read(32)
+        if digest.digest() != stored:
+            raise TableError("comb table %s: checksum does not match" % path)
+        if head != _header(x, y):
+            raise TableError("comb table %s: for another point or layout" % path)
+    except BaseException:
+        f.close()
+        raise
+    return _Comb(_FLASH_COMB, data if data is not None else f, _TABLE_ENTRIES, f)
+
+
+def use_table(path, rebuild=True):
+    """Sign with the flash comb table for G at path from now on. A table that is
+    missing, cut short or corrupt is built again at path when rebuild is true;
+    otherwise TableError, and signing is refused until a good table is given.
+    Returns what happened, for the boot log: "ok" or "rebuilt (<why>)"."""
+    global _g_comb, _refused, _work
+    try:
+        comb = open_table(path)
+        status = "ok"
+    except (OSError, TableError) as exc:
+        if not rebuild:
+            _g_comb = None
+            _refused = "no good comb table: %s" % exc
+            raise TableError(_refused)
+        write_table(path)
+        comb = open_table(path)
+        status = "rebuilt (%s)" % exc
+    _g_comb = comb
+    _refused = None
+    if _work is not None and len(_work) > _SLOTS << 5:
+        _work = bytearray(_SLOTS << 5)  # the RAM comb's room is no longer needed
+        _fe.W = _work
+    return status
+
+
+def _mul_combs(pairs):
+    # (X, Y, Z) = sum of k C over pairs [(comb C, k)], 0 <= k < N, the combs of one
+    # span sharing its doublings; False if the result is infinity.
+    for comb, k in pairs:
+        comb.split(k)
+    infinity = True
+    for step in range(pairs[0][0].span):
+        if not infinity:
+            _double()
+        for comb, _ in pairs:
+            digits = comb.digits
+            blocks = comb.blocks
+            per_block = comb.per_block
+            in_work = comb.table is None
+            i = step * blocks
+            for block in range(blocks):
+                pattern = digits[i + block]
+                if pattern:
+                    if in_work:  # the RAM comb: no call to find a slot
+                        e = comb.start + 2 * (block * per_block + pattern - 1)
+                    else:
+                        e = comb.fetch(block, pattern)
+                    infinity = _add_digit(e, e + 1, infinity)
+    return not infinity
 
 
 def _mul_g(k):
     # (X, Y, Z) = k G for 0 < k < N, by the comb; False if the result is infinity.
     precompute()
-    digits = _digits
-    for i in range(_SPAN * _BLOCKS):
-        digits[i] = 0
-    # digit (t, block) collects bit (row * COLUMNS + block * SPAN + t) of every row
-    for block in range(_BLOCKS):
-        for row in range(_TEETH):
-            bits = (k >> (row * _COLUMNS + block * _SPAN)) & _SPAN_MASK
-            bit = 1 << row
-            i = (_SPAN - 1) * _BLOCKS + block
-            while bits:
-                if bits & 1:
-                    digits[i] |= bit
-                bits >>= 1
-                i -= _BLOCKS
-    infinity = True
-    i = 0
-    for _ in range(_SPAN):
-        if not infinity:
-            _double()
-        for block in range(_BLOCKS):
-            pattern = digits[i]
-            i += 1
-            if pattern:
-                e = _TABLE + 2 * (block * _PER_BLOCK + pattern - 1)
-                if infinity:
-                    _load_affine(e, e + 1)
-                    infinity = False
-                else:
-                    infinity = not _add_affine(e, e + 1)
-    return not infinity
+    return _mul_combs(((_g_comb, k),))
 
 
 def _add_digit(ax, ay, infinity):
@@ -368,8 +569,9 @@ def _mul_point(k, x, y):
     return _mul_two(abs(k1), abs(k2))
 
 
-def _u1g_plus_u2p(u1, u2, x, y):
-    # u1 G + u2 (x, y) as affine integers (x, y), or None for infinity; u1 G is made
+def _u1g_plus(u1, second):
+    # u1 G + the point second() leaves in (X, Y, Z) (it returns False for
+    # infinity), as affine integers (x, y), or None for infinity; u1 G is made
     # affine first so that it is added in mixed form
     have_u1g = False
     if u1 and _mul_g(u1):
@@ -377,7 +579,7 @@ def _u1g_plus_u2p(u1, u2, x, y):
         _put(_BX, x1)
         _put(_BY, y1)
         have_u1g = True
-    finite = _mul_point(u2, x, y)
+    finite = second()
     if have_u1g:
         if finite:
             finite = _add_affine(_BX, _BY)
@@ -385,6 +587,11 @@ def _u1g_plus_u2p(u1, u2, x, y):
             _load_affine(_BX, _BY)
             finite = True
     return _affine() if finite else None
+
+
+def _u1g_plus_u2p(u1, u2, x, y):
+    # u1 G + u2 (x, y), (x, y) given as integers
+    return _u1g_plus(u1, lambda: _mul_point(u2, x, y))
 
 
 def _square_n(slot, times):
@@ -571,6 +778,54 @@ def recover(digest, signature):
     return x.to_bytes(32, "big") + y.to_bytes(32, "big")
 
 
+def _point_of(public):
+    # (x, y) of a 64-byte public key x || y; InvalidKey unless a point of the curve
+    if not isinstance(public, (bytes, bytearray)) or len(public) != 64:
+        raise InvalidKey("a public key is 64 bytes, x || y")
+    x = int.from_bytes(public[:32], "big")
+    y = int.from_bytes(public[32:], "big")
+    if x >= P or y >= P or (y * y - x * x * x - 7) % P:
+        raise InvalidKey("public key is not a point of the curve")
+    return x, y
+
+
 def recover_address(digest, signature):
     return address_of_public_key(recover(digest, signature))
 
+
+class PublicKey:
+    """A known public key that signatures are checked against instead of recovering
+    their signer: 64 bytes x || y (InvalidKey unless a curve point), and
+    optionally its flash comb table (open_table(path, public))."""
+
+    def __init__(self, public, comb=None):
+        self.x, self.y = _point_of(public)
+        self.public = bytes(public)
+        self.comb = comb
+
+    def verify(self, digest, signature):
+        """True when recover(digest, signature) would give this key: R = (z G + r Q) / s
+        has x = r and the signature's y parity (so the same signatures pass)."""
+        if len(digest) != 32:
+            raise ValueError("a digest is 32 bytes")
+        try:
+            r, s, parity = split_signature(signature)
+        except InvalidSignature:
+            return False
+        precompute()
+        z = int.from_bytes(digest, "big") % N
+        w = inverse(s, N)
+        u1 = z * w % N
+        u2 = r * w % N
+        comb = self.comb
+        if comb is None:
+            point = _u1g_plus_u2p(u1, u2, self.x, self.y)
+        elif comb.span == _g_comb.span:
+            # both combs in one run of doublings
+            point = _affine() if _mul_combs(((_g_comb, u1), (comb, u2))) else None
+        else:
+            point = _u1g_plus(u1, lambda: _mul_combs(((comb, u2),)))
+        if point is None:
+            return False
+        x, y = point
+        return x == r and y & 1 == parity

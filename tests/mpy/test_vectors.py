@@ -25,6 +25,10 @@ import keccak  # noqa: E402
 import secp256k1  # noqa: E402
 import vector_check  # noqa: E402
 
+if os.getenv("NANOTOLL_COMB_TABLE"):
+    # sign with the flash comb table at that path (built there when missing)
+    print("comb table", secp256k1.use_table(os.getenv("NANOTOLL_COMB_TABLE")))
+
 BACKEND = (
     "field "
     + secp256k1._fe.__name__
