@@ -21,6 +21,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "gas": ("nanotoll.bench.gas", "run_gas_bench"),
     "gateway": ("nanotoll.bench.gateway", "run_gateway_bench"),
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
+    "fuzz": ("nanotoll.bench.fuzz", "run_fuzz_bench"),
 }
 
 
@@ -44,15 +45,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _bench_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Keyword arguments per bench from the command line, checked before any bench runs."""
-    if args.gateways is None:
-        return {}
-    if args.which not in ("gateway", "all"):
-        raise CLIError(f"--gateways is an option of the gateway bench, not of {args.which}")
-    check = _load("nanotoll.bench.gateway", "check_gateways")
-    try:
-        return {"gateway": {"gateways": check(args.gateways)}}
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
+    options: dict[str, dict[str, Any]] = {}
+    if args.gateways is not None:
+        if args.which not in ("gateway", "all"):
+            raise CLIError(f"--gateways is an option of the gateway bench, not of {args.which}")
+        check = _load("nanotoll.bench.gateway", "check_gateways")
+        try:
+            options["gateway"] = {"gateways": check(args.gateways)}
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    fuzz = {key: value for key, value in (("runs", args.runs), ("seconds", args.seconds))
+            if value is not None}
+    if fuzz:
+        if args.which not in ("fuzz", "all"):
+            raise CLIError(f"--runs and --seconds are options of the fuzz bench, "
+                           f"not of {args.which}")
+        if fuzz.get("runs", 1) < 1 or fuzz.get("seconds", 1) <= 0:
+            raise CLIError("--runs and --seconds must be positive")
+        options["fuzz"] = fuzz
+    return options
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -98,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--gateways", type=int, default=None, metavar="N",
                        help="gateway bench: N gateway processes against N echo processes "
                             "(1; at most 16)")
+    bench.add_argument("--runs", type=int, default=None, metavar="N",
+                       help="fuzz bench: executions per target (1,000,000)")
+    bench.add_argument("--seconds", type=float, default=None, metavar="S",
+                       help="fuzz bench: at most S seconds per target")
     bench.set_defaults(func=_cmd_bench)
 
     for module, hook in (
