@@ -228,10 +228,11 @@ class Agent:
             raise ValueError("catalog signature")
         products_hash = W.keccak256(W.dumps(products))
         try:
-            signer = self.wallet.catalog_signer(seq, vfrom, vuntil, products_hash, sig)
+            signed = self.wallet.catalog_signed_by(self.provider, seq, vfrom, vuntil,
+                                                   products_hash, sig)
         except (ValueError, TypeError):  # a MemoryError is not a bad signature
-            signer = None
-        if signer != self.provider:
+            signed = False
+        if not signed:
             self.bad_catalogs += 1
             raise ValueError("catalog signature does not verify")
         self.catalog = Catalog(seq, vfrom, vuntil, prices)
@@ -410,7 +411,8 @@ class Agent:
                 and len(sig) == 64
             ):
                 try:
-                    ok = self.wallet.receipt_signer(ch, cum, rhash, dhash, sig) == self.provider
+                    ok = self.wallet.receipt_signed_by(self.provider, ch, cum, rhash, dhash,
+                                                       sig)
                 except (ValueError, TypeError):  # a MemoryError is not a bad receipt
                     ok = False
         if not ok:

@@ -7,6 +7,9 @@
 #   "escrow": "0x...",                 the escrow contract (EIP-712 verifyingContract)
 #   "channel": 1,
 #   "provider": "0x...",               the payee; signs catalogs and receipts
+#   "provider_key": "0x...",           its 64-byte public key x || y (optional): receipts
+#                                      and catalogs are verified against it, not recovered
+#   "comb_tables": "tables",           folder of the flash comb tables (optional; wallet.py)
 #   "broker": {"host": "127.0.0.1", "port": 1883},
 #   "policy": "policy.json",           a path, or the policy object inline (policy.py)
 #   "state_dir": "state",              where the state record lives
@@ -69,7 +72,7 @@ def load_config(path):
     with open(path) as f:
         cfg = json.load(f)
     base = _dirname(path)
-    for key in ("key_file", "state_dir"):
+    for key in ("key_file", "state_dir", "comb_tables"):
         if key in cfg:
             cfg[key] = _join(base, cfg[key])
     if isinstance(cfg.get("policy"), str):
@@ -130,8 +133,10 @@ def init_key(cfg, board):
 
 def make_agent(cfg, board, log=None):
     secret = load_secret(cfg)
-    wallet = W.Wallet(secret, cfg["chain_id"], addr_bytes(cfg["escrow"]))
     provider = addr_bytes(cfg["provider"])
+    trusted = W.use_tables(cfg.get("comb_tables"), provider, cfg.get("provider_key"),
+                           log or (lambda *args: None))
+    wallet = W.Wallet(secret, cfg["chain_id"], addr_bytes(cfg["escrow"]), trusted)
     policy_cfg = cfg.get("policy")
     policy = Policy.load(policy_cfg) if isinstance(policy_cfg, str) else Policy(policy_cfg)
     channel = cfg["channel"]

@@ -74,7 +74,7 @@ class TcpLink:
             stream, _ = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
         else:
             stream, _ = await asyncio.open_connection(self.host, self.port)
-            self.nodelay = no_delay(stream.s)
+            self.nodelay = no_delay(getattr(stream, "s", None))  # the Stream's socket
         return stream
 
     def close(self, stream):

@@ -33,13 +33,80 @@ def hexaddr(raw):
     return hexlify(raw).decode()
 
 
-class Wallet:
-    """The device key bound to one EIP-712 domain (chain id, escrow contract)."""
+def _unhex(text):
+    from binascii import unhexlify
 
-    def __init__(self, secret, chain_id, escrow):
+    return unhexlify(text[2:] if text[:2] in ("0x", "0X") else text)
+
+
+class Provider:
+    """The provider as provisioned: its 20-byte address and, when the config has it,
+    its 64-byte public key (x || y), which must hash to that address: ValueError
+    otherwise, so that a wrong key is refused at boot. With the key, catalogs and
+    receipts are verified against it (with its comb table when there is one);
+    without it, their signer is recovered and compared with the address."""
+
+    def __init__(self, address, public=None, comb=None):
+        if public is not None and (len(public) != 64 or keccak256(public)[12:] != address):
+            raise ValueError("the provider's public key does not hash to its address")
+        self.key = secp256k1.PublicKey(public, comb) if public is not None else None
+        self.address = address
+
+    def signed(self, digest, signature):
+        if self.key is not None:
+            return self.key.verify(digest, signature)
+        return secp256k1.recover_address(digest, signature) == self.address
+
+
+def use_tables(folder, provider, public_hex=None, log=print, rom="/rom/g.tbl"):
+    """The Provider for a provisioned address and key, with the flash comb tables in
+    use: G's from the ROMFS image when it carries a good one, else folder/g.tbl;
+    the provider key's in folder/<address>.tbl. A table that is missing, cut short
+    or corrupt is (re)built and logged; a provider key that does not hash to its
+    address is refused (ValueError). Without a folder, no tables: the RAM comb signs
+    and the key is checked without a table of its own."""
+    public = _unhex(public_hex) if public_hex else None
+    Provider(provider, public)  # refuse a wrong key before any table work
+    if not folder:
+        return Provider(provider, public)
+    import os
+
+    try:
+        os.mkdir(folder)
+    except OSError:
+        pass  # there already
+    try:
+        status = secp256k1.use_table(rom, rebuild=False)
+        where = rom
+    except (OSError, ValueError) as exc:
+        if not isinstance(exc, OSError):
+            log("crypto: comb table in ROMFS refused:", exc)
+        where = folder + "/g.tbl"
+        status = secp256k1.use_table(where)
+    log("crypto: comb table", where, status)
+    comb = None
+    if public is not None:
+        where = folder + "/" + hexaddr(provider) + ".tbl"
+        try:
+            comb = secp256k1.open_table(where, public)
+            status = "ok"
+        except (OSError, ValueError) as exc:
+            secp256k1.write_table(where, public)
+            comb = secp256k1.open_table(where, public)
+            status = "rebuilt (%s)" % exc
+        log("crypto: provider key table", where, status)
+    return Provider(provider, public, comb)
+
+
+class Wallet:
+    """The device key bound to one EIP-712 domain (chain id, escrow contract), and
+    the provider whose catalogs and receipts it checks (a Provider, optional)."""
+
+    def __init__(self, secret, chain_id, escrow, provider=None):
         self._signer = _voucher.VoucherSigner(secret, chain_id, escrow)
         self.separator = self._signer.separator
         self.address = self._signer.address  # 20 bytes
+        self.provider = provider
 
     def sign_voucher(self, channel, cumulative):
         """The 76 packed voucher bytes for (channel, cumulative)."""
@@ -52,10 +119,19 @@ class Wallet:
             raise ValueError("a voucher has 76 bytes")
         return self._signer.check_voucher(raw)
 
-    def receipt_signer(self, channel, cumulative, request_hash, data_hash, signature):
-        digest = eip712.receipt_digest(self.separator, channel, cumulative, request_hash, data_hash)
-        return secp256k1.recover_address(digest, signature)
+    def _signed_by(self, address, digest, signature):
+        provider = self.provider
+        if provider is None or provider.address != address:
+            provider = Provider(address)
+        return provider.signed(digest, signature)
 
-    def catalog_signer(self, seq, valid_from, valid_until, products_hash, signature):
+    def receipt_signed_by(self, address, channel, cumulative, request_hash, data_hash,
+                          signature):
+        """Whether the 20-byte address (the provisioned provider: its key) signed it."""
+        digest = eip712.receipt_digest(self.separator, channel, cumulative, request_hash, data_hash)
+        return self._signed_by(address, digest, signature)
+
+    def catalog_signed_by(self, address, seq, valid_from, valid_until, products_hash,
+                          signature):
         digest = eip712.catalog_digest(self.separator, seq, valid_from, valid_until, products_hash)
-        return secp256k1.recover_address(digest, signature)
+        return self._signed_by(address, digest, signature)
