@@ -82,3 +82,18 @@ def test_a_key_that_is_not_the_providers_is_refused_at_boot(
     assert rc != 0
     assert "does not hash to its address" in err
     assert gateway.book.charged == 0 and not (tmp_path / "dev" / "state" / "state.rec").exists()
+
+
+def test_provisioning_refuses_a_key_that_is_not_the_providers() -> None:
+    from nanotoll.bench.provider import addr_hex
+    from nanotoll.device.provision import check_provider_key
+    from nanotoll.device.repl import DeviceError
+
+    address = "0x" + addr_hex(PROVIDER_KEY)
+    public = _public_hex(PROVIDER_KEY)
+    assert check_provider_key(address, public) == public
+    assert check_provider_key(address.upper().replace("0X", "0x"), "04" + public[2:]) == public
+    for wrong, why in [(_public_hex(b"\x22" * 32), "does not hash"), (public[:-2], "64 bytes"),
+                       ("0xzz", "not hex")]:
+        with pytest.raises(DeviceError, match=why):
+            check_provider_key(address, wrong)

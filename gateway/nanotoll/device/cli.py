@@ -60,7 +60,8 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             deposit=args.deposit, broker_host=args.broker[0], broker_port=args.broker[1],
             lifetime=args.lifetime, budget=args.budget, max_unit_price=args.max_unit_price,
             policy_extra=extra, wifi_ssid=args.wifi_ssid,
-            wifi_password=os.environ.get(WIFI_PASSWORD_ENV), rotate=args.rotate)
+            wifi_password=os.environ.get(WIFI_PASSWORD_ENV), rotate=args.rotate,
+            provider_key=args.provider_key)
         with Repl(args.port) as repl:
             result = provision(repl, spec, request, owner, _say)
     except DeviceError as exc:
@@ -169,6 +170,9 @@ def add_device_commands(subparsers: Any) -> None:
     prov.add_argument("--escrow", required=True, help="escrow contract address")
     prov.add_argument("--token", required=True, help="the deposit's ERC-20 address")
     prov.add_argument("--provider", required=True, help="the provider (payee) address")
+    prov.add_argument("--provider-key", default=None,
+                      help="the provider's public key (hex x || y): receipts are then verified "
+                      "against it; refused unless it hashes to --provider")
     prov.add_argument("--deposit", type=int, required=True, help="units to deposit")
     prov.add_argument("--budget", type=int, default=None, help="units the board may spend "
                       "(default: the deposit)")

@@ -54,6 +54,7 @@ class ProvisionRequest:
     wifi_ssid: str | None = None
     wifi_password: str | None = None
     rotate: bool = False
+    provider_key: str | None = None  # its 64-byte public key x || y, as hex
 
 
 @dataclass
@@ -195,6 +196,30 @@ del _c, _agent, _run
 """
 
 
+COMB_TABLES = "/tables"
+
+
+def check_provider_key(provider: str, public_hex: str) -> str:
+    """The provider's public key as the board's config holds it (0x and 128 hex digits),
+    after checking that it hashes to the provider's address: a wrong key is refused here
+    as the board refuses it at boot."""
+    from ..protocol.keccak import keccak256
+
+    text = public_hex[2:] if public_hex[:2] in ("0x", "0X") else public_hex
+    try:
+        public = bytes.fromhex(text)
+    except ValueError as exc:
+        raise DeviceError(f"--provider-key is not hex: {exc}") from exc
+    if len(public) == 65 and public[0] == 4:
+        public = public[1:]  # the uncompressed SEC1 form
+    if len(public) != 64:
+        raise DeviceError("--provider-key: a public key is 64 bytes x || y (or 65 with 04)")
+    address = provider[2:] if provider[:2] in ("0x", "0X") else provider
+    if keccak256(public)[12:].hex() != address.lower():
+        raise DeviceError(f"--provider-key does not hash to the provider's address {provider}")
+    return "0x" + public.hex()
+
+
 def _chain(request: ProvisionRequest) -> tuple[Any, Any]:
     from web3 import Web3
 
@@ -221,6 +246,8 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
             "make a new key and channel; the old channel then keeps its deposit until its "
             "expiry (the gateway can still redeem what the board signed), and the owner "
             "reclaims the rest after that.")
+    provider_key = (check_provider_key(request.provider, request.provider_key)
+                    if request.provider_key else None)
     if request.budget is not None and request.budget > request.deposit:
         raise DeviceError(f"--budget {request.budget} is above the deposit {request.deposit}")
     if spec.wifi and not request.wifi_ssid:
@@ -260,6 +287,10 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
             "policy": policy, "state_dir": STATE_DIR, "keepalive": 30, "timeout_ms": 30000,
             "provisioned": int(time.time()),
         }
+        if provider_key:
+            # receipts verified against the key, with comb tables the board builds once
+            config["provider_key"] = provider_key
+            config["comb_tables"] = COMB_TABLES
         if spec.wifi:
             config["wifi"] = {"ssid": request.wifi_ssid, "password": request.wifi_password or ""}
         repl.write_file(CONFIG_FILE + ".tmp", json.dumps(config).encode())
