@@ -10,7 +10,9 @@ the run directory into an HTML page with plots.
 
 Modules: :mod:`.options` (validation before anything starts), :mod:`.devices` (the
 MicroPython processes), :mod:`.runner` (bring-up, run, chaos, settlement),
-:mod:`.check` (devices vs ledger vs chain), :mod:`.report` (HTML and PNG), :mod:`.cli`.
+:mod:`.check` (devices vs ledger vs chain), :mod:`.report` (HTML and PNG), :mod:`.cli`;
+with ``--net-faults`` the devices reach the broker through :mod:`.faultproxy`, which cuts
+the streams into packets (:mod:`.mqtt_frames`) and applies :mod:`.netfaults` to them.
 """
 
 from __future__ import annotations
