@@ -224,6 +224,10 @@ class FaultProxy:
                 for pump in pumps:
                     pump.cancel()
                 await asyncio.gather(*pumps, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Only the proxy's own stop cancels a connection. Ending quietly spares the
+            # stream server's callback, which would log the cancelled task as an error.
+            pass
         finally:
             client_writer.close()
             if broker_writer is not None:
