@@ -7,7 +7,7 @@ The board has no network, no clock and no file system; ``boards/qemu_mps2`` supp
 ``time``, ``select`` (for asyncio), a UART driver and a RAM file system for the state
 record.
 
-Used by tests/test_agent_qemu.py (purchases on the emulated board) and by
+Used by tests/board/test_agent_qemu.py (purchases on the emulated board) and by
 ``run_agent_bench()`` (instructions and least free heap of one purchase, on the
 boards/qemu_mps2 firmware: the headline figures with the .mpy modules in a ROMFS image
 run in place from the board's ROMFS partition, ``deployment: "romfs"``; the
