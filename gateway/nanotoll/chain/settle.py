@@ -17,8 +17,14 @@ through the same ledger (a running gateway, ``nanotoll settle now``, a second ga
 the same PostgreSQL ledger). Each takes the ledger's ``settlement`` lease before it
 signs or advances anything, renews it before every signature, and gives it up when its
 round ends; a gateway whose round finds the lease taken skips that round, and
-``settle now`` waits for a running gateway's round to end. A crashed holder's lease runs
-out after :data:`LEASE_SECONDS`.
+``settle now`` waits for a running gateway's round to end.
+
+The lease names its holder. A gateway is named by its configured MQTT client id, which
+outlives the process: restarted after a crash, it finds its own name on the lease and
+takes it back at once, then broadcasts or replaces what it had signed. Two gateways with
+different client ids exclude each other as before. A holder without a stable name
+(``settle now``, a gateway whose client id is left random) is one process, and its lease
+runs out :data:`LEASE_SECONDS` after a crash.
 
 Policy (``due``): a channel is redeemed when its unredeemed amount reaches the threshold,
 when its oldest unredeemed voucher is older than the interval, or when its expiry is
@@ -55,6 +61,12 @@ from .errors import ChainError, NodeUnavailable, NonceTooLow, TxKnown, Underpric
 LEASE = "settlement"
 LEASE_SECONDS = 60.0
 EXPIRY_SCAN_SECONDS = 60.0  # the background worker checks channel expiries this often
+
+
+def gateway_holder(client_id: str) -> str:
+    """The lease holder's name for a gateway with this configured client id; "" (a
+    process-only name) when the client id is left random."""
+    return f"gateway:{client_id}" if client_id else ""
 
 
 class RedeemChain(Protocol):
@@ -117,7 +129,7 @@ class Settler:
     def __init__(self, ledger: Ledger, chain: RedeemChain, config: SettlementPolicy,
                  confirmations: int = 1, receipt_timeout: float = 120.0,
                  clock: Callable[[], float] = time.time,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, holder: str = "") -> None:
         self.ledger = ledger
         self.chain = chain
         self.config = config
@@ -127,7 +139,10 @@ class Settler:
         self._lock = threading.RLock()  # the one owner of the key's nonce in this process
         self._log = logger or logging.getLogger("nanotoll.chain.settle")
         self._last_sent: dict[int, float] = {}
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # The name on the lease: stable across restarts when given (see the module's
+        # docstring), else this process alone.
+        self.holder = holder or \
+            f"process:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held = 0  # nesting depth of lease-holding sections in this process
         self._next_expiry_scan = 0.0  # monotonic time of the next near-expiry scan
         self._expiry_seen: dict[int, int] = {}  # channel id -> expiry as last read

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from ..chain.cache import ChannelCache, ChannelReader
 from ..chain.eventlog import EventFollower, LogSource
-from ..chain.settle import RedeemChain, Settler
+from ..chain.settle import RedeemChain, Settler, gateway_holder
 from ..ledger import Ledger
 from ..logevent import event
 from ..protocol.eip712 import domain_separator
@@ -82,7 +82,8 @@ class GatewayService:
             lambda: sum(record.unredeemed for record in ledger.unredeemed())
         self.pipeline = Pipeline(self.rules, ledger, secret, self.metrics, clock, self._log)
         self.settler = (Settler(ledger, chain, config.settlement, config.chain.confirmations,
-                                config.chain.receipt_timeout, clock)
+                                config.chain.receipt_timeout, clock,
+                                holder=gateway_holder(config.mqtt.client_id))
                         if chain is not None else None)
         if self.settler is not None:
             self.metrics.gauges["nanotoll_settlement_lag_seconds"] = self._settlement_lag
@@ -166,11 +167,14 @@ class GatewayService:
 
     def _settle_loop(self) -> None:
         assert self.settler is not None
-        while not self._stop.wait(self.config.settlement.check_every):
+        # The first round at once: after a crash, what this gateway had signed is
+        # broadcast or seen through now, not a check interval later.
+        while not self._stop.is_set():
             try:
                 self.settler.run_once()
             except Exception as exc:  # the node may be down; try again next round
                 event(self._log, "settlement_round_failed", logging.WARNING, error=str(exc))
+            self._stop.wait(self.config.settlement.check_every)
 
     def stop(self) -> None:
         self._stop.set()
