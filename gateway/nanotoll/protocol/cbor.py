@@ -21,6 +21,10 @@ MAX_DEPTH = 8
 MAX_ITEMS = 256  # elements in one array or pairs in one map
 MAX_MESSAGE = 8192  # bytes in one encoded message
 
+_HEAD_SIZES = {24: 1, 25: 2, 26: 4, 27: 8}  # additional information -> bytes that follow
+# Shortest form: each wider head must carry a value the narrower one could not.
+_SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}
+
 
 class CBORError(ValueError):
     """Bytes that are not strict nanotoll CBOR. ``reason`` is a short stable code."""
@@ -108,11 +112,9 @@ class _Reader:
             return info
         if info > 27:
             raise CBORError("indefinite" if info == 31 else "reserved", f"additional info {info}")
-        size = 1 << (info - 24)
+        size = _HEAD_SIZES[info]
         value = int.from_bytes(self.take(size), "big")
-        # Shortest form: each wider head must carry a value the narrower one could not.
-        smallest = 24 if size == 1 else 1 << (4 * size)
-        if value < smallest:
+        if value < _SMALLEST[size]:
             raise CBORError("non-shortest", f"{value} encoded in {size} bytes")
         return value
 
@@ -182,10 +184,6 @@ def loads(data: bytes, max_size: int = MAX_MESSAGE) -> Any:
 
 
 # ------------------------------------------------------------ narrow paths --
-
-_HEAD_SIZES = {24: 1, 25: 2, 26: 4, 27: 8}  # additional information -> bytes that follow
-_SMALLEST = {1: 24, 2: 1 << 8, 4: 1 << 16, 8: 1 << 32}  # shortest form's lower bounds
-
 
 def read_uint_head(data: bytes, pos: int, major: int) -> tuple[int, int]:
     """(value, next position) of the head at ``pos`` when it is a shortest-form head of
