@@ -21,10 +21,11 @@ from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
 from nanotoll.protocol.signing import address_of
+from nanotoll.protocol.topics import request_topic
 from support.gateway_support import DEVICE_KEY, PROVIDER_KEY, hex_address, make_config
 from support.shapes import CATALOG_SEQ, CHANNEL, CUMULATIVE, SEPARATOR, all_cases, request_bytes
 
-TOPIC = f"nt/1/{hex_address(PROVIDER_KEY)}/req/{hex_address(DEVICE_KEY)}"
+TOPIC = request_topic(hex_address(PROVIDER_KEY), hex_address(DEVICE_KEY))
 SCHEMA_CODES = {ErrorCode.MALFORMED, ErrorCode.TOO_LARGE, ErrorCode.UNSUPPORTED_VERSION}
 
 
