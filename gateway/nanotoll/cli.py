@@ -22,6 +22,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "gateway": ("nanotoll.bench.gateway", "run_gateway_bench"),
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
     "fuzz": ("nanotoll.bench.fuzz", "run_fuzz_bench"),
+    "chaos": ("nanotoll.bench.chaos", "run_chaos_bench"),
 }
 
 
