@@ -7,7 +7,6 @@ them for people and for web3, never compared on the request path.
 from __future__ import annotations
 
 from coincurve import PrivateKey, PublicKey
-from eth_utils import to_checksum_address
 
 from .keccak import keccak256
 
@@ -34,8 +33,13 @@ def public_key_address(public: PublicKey) -> bytes:
 
 
 def checksum_address(address: bytes) -> str:
-    """EIP-55 text of a 20-byte address."""
-    return to_checksum_address(address)
+    """EIP-55 text of a 20-byte address: a hex letter is upper case where the same nibble
+    of keccak of the lower-case hex is 8 or more."""
+    if len(address) != 20:
+        raise ValueError(f"an address has 20 bytes, got {len(address)}")
+    text = address.hex()
+    mask = keccak256(text.encode("ascii")).hex()
+    return "0x" + "".join(c.upper() if int(m, 16) >= 8 else c for c, m in zip(text, mask))
 
 
 class Signer:
