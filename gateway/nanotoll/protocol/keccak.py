@@ -1,8 +1,8 @@
 """keccak-256, the hash of every digest, address and request hash in the protocol.
 
 safe-pysha3's C ``sha3.keccak_256`` is the pinned dependency: called once per hash it
-is several times cheaper than eth-hash's pycryptodome binding, and a purchase hashes
-about nine times. eth_utils stands in only where safe-pysha3 is not installed.
+costs a fraction of eth-hash's pycryptodome binding (docs/benchmarks.md), and every
+purchase hashes many times. eth_utils stands in only where safe-pysha3 is not installed.
 """
 
 from __future__ import annotations
