@@ -51,6 +51,12 @@ def status_topic(provider: str, device: str) -> str:
     return f"{ROOT}/{provider}/status/{device}"
 
 
+def policy_topic(provider: str, device: str) -> str:
+    """Where the device's owner publishes the device's spending policy; only that owner's
+    broker client may publish there (the broker's ACLs, ``nanotoll.broker.rights``)."""
+    return f"{ROOT}/{provider}/policy/{device}"
+
+
 def reply_segment(topic: str, prefix: str) -> str | None:
     """The ``{device}`` level to answer on for a request received on ``topic``: the last
     level when it is a plausible one (letters, digits, ``_``/``-``, at most 64), else None:

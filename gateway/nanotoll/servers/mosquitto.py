@@ -1,28 +1,63 @@
-"""mosquitto 2 on a free loopback port, for tests, the demo, the benches and the fleet."""
+"""mosquitto 2 on a free loopback port, for tests, the demo, the benches and the fleet.
+
+``secure=True`` runs it as ``nanotoll broker run`` does (a TLS listener, credentials,
+the dynamic-security plugin's ACLs: ``nanotoll.broker``), in a broker folder made for
+it; ``plain_port=True`` adds a plain listener on loopback for a test that needs one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .process import LOOPBACK, ManagedProcess, ServiceError, free_port, port_in_use, wait_for_port
 from .tools import mosquitto_binary
 
+if TYPE_CHECKING:
+    from ..broker.dynsec import DynsecAdmin
+    from ..broker.site import BrokerSite
+
 
 class Mosquitto(ManagedProcess):
-    """mosquitto 2 on loopback, anonymous, with persistence so restarts keep sessions."""
+    """mosquitto 2 on loopback, with persistence so restarts keep sessions: anonymous,
+    or (``secure``) TLS with credentials and ACLs."""
 
     name = "mosquitto"
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: Path | None = None, *,
+                 secure: bool = False, plain_port: bool = False,
+                 providers: Sequence[str] = ()) -> None:
         super().__init__(workdir)
         self.host = LOOPBACK
         self.port = port or free_port()
         self.binary = mosquitto_binary()
+        self.secure = secure
+        self.plain_port: int | None = free_port() if secure and plain_port else None
+        self._providers = tuple(providers)
+        self.site: BrokerSite | None = None
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA a client verifies this broker with; None for the anonymous broker."""
+        return self.site.ca_file if self.site is not None else None
+
+    def admin(self) -> DynsecAdmin:
+        """The dynamic-security admin of the secure broker (a ``with`` block)."""
+        from ..broker.dynsec import DynsecAdmin
+
+        if self.site is None:
+            raise ServiceError("the anonymous broker has no admin: start it with secure=True")
+        return DynsecAdmin(self.host, self.port, self.site.admin_password(),
+                           ca_file=str(self.site.ca_file))
 
     def start(self) -> None:
         if port_in_use(self.port):
             raise ServiceError(f"port {self.port} is taken: stop what listens there or pick "
                                "another port")
+        if self.secure:
+            self._start_secure()
+            return
         config = self.workdir / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} {LOOPBACK}\n"
@@ -38,6 +73,17 @@ class Mosquitto(ManagedProcess):
             "log_type error\nlog_type warning\n"
         )
         self.spawn([self.binary, "-c", str(config)])
+        wait_for_port(self.port, self.process, 10, "mosquitto", self.log_path)
+
+    def _start_secure(self) -> None:
+        from ..broker.site import BrokerSite, Listener
+
+        if self.site is None:
+            self.site = BrokerSite(self.workdir / "site")
+            if not self.site.initialised():
+                self.site.init(Listener(self.host, self.port, self.plain_port),
+                               providers=self._providers)
+        self.spawn([self.binary, "-c", str(self.site.config_file)])
         wait_for_port(self.port, self.process, 10, "mosquitto", self.log_path)
 
     def restart(self) -> None:
