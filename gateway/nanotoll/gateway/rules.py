@@ -31,7 +31,6 @@ class Verified:
     """A request that passed rules 1–5."""
 
     request: Request
-    raw: bytes
     request_hash: bytes
     channel: ChannelState
     device: bytes  # 20-byte signer address
@@ -77,7 +76,7 @@ class Rules:
         provider = self._catalog_rules(request, now)
         channel = self._channel_rules(request.voucher.channel_id, now)
         signer = self._signature_rule(request, channel, topic_device)
-        return Verified(request, bytes(payload), keccak256(payload), channel, signer, provider)
+        return Verified(request, keccak256(payload), channel, signer, provider)
 
     def set_catalog(self, catalog: Catalog) -> None:
         """A renewed catalog; the one it replaces stays good until its valid_until."""
