@@ -37,3 +37,17 @@ def copy(dst, a):
 
 def load(dst, src, offset):
     W[dst << 5:(dst + 2) << 5] = src[offset:offset + 64]
+
+
+def comb_digits(out, k, shape):
+    # see comb_digits() in _field_viper.py
+    teeth, blocks, span = shape & 0xFF, (shape >> 8) & 0xFF, shape >> 16
+    columns = blocks * span
+    for step in range(span):
+        for block in range(blocks):
+            pos = block * span + span - 1 - step
+            digit = 0
+            for row in range(teeth):
+                digit |= ((k[pos >> 3] >> (pos & 7)) & 1) << row
+                pos += columns
+            out[step * blocks + block] = digit

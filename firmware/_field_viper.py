@@ -226,3 +226,29 @@ def load(dst: uint, src: ptr8, offset: uint):
     while i < 64:
         r[i] = s[i]
         i += 1
+
+
+@micropython.viper
+def comb_digits(out: ptr8, k: ptr8, shape: uint):
+    # The digits of a fixed-base comb (secp256k1.py's _Comb; shape = teeth |
+    # blocks << 8 | span << 16) for the scalar k in little-endian bytes (long
+    # enough for teeth * blocks * span bits): out[step * blocks + block] holds,
+    # as bit row, bit (row * blocks * span + block * span + span - 1 - step) of k.
+    teeth = shape & 0xFF
+    blocks = (shape >> 8) & 0xFF
+    span = shape >> 16
+    columns = blocks * span
+    step = uint(0)
+    while step < span:
+        block = uint(0)
+        while block < blocks:
+            pos = block * span + span - 1 - step
+            digit = uint(0)
+            row = uint(0)
+            while row < teeth:
+                digit |= ((uint(k[pos >> 3]) >> (pos & 7)) & 1) << row
+                pos += columns
+                row += 1
+            out[step * blocks + block] = digit
+            block += 1
+        step += 1

@@ -240,6 +240,7 @@ class _Comb:
         self.source = source  # what keeps the table open (a file), if anything
         self.in_place = not hasattr(table, "readinto")
         self.digits = bytearray(self.span * self.blocks)
+        self.shape = self.teeth | self.blocks << 8 | self.span << 16
 
     def fetch(self, block, pattern):
         # the slot of entry (block, pattern)'s x (its y in the next one)
@@ -256,23 +257,7 @@ class _Comb:
     def split(self, k):
         # digit (step, block) = bit (row * columns + block * span + span - 1 - step)
         # of every row, at digits[step * blocks + block]: the order they are added
-        digits = self.digits
-        blocks = self.blocks
-        span = self.span
-        columns = blocks * span
-        mask = (1 << span) - 1
-        for i in range(len(digits)):
-            digits[i] = 0
-        for block in range(blocks):
-            for row in range(self.teeth):
-                bits = (k >> (row * columns + block * span)) & mask
-                bit = 1 << row
-                i = (span - 1) * blocks + block
-                while bits:
-                    if bits & 1:
-                        digits[i] |= bit
-                    bits >>= 1
-                    i -= blocks
+        _fe.comb_digits(self.digits, k.to_bytes(34, "little"), self.shape)
 
 
 def _single_entries(geometry, x, y, slots):
