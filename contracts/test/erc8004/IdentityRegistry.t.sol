@@ -394,7 +394,10 @@ contract IdentityWalletTest is IdentityBase {
     }
 }
 
+/// @dev Under the CI profile each fuzz test runs 2,500 cases (forge-config lines), fewer than the
+/// profile's default, to keep the CI suite's run time bounded.
 contract IdentityFuzzTest is IdentityBase {
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_walletProof_acceptedExactlyInsideTheWindow(uint256 key, uint256 deadline, uint256 agentSeed)
         public
     {
@@ -419,6 +422,7 @@ contract IdentityFuzzTest is IdentityBase {
         assertEq(registry.getAgentWallet(agentId), expected);
     }
 
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_walletProof_randomSignaturesNeverPass(bytes32 r, bytes32 s, uint8 v, address newWallet) public {
         vm.assume(newWallet != address(0) && newWallet.code.length == 0);
         uint256 agentId = _register();
@@ -427,6 +431,7 @@ contract IdentityFuzzTest is IdentityBase {
         registry.setAgentWallet(agentId, newWallet, START, abi.encodePacked(r, s, v));
     }
 
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_walletProof_otherKeysNeverPass(uint256 signerKey, uint256 walletKeySeed) public {
         signerKey = bound(signerKey, 1, 2 ** 128);
         uint256 newWalletKey = bound(walletKeySeed, 1, 2 ** 128);
@@ -439,6 +444,7 @@ contract IdentityFuzzTest is IdentityBase {
         registry.setAgentWallet(agentId, newWallet, START, proof);
     }
 
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_metadata_roundTrip(string calldata key, bytes calldata value) public {
         uint256 agentId = _register();
         vm.prank(owner);

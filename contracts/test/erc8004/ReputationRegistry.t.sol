@@ -316,7 +316,10 @@ contract ReputationReadTest is ReputationBase {
     }
 }
 
+/// @dev Under the CI profile each fuzz test runs 2,500 cases (forge-config lines), fewer than the
+/// profile's default, to keep the CI suite's run time bounded.
 contract ReputationFuzzTest is ReputationBase {
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_giveFeedback_roundTripsAnyValueAndTags(
         int128 value,
         uint8 decimals,
@@ -346,6 +349,7 @@ contract ReputationFuzzTest is ReputationBase {
 
     /// @dev Scores 0..100 with 0 decimals, the way nanotoll rates a provider: the summary is their
     /// integer mean.
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_getSummary_scoresMean(uint8[6] calldata scores, uint8 used) public {
         used = uint8(bound(used, 1, 6));
         address[] memory raters = new address[](used);
@@ -364,6 +368,7 @@ contract ReputationFuzzTest is ReputationBase {
 
     /// @dev Mixed decimals: the summary equals the mean taken at the largest decimals, computed here
     /// independently in int256.
+    /// forge-config: ci.fuzz.runs = 2500
     function testFuzz_getSummary_mixedDecimals(int64[4] calldata values, uint8[4] calldata decimalSeeds) public {
         address[] memory raters = new address[](4);
         uint8 maxDecimals;
