@@ -102,3 +102,31 @@ def test_key_from_an_encrypted_keystore(tmp_path: Path) -> None:
         config.provider_key({"NANOTOLL_KEYSTORE_PASSWORD": "wrong"})
     with pytest.raises(ConfigError, match="password"):
         config.provider_key({})
+
+
+def test_broker_tls_and_credentials_keys(tmp_path: Path) -> None:
+    (tmp_path / "gw.password").write_text("s3cret\n")
+    text = GOOD.replace("port = 18830", 'port = 18830\nca_file = "ca.pem"\nusername = "gw"\n'
+                        'password_file = "gw.password"')
+    config = load_config(write(tmp_path, text))
+    assert config.mqtt.ca_file == tmp_path / "ca.pem" and config.mqtt.username == "gw"
+    assert config.mqtt.password({}) == "s3cret"
+    from_env = load_config(write(tmp_path, text.replace('password_file = "gw.password"',
+                                                        'password_env = "MQTT_PW"')))
+    assert from_env.mqtt.password({"MQTT_PW": "pw"}) == "pw"
+    with pytest.raises(ConfigError, match="MQTT_PW is not set"):
+        from_env.mqtt.password({})
+    assert load_config(write(tmp_path, GOOD)).mqtt.password({}) is None
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ('username = "gw"\npassword = "x"', "[mqtt] password: the broker password never goes"),
+    ('username = "gw"', "[mqtt] password_env: username 'gw' needs a password"),
+    ('password_env = "PW"', "[mqtt] username: is required with a password"),
+    ('username = "gw"\npassword_env = "PW"\npassword_file = "f"',
+     "[mqtt] password_file: give password_env or password_file, not both"),
+])
+def test_broker_credentials_refused(tmp_path: Path, keys: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD.replace("port = 18830", f"port = 18830\n{keys}")))
+    assert message in str(info.value)

@@ -55,7 +55,7 @@ def test_the_guide_names_only_keys_the_parser_takes(tmp_path: Path) -> None:
     key would be refused as a typo)."""
     base = EXAMPLE.read_text()
     commented = {("provider", "keystore"), ("catalog", "valid_from"), ("metrics", "port"),
-                 ("provider", "keystore_password_env")}
+                 ("provider", "keystore_password_env"), ("mqtt", "password_file")}
     with EXAMPLE.open("rb") as handle:
         example = _example_keys(tomllib.load(handle))
     assert _documented_keys() - example == commented, "a documented key is in no example"
@@ -63,10 +63,12 @@ def test_the_guide_names_only_keys_the_parser_takes(tmp_path: Path) -> None:
         if (table, key) not in commented:
             continue
         value = {"keystore": '"ks.json"', "valid_from": "1767225600", "port": "9108",
-                 "keystore_password_env": '"PW"'}[key]
+                 "keystore_password_env": '"PW"', "password_file": '"pw.txt"'}[key]
         text = base.replace(f"[{table}]\n", f"[{table}]\n{key} = {value}\n", 1)
         if key == "keystore":
             text = text.replace('key_env = "NANOTOLL_PROVIDER_KEY"\n', "", 1)
+        if key == "password_file":
+            text = text.replace('password_env = "NANOTOLL_MQTT_PASSWORD"\n', "", 1)
         path = tmp_path / f"{table}-{key}.toml"
         path.write_text(text)
         load_config(path)

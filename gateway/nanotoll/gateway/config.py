@@ -9,7 +9,11 @@ Example::
 
     [mqtt]
     host = "127.0.0.1"
-    port = 1883
+    port = 8883
+    ca_file = "broker/ca.pem"                   # TLS; omit for a plain listener
+    username = "gateway-<provider address>"
+    password_file = "broker/secrets/gateway-<provider address>.password"
+                                                # or: password_env = "NANOTOLL_MQTT_PASSWORD"
 
     [provider]
     key_env = "NANOTOLL_PROVIDER_KEY"          # or: keystore = "provider.json"
@@ -65,6 +69,29 @@ class MqttConfig:
     keepalive: int = 30
     inflight: int = 256  # requests the broker may have outstanding with us (MQTT v5
     # Receive Maximum), and responses we may have unacknowledged
+    ca_file: Path | None = None  # set: TLS, the broker's certificate checked against it
+    username: str | None = None
+    # Where the broker password is: an environment variable or a file, never this file.
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    def password(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The broker password, read now (a rotated file is picked up on restart)."""
+        environ = os.environ if environ is None else environ
+        if self.password_env is not None:
+            value = environ.get(self.password_env)
+            if not value:
+                raise ConfigError(f"[mqtt] password_env: the environment variable "
+                                  f"{self.password_env} is not set (the broker password of "
+                                  f"{self.username!r})")
+            return value
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"[mqtt] password_file: cannot read {self.password_file}: "
+                                  f"{exc}") from exc
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +312,28 @@ def _products(source: str, raw: Any) -> tuple[ProductConfig, ...]:
     return tuple(products)
 
 
+def _mqtt_security(s: _Section, base: Path) -> dict[str, Any]:
+    """[mqtt] ca_file, username and where the password is (password_env or password_file;
+    a ``password`` key is refused: secrets stay out of the config)."""
+    if "password" in s.table:
+        raise s.error("password", "the broker password never goes in the config: put it in "
+                      "a file (password_file) or an environment variable (password_env)")
+    ca_file = s.optional_str("ca_file")
+    username = s.optional_str("username")
+    password_env = s.optional_str("password_env")
+    password_file = s.optional_str("password_file")
+    if password_env and password_file:
+        raise s.error("password_file", "give password_env or password_file, not both")
+    if (password_env or password_file) and not username:
+        raise s.error("username", "is required with a password")
+    if username and not (password_env or password_file):
+        raise s.error("password_env", f"username {username!r} needs a password: give "
+                      "password_env or password_file")
+    return {"ca_file": _resolve(base, ca_file) if ca_file else None, "username": username,
+            "password_env": password_env,
+            "password_file": _resolve(base, password_file) if password_file else None}
+
+
 def parse_config(document: dict[str, Any], base: Path, source: str = "<config>") -> GatewayConfig:
     """Validate a parsed TOML document; relative paths resolve against ``base``."""
     known = {"mqtt", "provider", "chain", "ledger", "rules", "settlement", "events", "catalog",
@@ -301,6 +350,7 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
         client_id=s.text("client_id", ""),
         keepalive=s.integer("keepalive", 30, 5, 3600),
         inflight=s.integer("inflight", 256, 16, 65535),
+        **_mqtt_security(s, base),
     )
     s.finish()
 
