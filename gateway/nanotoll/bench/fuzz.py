@@ -179,8 +179,23 @@ def _vector_items() -> dict[str, list[bytes]]:
     return seeds
 
 
+# The least a gateway config holds, beside the commented example of examples/gateway.
+MINIMAL_CONFIG = b"""[provider]
+key_env = "K"
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+escrow = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+chain_id = 1
+[ledger]
+url = "sqlite:///l.db"
+[catalog]
+products = [{name = "a", price = 1, description = ""}]
+"""
+
+
 def _config_seeds() -> list[bytes]:
-    return [path.read_bytes() for path in sorted((ROOT / "examples").glob("**/*.toml"))]
+    examples = sorted((ROOT / "examples").glob("**/*.toml"))
+    return [MINIMAL_CONFIG, *(path.read_bytes() for path in examples)]
 
 
 def _event_seeds() -> list[bytes]:

@@ -1,0 +1,61 @@
+"""Coverage-guided fuzzing, bounded: every target of ``nanotoll bench fuzz`` for a few
+seconds, then its CBOR corpus through the firmware decoder on the unix port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nanotoll.bench.fuzz import (
+    CBOR_TARGETS,
+    TARGETS,
+    Mismatch,
+    Target,
+    _Worker,
+    run_fuzz_bench,
+    seeds,
+)
+from nanotoll.protocol.errors import ErrorCode, ProtocolError
+
+
+def test_every_target_runs_clean_for_a_few_seconds(tmp_path: Path) -> None:
+    figures = run_fuzz_bench(runs=10**9, seconds=2, workdir=str(tmp_path))
+    assert figures["targets"] == len(TARGETS) == 7
+    for name in TARGETS:
+        assert figures[f"{name}_executions"] > 1000, name
+        assert figures[f"{name}_coverage"] > 0, name
+        assert figures[f"{name}_crashes"] == 0, (name, figures.get(f"{name}_finding_kinds"))
+        assert figures[f"{name}_mismatches"] == 0, (name, figures.get(f"{name}_finding_kinds"))
+        if name in CBOR_TARGETS:
+            # every distinct input of the corpus (libFuzzer's count may hold duplicates)
+            assert figures[f"{name}_firmware_replayed"] > figures[f"{name}_corpus"] // 2, name
+    assert figures["crashes"] == figures["mismatches"] == 0
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_every_target_has_seeds(name: str) -> None:
+    assert len(seeds(name)) >= 2
+
+
+def test_the_harness_counts_and_keeps_crashes_and_mismatches(tmp_path: Path) -> None:
+    def check(data: bytes) -> None:
+        if data == b"refused":
+            raise ProtocolError(ErrorCode.MALFORMED, "the decoder's own refusal")
+        if data == b"differs":
+            raise Mismatch("two readings")
+        if data == b"crash":
+            raise TypeError("not a refusal")
+
+    worker = _Worker(Target(check, (ProtocolError,)), tmp_path)
+    for data in (b"ok", b"refused", b"differs", b"crash", b"crash"):
+        worker(data)
+    assert worker.counts == {"crashes": 2, "mismatches": 1}
+    assert (tmp_path / "crashes-02").read_bytes() == b"crash"
+    assert (tmp_path / "mismatches-01").read_bytes() == b"differs"
+
+
+def test_lower_runs_and_unknown_targets_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fuzz targets"):
+        run_fuzz_bench(runs=10, targets=["nope"])
+    with pytest.raises(ValueError, match="at least 1"):
+        run_fuzz_bench(runs=0)
