@@ -201,9 +201,10 @@ def _load_affine(ax, ay):
     _copy(_Z, _ONE)
 
 
-def _affine():
-    # (x, y) of the running point as integers: the one field inversion.
-    z_inv = inverse(_get(_Z), P)
+def _affine(blind=1):
+    # (x, y) of the running point as integers: the one field inversion, of Z times
+    # blind (so that its variable time does not follow Z when blind is secret)
+    z_inv = inverse(_get(_Z) * blind % P, P) * blind % P
     z_inv2 = z_inv * z_inv % P
     return _get(_X) * z_inv2 % P, _get(_Y) * z_inv2 % P * z_inv % P
 
@@ -473,9 +474,11 @@ def use_table(path, rebuild=True):
     return status
 
 
-def _mul_combs(pairs):
+def _mul_combs(pairs, uniform=False):
     # (X, Y, Z) = sum of k C over pairs [(comb C, k)], 0 <= k < N, the combs of one
-    # span sharing its doublings; False if the result is infinity.
+    # span sharing its doublings; False if the result is infinity. uniform (for a
+    # secret k): a zero digit costs an addition too, into a copy that is dropped,
+    # so that the time taken does not tell which digits of k are zero.
     for comb, k in pairs:
         comb.split(k)
     infinity = True
@@ -496,13 +499,22 @@ def _mul_combs(pairs):
                     else:
                         e = comb.fetch(block, pattern)
                     infinity = _add_digit(e, e + 1, infinity)
+                elif uniform and not infinity:
+                    _copy(_AX, _X)
+                    _copy(_AY, _Y)
+                    _copy(_AYN, _Z)
+                    e = comb.fetch(block, 1)
+                    _add_affine(e, e + 1)
+                    _copy(_X, _AX)
+                    _copy(_Y, _AY)
+                    _copy(_Z, _AYN)
     return not infinity
 
 
-def _mul_g(k):
+def _mul_g(k, uniform=False):
     # (X, Y, Z) = k G for 0 < k < N, by the comb; False if the result is infinity.
     precompute()
-    return _mul_combs(((_g_comb, k),))
+    return _mul_combs(((_g_comb, k),), uniform)
 
 
 def _add_digit(ax, ay, infinity):
@@ -702,15 +714,19 @@ def sign(secret, digest):
     if len(digest) != 32:
         raise ValueError("a digest is 32 bytes")
     z = int.from_bytes(digest, "big") % N
-    for k in _nonces(bytes(secret), z.to_bytes(32, "big")):
+    msg32 = z.to_bytes(32, "big")
+    # a secret factor for the two inversions (Euclid's steps depend on the number
+    # inverted): any value in 1..n-1 gives the same signature
+    blind = int.from_bytes(_hmac(secret, (msg32, b"blind")), "big") % N or 1
+    for k in _nonces(bytes(secret), msg32):
         if not 0 < k < N:
             continue
-        _mul_g(k)
-        x, y = _affine()
+        _mul_g(k, True)
+        x, y = _affine(blind)
         r = x % N
         if r == 0:
             continue
-        s = inverse(k, N) * (z + r * d) % N
+        s = inverse(k * blind % N, N) * blind * (z + r * d) % N
         if s == 0:
             continue
         parity = y & 1
