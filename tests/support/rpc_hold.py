@@ -16,9 +16,10 @@ from typing import Any
 
 
 class RpcHold:
-    """``url`` relays to ``upstream``; ``hold(methods)`` makes those calls wait."""
+    """``url`` relays to ``upstream`` (from ``port``, or a free one); ``hold(methods)``
+    makes those calls wait."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, port: int = 0) -> None:
         self.upstream = upstream
         self._held: frozenset[str] = frozenset()
         self._released = threading.Event()
@@ -43,7 +44,7 @@ class RpcHold:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # one line per call would drown the test's output
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

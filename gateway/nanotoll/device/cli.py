@@ -14,6 +14,17 @@ from .boards import BOARDS, board_spec
 from .repl import DeviceError
 
 
+def _address(text: str) -> str:
+    """An address argument; mixed case must be its EIP-55 checksum (argparse names the
+    option in its error)."""
+    from ..address import parse_address  # on use: the parser is built for every command
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -167,9 +178,12 @@ def add_device_commands(subparsers: Any) -> None:
     prov.add_argument("--port", required=True)
     prov.add_argument("--board", required=True, choices=sorted(BOARDS))
     prov.add_argument("--rpc-url", default="http://127.0.0.1:8545")
-    prov.add_argument("--escrow", required=True, help="escrow contract address")
-    prov.add_argument("--token", required=True, help="the deposit's ERC-20 address")
-    prov.add_argument("--provider", required=True, help="the provider (payee) address")
+    prov.add_argument("--escrow", required=True, type=_address,
+                      help="escrow contract address")
+    prov.add_argument("--token", required=True, type=_address,
+                      help="the deposit's ERC-20 address")
+    prov.add_argument("--provider", required=True, type=_address,
+                      help="the provider (payee) address")
     prov.add_argument("--provider-key", default=None,
                       help="the provider's public key (hex x || y): receipts are then verified "
                       "against it; refused unless it hashes to --provider")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..chain.errors import ChainError
+from ..chain.errors import ChainError, NodeUnavailable
 from ..chain.node import EscrowChain
 from ..chain.settle import SettlementSummary, Settler
 from ..ledger import open_ledger
+from ..logevent import event
 from .config import ConfigError, GatewayConfig
 from .logs import setup_logging
+
+CHAIN_RETRY_FIRST = 1.0  # seconds before the first retry of a node that is down at start
+CHAIN_RETRY_MAX = 30.0  # ... doubling up to this
 
 
 def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
@@ -24,6 +29,28 @@ def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
     except ChainError as exc:
         raise ConfigError(f"{config.source}: [chain] rpc_url: {exc}") from None
     return chain
+
+
+def _chain_when_up(config: GatewayConfig, secret: bytes, stop: threading.Event
+                   ) -> EscrowChain | None:
+    """The chain once its node answers: a node that is down is waited for with back-off
+    (it is a transient error, as a lost broker is), a wrong chain id is a ConfigError at
+    once. None when ``stop`` is set while waiting."""
+    log = logging.getLogger("nanotoll.gateway")
+    chain = EscrowChain(config.chain.rpc_url, config.chain.escrow, config.chain.chain_id, secret)
+    delay = CHAIN_RETRY_FIRST
+    while True:
+        try:
+            chain.check_chain_id()
+            return chain
+        except NodeUnavailable as exc:
+            event(log, "chain_unavailable", logging.WARNING, rpc_url=config.chain.rpc_url,
+                  error=str(exc), retry_in=delay)
+        except ChainError as exc:
+            raise ConfigError(f"{config.source}: [chain] rpc_url: {exc}") from None
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, CHAIN_RETRY_MAX)
 
 
 def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
@@ -38,13 +65,20 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
     # 5 ms to a response.
     sys.setswitchinterval(0.0005)
     secret = config.provider_key(environ)
-    chain = _chain(config, secret)
-    ledger = open_ledger(config.ledger_url)
     stop = stop or threading.Event()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        chain = _chain_when_up(config, secret, stop)
+    except BaseException:
+        _restore(previous)
+        raise
+    if chain is None:  # stopped while the node was down
+        _restore(previous)
+        return
+    ledger = open_ledger(config.ledger_url)
     try:
         try:
             service = GatewayService(config, secret, ledger, chain, chain, events=chain)
@@ -60,8 +94,12 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
             service.stop()
     finally:
         ledger.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore(previous)
+
+
+def _restore(previous: Mapping[signal.Signals, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def settle_now(config: GatewayConfig, environ: Mapping[str, str] | None = None,
@@ -79,8 +117,9 @@ def settle_now(config: GatewayConfig, environ: Mapping[str, str] | None = None,
 
 
 def status(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Ledger totals and open settlements; no chain or broker needed."""
-    ledger = open_ledger(config.ledger_url)
+    """Ledger totals and open settlements; no chain or broker needed. A ledger that does
+    not exist is a LedgerError (a wrong path must not read as an idle gateway)."""
+    ledger = open_ledger(config.ledger_url, create=False)
     try:
         totals = ledger.totals()
         open_settlements = [

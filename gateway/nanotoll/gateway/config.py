@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..address import parse_address
 from ..protocol.messages import PRODUCT_NAME
 from ..protocol.signing import address_of, check_private_key
 
@@ -254,6 +255,14 @@ class _Section:
             raise self.error(key, f"must be {hint or 'text'}, got {value!r}")
         return value
 
+    def address(self, key: str) -> str:
+        """A required address; mixed case must be its EIP-55 checksum."""
+        text = self.text(key, pattern=ADDRESS, hint="a 0x-prefixed 20-byte hex address")
+        try:
+            return parse_address(text)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
     def optional_str(self, key: str) -> str | None:
         value = self._get(key, None)
         if value is not None and (not isinstance(value, str) or not value):
@@ -373,7 +382,7 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     chain = ChainConfig(
         rpc_url=s.text("rpc_url", pattern=re.compile(r"(https?|wss?)://\S+|/\S+\.ipc"),
                       hint="an http(s)://, ws(s):// or .ipc URL"),
-        escrow=s.text("escrow", pattern=ADDRESS, hint="a 0x-prefixed 20-byte hex address"),
+        escrow=s.address("escrow"),
         chain_id=s.integer("chain_id", low=1),
         confirmations=s.integer("confirmations", 1, 0, 1000),
         poll_interval=s.number("poll_interval", 0.2, 0.01),

@@ -74,7 +74,9 @@ class Ingress:
         self._acks_lock = threading.Lock()
         self._acks: dict[int, tuple[int, int, int]] = {}  # response mid -> request's
         self._early: set[int] = set()  # response mids PUBACKed before we filed them
-        self._subscribed = threading.Event()
+        self._subscribed = threading.Event()  # SUBACK of the shared subscription
+        self._catalog_mid: int | None = None  # the catalog published on connecting
+        self._catalog_acked = threading.Event()  # ... and its PUBACK
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._drain = 5.0
@@ -103,9 +105,16 @@ class Ingress:
                                f"{exc}") from exc
         self._thread = threading.Thread(target=self._loop, name="gw-mqtt", daemon=True)
         self._thread.start()
+        # Ready means served: the subscription confirmed (a request sent now reaches us)
+        # and the catalog published (a device that looks now finds it).
+        deadline = time.monotonic() + timeout
         if not self._subscribed.wait(timeout):
             self.stop()
             raise IngressError(f"no subscription to {self.host}:{self.port} within {timeout} s")
+        if not self._catalog_acked.wait(max(0.0, deadline - time.monotonic())):
+            self.stop()
+            raise IngressError(f"the catalog was not acknowledged by {self.host}:{self.port} "
+                               f"within {timeout} s")
 
     def stop(self, drain: float = 5.0) -> None:
         """Finish the batch in hand; leave later requests unacknowledged (the broker
@@ -222,7 +231,9 @@ class Ingress:
             self._early.clear()
         event(self._log, "mqtt_connected", client_id=self.client_id,
               session_present=bool(getattr(flags, "session_present", False)))
-        client.publish(catalog_topic(self.provider_hex), self._catalog, qos=1, retain=True)
+        info = client.publish(catalog_topic(self.provider_hex), self._catalog, qos=1,
+                              retain=True)
+        self._catalog_mid = info.mid
         client.subscribe(shared_subscription(self.provider_hex), qos=1)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
@@ -249,6 +260,8 @@ class Ingress:
                     properties: Any) -> None:
         # Runs inside paho's lock on outgoing messages: only our own small lock here,
         # never a publish.
+        if mid == self._catalog_mid:
+            self._catalog_acked.set()
         with self._acks_lock:
             request = self._acks.pop(mid, None)
             if request is None:

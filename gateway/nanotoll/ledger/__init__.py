@@ -24,17 +24,23 @@ from .interface import (
 )
 
 
-def open_ledger(url: str) -> Ledger:
-    """A ledger for ``sqlite:///path`` or ``postgresql://user@host:port/database``."""
+def open_ledger(url: str, create: bool = True) -> Ledger:
+    """A ledger for ``sqlite:///path`` or ``postgresql://user@host:port/database``.
+    With ``create`` False (readers such as ``gateway status``) a ledger that does not
+    exist yet is a LedgerError, never a new empty one."""
     if url.startswith("sqlite:///"):
         # Imported on use: a gateway loads only the driver its ledger needs.
         from .sqlite import SQLiteLedger
 
-        return SQLiteLedger(Path(url[len("sqlite:///"):]))
+        path = Path(url[len("sqlite:///"):])
+        if not create and not path.is_file():
+            raise LedgerError(f"no ledger at {path} (nanotoll gateway run creates it); "
+                              "check [ledger] url or --ledger")
+        return SQLiteLedger(path)
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresLedger
 
-        return PostgresLedger(url)
+        return PostgresLedger(url, create=create)
     raise LedgerError(f"unsupported ledger url {url!r}")
 
 

@@ -148,7 +148,7 @@ def _one(cursor: psycopg.Cursor[Any]) -> Any:
     return row
 
 class PostgresLedger(Ledger):
-    def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, connect_timeout: float = 10.0, create: bool = True) -> None:
         if url.startswith("postgres://"):
             url = "postgresql://" + url[len("postgres://"):]
         self.url = url
@@ -165,7 +165,12 @@ class PostgresLedger(Ledger):
             conn.execute("INSERT INTO nanotoll_meta VALUES ('schema', %s) "
                          "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION),))
 
-        self._transaction(install)
+        if create:
+            self._transaction(install)
+        elif self._read("SELECT to_regclass('nanotoll_meta')")[0][0] is None:
+            self.close()
+            raise LedgerError(f"{_safe_url(url)}: no ledger in this database (nanotoll "
+                              "gateway run creates it); check [ledger] url or --ledger")
         row = self._read("SELECT value FROM nanotoll_meta WHERE key='schema'")
         if int(row[0][0]) != SCHEMA_VERSION:
             raise LedgerError(f"{_safe_url(url)}: ledger schema {row[0][0]}, this gateway "
