@@ -20,8 +20,9 @@ from .abi import shipped_abi_path
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 OUT_DIR = CONTRACTS_DIR / "out"
 
-# Contracts whose ABI ships in nanotoll/abi/: the escrow, and the test stablecoin the demo uses.
-SHIPPED = ("NanotollEscrow", "TestStablecoin")
+# Contracts whose ABI ships in nanotoll/abi/: the escrow, the test stablecoin the demo uses, and
+# the ERC-8004 identity and reputation registries (contracts/src/erc8004/).
+SHIPPED = ("NanotollEscrow", "TestStablecoin", "IdentityRegistry", "ReputationRegistry")
 
 _built = False
 
