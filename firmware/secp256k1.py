@@ -406,21 +406,24 @@ def write_table(path, public=None):
     os.rename(tmp, path)
 
 
-def open_table(path, public=None):
-    """The flash comb table at path, checked: a _Comb for G (or for public), read in
-    place when the file system gives its bytes (ROMFS), else from the file.
+def open_table(source, public=None):
+    """The flash comb table at source (a path), checked: a _Comb for G (or for
+    public), read in place when the file system gives its bytes (ROMFS), else from
+    the file. source may also be the table's bytes (flash mapped in memory).
     TableError when it is cut short, corrupt or for another point; OSError when
     there is no such file."""
     x, y = (_GX, _GY) if public is None else _point_of(public)
-    f = open(path, "rb")
+    name = source if isinstance(source, str) else "in memory"
+    f = open(source, "rb") if isinstance(source, str) else None
     try:
         try:
-            data = memoryview(f)  # ROMFS: the file's bytes where they lie in flash
+            # in memory, or a ROMFS file: the bytes where they lie in flash
+            data = memoryview(source if f is None else f)
         except TypeError:
             data = None
         size = len(data) if data is not None else f.seek(0, 2)
         if size != TABLE_BYTES:
-            raise TableError("comb table %s: %d bytes, not %d" % (path, size, TABLE_BYTES))
+            raise TableError("comb table %s: %d bytes, not %d" % (name, size, TABLE_BYTES))
         digest = sha256()
         if data is not None:
             head = bytes(data[:_TABLE_ENTRIES])
@@ -435,31 +438,33 @@ def open_table(path, public=None):
             while left:
                 n = f.readinto(view[:min(left, 512)])
                 if not n:
-                    raise TableError("comb table %s: cut short" % path)
+                    raise TableError("comb table %s: cut short" % name)
                 digest.update(view[:n])
                 left -= n
             stored = f.read(32)
         if digest.digest() != stored:
-            raise TableError("comb table %s: checksum does not match" % path)
+            raise TableError("comb table %s: checksum does not match" % name)
         if head != _header(x, y):
-            raise TableError("comb table %s: for another point or layout" % path)
+            raise TableError("comb table %s: for another point or layout" % name)
     except BaseException:
-        f.close()
+        if f is not None:
+            f.close()
         raise
     return _Comb(_FLASH_COMB, data if data is not None else f, _TABLE_ENTRIES, f)
 
 
 def use_table(path, rebuild=True):
-    """Sign with the flash comb table for G at path from now on. A table that is
-    missing, cut short or corrupt is built again at path when rebuild is true;
-    otherwise TableError, and signing is refused until a good table is given.
-    Returns what happened, for the boot log: "ok" or "rebuilt (<why>)"."""
+    """Sign with the flash comb table for G at path (or in memory: open_table) from
+    now on. A table that is missing, cut short or corrupt is built again at path
+    when rebuild is true (and path is one); otherwise TableError, and signing is
+    refused until a good table is given. Returns what happened, for the boot log:
+    "ok" or "rebuilt (<why>)"."""
     global _g_comb, _refused, _work
     try:
         comb = open_table(path)
         status = "ok"
     except (OSError, TableError) as exc:
-        if not rebuild:
+        if not rebuild or not isinstance(path, str):
             _g_comb = None
             _refused = "no good comb table: %s" % exc
             raise TableError(_refused)
