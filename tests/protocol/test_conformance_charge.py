@@ -7,41 +7,28 @@ channel, so only the schema stands between the request and a charge.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nanotoll.chain.channels import ChannelCache, ChannelState, MemoryChannels
-from nanotoll.gateway.catalog import build_catalog
 from nanotoll.gateway.pipeline import Pipeline
-from nanotoll.gateway.rules import Rules
-from nanotoll.gateway.serve import ProviderContext, build_providers
-from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.messages import decode_response
-from nanotoll.protocol.signing import address_of
-from nanotoll.protocol.topics import request_topic
-from support.gateway_support import DEVICE_KEY, PROVIDER_KEY, hex_address, make_config
-from support.shapes import CATALOG_SEQ, CHANNEL, CUMULATIVE, SEPARATOR, all_cases, request_bytes
+from support.gateway_support import Device
+from support.pipeline_rig import Rig
+from support.shapes import CHANNEL, CUMULATIVE, all_cases, request_bytes
 
-TOPIC = request_topic(hex_address(PROVIDER_KEY), hex_address(DEVICE_KEY))
 SCHEMA_CODES = {ErrorCode.MALFORMED, ErrorCode.TOO_LARGE, ErrorCode.UNSUPPORTED_VERSION}
+
+
+TOPIC = Device(CHANNEL).topic
 
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
-    now = int(time.time())
-    config = make_config(tmp_path, catalog={"seq": CATALOG_SEQ})
-    channel = ChannelState(CHANNEL, address_of(DEVICE_KEY), address_of(PROVIDER_KEY),
-                           "0x" + "11" * 20, 10**9, 0, now + 86_400, route=1)
-    catalog = build_catalog(config.catalog, PROVIDER_KEY, SEPARATOR, now)
-    providers = build_providers(config.catalog.products, ProviderContext(PROVIDER_KEY, SEPARATOR))
-    rules = Rules(hex_address(PROVIDER_KEY), SEPARATOR, catalog, providers,
-                  ChannelCache(MemoryChannels(channel)), 3600)
-    ledger = SQLiteLedger(tmp_path / "ledger.db")
-    yield Pipeline(rules, ledger, PROVIDER_KEY)
-    ledger.close()
+    rig = Rig(tmp_path)  # channel 1 is the shapes' channel: same signer, payee and domain
+    yield rig.pipeline
+    rig.ledger.close()
 
 
 def test_refused_requests_get_the_spec_code_and_charge_nothing(pipeline: Pipeline) -> None:

@@ -35,6 +35,7 @@ CHANNEL = 1  # 1, so that `true` in its place is the same number to a careless d
 CUMULATIVE = 1500
 REQUEST_ID = 1
 CATALOG_SEQ = 1
+REQUEST_SEQ = 3  # the catalog seq a request names: gateway_support's catalog, as the rig signs it
 NOW = 1_767_225_600
 LIMITS = {"request": 512, "response": 8192, "catalog": 2048}
 OK, MALFORMED, TOO_LARGE = ErrorCode.OK, ErrorCode.MALFORMED, ErrorCode.TOO_LARGE
@@ -231,7 +232,7 @@ class Case:
 def request_template() -> list[Any]:
     voucher = sign(DEVICE_KEY, SEPARATOR, CHANNEL, CUMULATIVE).pack()
     params = {"alt": 120, "lat": 52_520_008, "lon": 13_404_954}
-    return [1, REQUEST_ID, "weather", params, 1500, CATALOG_SEQ, voucher]
+    return [1, REQUEST_ID, "weather", params, 1500, REQUEST_SEQ, voucher]
 
 
 def request_bytes() -> bytes:
