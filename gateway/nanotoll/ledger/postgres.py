@@ -230,15 +230,25 @@ class PostgresLedger(Ledger):
         if conn.broken:
             self._drop(conn)
 
+    def _query(self, run: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``run`` that only reads. A connection found dead (the server restarted since
+        this thread last used it) is replaced and the read done once more: unlike a
+        write, a read has nothing that could count twice."""
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                result = run(conn)
+                conn.commit()  # end the read transaction: no snapshot held across calls
+                return result
+            except psycopg.Error as exc:
+                self._rollback(conn)
+                dropped = getattr(self._local, "conn", None) is not conn
+                if attempt == 2 or not dropped or self._closed:
+                    raise LedgerError(f"ledger read failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        conn = self._conn()
-        try:
-            rows = conn.execute(sql, params).fetchall()
-            conn.commit()  # end the read transaction: no snapshot held across calls
-            return rows
-        except psycopg.Error as exc:
-            self._rollback(conn)
-            raise LedgerError(f"ledger read failed: {exc}") from exc
+        return self._query(lambda conn: conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
         if self._closed:
@@ -413,7 +423,7 @@ class PostgresLedger(Ledger):
                                    "ORDER BY settlement_id").fetchall()
             return [self._settlement(conn, int(row[0])) for row in ids]
 
-        return self._transaction(run)
+        return self._query(run)
 
     def totals(self) -> dict[str, int]:
         def run(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -429,7 +439,7 @@ class PostgresLedger(Ledger):
                     "accepted": int(accepted), "redeemed": int(redeemed),
                     "unredeemed": int(unredeemed), "settlements_open": int(open_count)}
 
-        return self._transaction(run)
+        return self._query(run)
 
     # --------------------------------------------------------------- leases --
 
