@@ -6,7 +6,6 @@ same values (channel = seq, amount = valid_from), so only the type hash tells th
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -14,37 +13,23 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 from nanotoll.protocol.errors import ErrorCode
-from nanotoll.protocol.messages import (
-    Catalog,
-    Product,
-    Receipt,
-    Request,
-    sign_catalog,
-    sign_receipt,
-)
-from nanotoll.protocol.signing import SignatureError, address_of
-from nanotoll.protocol.voucher import Voucher, sign
-from support.gateway_support import DEVICE_KEY, Device
+from nanotoll.protocol.messages import Catalog, Receipt, Request
+from nanotoll.protocol.signing import SignatureError
+from nanotoll.protocol.voucher import Voucher
+from support.gateway_support import Device
 from support.pipeline_rig import Rig
-
-KEY = DEVICE_KEY
-SEPARATOR = Device(1).separator
-ADDRESS = address_of(KEY)
-CHANNEL, AMOUNT, UNTIL = 1, 1500, 1_800_000_000
-REQUEST_HASH = keccak(b"request bytes")
-DATA = b"data bytes"
-PRODUCTS = (Product("weather", 1500, "nowcast"),)
-PROVIDER = bytes.fromhex(ADDRESS[2:])
-
-
-@functools.cache
-def signatures() -> dict[str, bytes]:
-    return {
-        "voucher": sign(KEY, SEPARATOR, CHANNEL, AMOUNT).signature,
-        "receipt": sign_receipt(KEY, SEPARATOR, CHANNEL, AMOUNT, REQUEST_HASH, DATA).signature,
-        "catalog": sign_catalog(KEY, SEPARATOR, PROVIDER, CHANNEL, AMOUNT, UNTIL,
-                                PRODUCTS).signature,
-    }
+from support.roles import (
+    ADDRESS,
+    AMOUNT,
+    CHANNEL,
+    DATA,
+    PRODUCTS,
+    PROVIDER,
+    REQUEST_HASH,
+    SEPARATOR,
+    UNTIL,
+    signatures,
+)
 
 
 def holds_as_voucher(signature: bytes) -> bool:
