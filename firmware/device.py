@@ -10,7 +10,9 @@
 #   "provider_key": "0x...",           its 64-byte public key x || y (optional): receipts
 #                                      and catalogs are verified against it, not recovered
 #   "comb_tables": "tables",           folder of the flash comb tables (optional; wallet.py)
-#   "broker": {"host": "127.0.0.1", "port": 1883},
+#   "broker": {"host": "127.0.0.1", "port": 8883,
+#              "username": "<device address>", "password": "...",  its broker client
+#              "ca": "broker_ca.pem"},   TLS, the broker checked against it (optional)
 #   "policy": "policy.json",           a path, or the policy object inline (policy.py)
 #   "state_dir": "state",              where the state record lives
 #   "keepalive": 30,                   MQTT keepalive, seconds            (optional)
@@ -77,6 +79,9 @@ def load_config(path):
             cfg[key] = _join(base, cfg[key])
     if isinstance(cfg.get("policy"), str):
         cfg["policy"] = _join(base, cfg["policy"])
+    broker = cfg.get("broker")
+    if broker and broker.get("ca"):
+        broker["ca"] = _join(base, broker["ca"])
     cfg.setdefault("state_dir", _join(base, "state"))
     return cfg
 
@@ -145,12 +150,15 @@ def make_agent(cfg, board, log=None):
     prov = hexlify(provider).decode()
     dev = hexlify(wallet.address).decode()
     will = ("nt/1/%s/status/%s" % (prov, dev), b"offline", True, 1)
+    broker = cfg.get("broker") or {}
     client = MQTTClient(
         board.link(cfg),
         "nt-" + dev,
         keepalive=cfg.get("keepalive", 30),
         clean=False,
         will=will,
+        user=broker.get("username"),
+        password=broker.get("password"),
         timeout_ms=cfg.get("mqtt_timeout_ms", 5000),
         random=board.randbytes,
         log=log,

@@ -26,6 +26,11 @@ _DUP = const(0x08)
 _HEAD_KEEP = const(300)  # bytes kept of an oversized packet (topic + packet id)
 
 
+# CONNACK return codes 1-5 of MQTT 3.1.1, as the console shows them.
+_REFUSALS = ("", "protocol version refused", "client id refused", "broker unavailable",
+             "bad user name or password", "not authorised")
+
+
 class MQTTError(Exception):
     pass
 
@@ -82,6 +87,26 @@ class TcpLink:
             stream.s.close()
         except Exception:
             pass
+
+
+def broker_tls(broker):
+    """TcpLink's ``ssl`` for a broker config: with "ca" (a PEM file), a context that
+    accepts only a broker whose certificate chains to that CA and names the host dialled;
+    without it, the config's "ssl" (None: plain TCP)."""
+    ca = broker.get("ca")
+    if not ca:
+        return broker.get("ssl")
+    try:
+        import ssl
+    except ImportError:
+        raise MQTTError("broker %s:%s needs TLS (CA %s) and this port has no ssl module"
+                        % (broker.get("host"), broker.get("port"), ca))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Already the client default; said here so that no port's default decides it.
+    ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # not in the stubs
+    with open(ca, "rb") as f:
+        ctx.load_verify_locations(cadata=f.read())
+    return ctx
 
 
 class StreamLink:
@@ -438,7 +463,10 @@ class MQTTClient:
         if first != _CONNACK or len(body) != 2:
             raise MQTTError("expected CONNACK, got 0x%02x" % first)
         if body[1]:
-            raise MQTTError("connection refused, code %d" % body[1])
+            code = body[1]
+            why = _REFUSALS[code] if code < len(_REFUSALS) else "code %d" % code
+            raise MQTTError("broker refused client %s (user %s): %s"
+                            % (self.client_id, self.user, why))
         self.session_present = bool(body[0] & 1)
         self._last_rx = ticks_ms()
         self.connects += 1

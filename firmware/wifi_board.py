@@ -6,7 +6,7 @@ import os
 import time
 import machine
 import network
-from mqtt import TcpLink
+from mqtt import TcpLink, broker_tls
 
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0  # ports with a 2000 epoch
 _leds = {}
@@ -42,7 +42,7 @@ def network_up(cfg, timeout_ms=20000):
 
 def link(cfg):
     broker = cfg["broker"]
-    return TcpLink(broker["host"], broker.get("port", 1883), broker.get("ssl"))
+    return TcpLink(broker["host"], broker.get("port", 1883), broker_tls(broker))
 
 
 def storage(cfg):

@@ -11,7 +11,7 @@
 
 import os
 import time
-from mqtt import TcpLink
+from mqtt import TcpLink, broker_tls
 
 NAME = "unix"
 
@@ -30,7 +30,8 @@ def network_up(cfg):
 
 def link(cfg):
     broker = cfg.get("broker", {})
-    return TcpLink(broker.get("host", "127.0.0.1"), broker.get("port", 1883), broker.get("ssl"))
+    return TcpLink(broker.get("host", "127.0.0.1"), broker.get("port", 1883),
+                   broker_tls(broker))
 
 
 def _mkdirs(path):

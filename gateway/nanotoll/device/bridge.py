@@ -5,7 +5,12 @@ QEMU connects the board's second UART to a TCP port (``-serial tcp:127.0.0.1:POR
 broker. A UART has no connection of its own, so the bridge reads the MQTT packet
 framing of what the board sends: each CONNECT opens a fresh broker connection (and
 drops the old one with anything still queued for it), as a TCP board's reconnect
-would. Bytes the board sends with no broker connection are dropped and counted; the
+would. With ``ca_file`` the bridge acts as a cellular modem that offloads TLS: it
+makes the TLS connection, checking the broker against that CA, and the board sends its
+credentials in CONNECT as over any link. A broker it cannot reach or does not trust is
+answered to the board with a CONNACK "server unavailable", as such a modem reports a
+failed TLS session, and the reason goes to the bridge's log.
+Bytes the board sends with no broker connection are dropped and counted; the
 board's MQTT client notices the silence (keepalive) and reconnects, so a broker that
 went away never sees a session that does not start with CONNECT.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +33,8 @@ from dataclasses import dataclass
 from ..servers.process import LOOPBACK
 
 CONNECT = 0x10
+# MQTT 3.1.1 CONNACK, return code 3: "server unavailable".
+CONNACK_UNAVAILABLE = b"\x20\x02\x00\x03"
 CHUNK = 4096
 # A board's packets are small; a stream that claims more than this is not MQTT.
 MAX_PENDING = 1 << 20
@@ -72,11 +80,23 @@ def split_packets(buffer: bytearray) -> list[bytes]:
 
 
 def _recv(sock: socket.socket) -> bytes:
-    """What ``sock`` has (it is ready); b"" when its peer closed it or it failed."""
+    """What ``sock`` has (it is ready); b"" when its peer closed it or it failed. A TLS
+    socket may hold decrypted bytes the selector cannot see: those are taken too."""
     try:
-        return sock.recv(CHUNK)
+        data = sock.recv(CHUNK)
+        if isinstance(sock, ssl.SSLSocket):
+            while data and sock.pending():
+                data += sock.recv(sock.pending())
+        return data
     except OSError:
         return b""
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_file`` and checks the broker's name."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _discard(sock: socket.socket | None, selector: selectors.BaseSelector) -> None:
@@ -93,8 +113,11 @@ class UartBridge:
     what happens to the connections (``bridge: ...`` lines)."""
 
     def __init__(self, broker_host: str = LOOPBACK, broker_port: int = 1883,
-                 listen_port: int = 0, log: bool = False) -> None:
+                 listen_port: int = 0, log: bool = False, ca_file: str | None = None) -> None:
         self.broker = (broker_host, broker_port)
+        self.ca_file = ca_file
+        self._tls = tls_context(ca_file) if ca_file is not None else None
+        self.last_error: str | None = None  # why the last broker connection failed
         self.stats = BridgeStats()
         self._log = log
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -183,8 +206,13 @@ class UartBridge:
         try:
             sock = socket.create_connection(self.broker, timeout=BROKER_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self.broker[0])
         except OSError as exc:
-            self._say(f"broker {self.broker[0]}:{self.broker[1]} refused: {exc}")
+            tls = f" (TLS, CA {self.ca_file})" if self._tls is not None else ""
+            self.last_error = f"broker {self.broker[0]}:{self.broker[1]}{tls}: {exc}"
+            self._say(f"{self.last_error}; the board is told the server is unavailable")
+            self._to_board(CONNACK_UNAVAILABLE)
             return
         # Reads wait in the selector; a send that blocks this long means the broker
         # stopped reading, and the connection is dropped rather than the relay stalled.
@@ -243,11 +271,18 @@ class UartBridge:
         if self._uart is None:
             self.stats.dropped_bytes += len(data)
             return
+        if not self._to_board(data):
+            self._lose_uart(selector)
+
+    def _to_board(self, data: bytes) -> bool:
+        if self._uart is None:
+            return True
         try:
             self._uart.sendall(data)
-            self.stats.bytes_to_board += len(data)
         except OSError:
-            self._lose_uart(selector)
+            return False
+        self.stats.bytes_to_board += len(data)
+        return True
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()

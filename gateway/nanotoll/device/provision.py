@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..broker.enrol import BrokerEnrolment, EnrolError
 from .boards import BoardSpec
 from .repl import BoardExecError, DeviceError, Repl
 
 KEY_FILE = "/device.key"
 NEW_KEY_FILE = "/device.key.new"
 CONFIG_FILE = "/config.json"
+BROKER_CA_FILE = "/broker_ca.pem"
 STATE_DIR = "/state"
 DEFAULT_LIFETIME = 7 * 86400
 DEFAULT_EXPIRY_MARGIN = 3600
@@ -55,6 +57,9 @@ class ProvisionRequest:
     wifi_password: str | None = None
     rotate: bool = False
     provider_key: str | None = None  # its 64-byte public key x || y, as hex
+    # The operator's broker: the board gets a client of its own there and the CA.
+    # None: a broker without credentials (a plain one on a test bench).
+    broker: BrokerEnrolment | None = None
 
 
 @dataclass
@@ -142,7 +147,7 @@ def _rm(p):
 if {wipe_state!r}:
     _rm({state!r})
 os.rename({new_key!r}, {key!r})
-os.rename({config_tmp!r}, {config!r})
+{ca_rename}os.rename({config_tmp!r}, {config!r})
 del _rm
 """
 
@@ -265,7 +270,20 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
     made = repl.exec_json(_MAKE_KEY.format(path=NEW_KEY_FILE), timeout=120)
     address = str(made["address"])
     say(f"provision: the board made its key; address {address}")
+    device_hex = address.lower().removeprefix("0x")
+    enrolled = False
     try:
+        # The broker first: a broker that is down or refuses stops provisioning before
+        # anything happens on-chain or on the board.
+        if request.broker is not None:
+            try:
+                credentials = request.broker.enrol(_hex(request.provider), device_hex,
+                                                   _hex(owner.address))
+            except EnrolError as exc:
+                raise DeviceError(str(exc)) from exc
+            enrolled = True
+            say(f"provision: broker client {credentials.username} made on "
+                f"{request.broker.host}:{request.broker.port}")
         expiry = int(w3.eth.get_block("latest")["timestamp"]) + request.lifetime
         channel, receipt = escrow.open_channel(owner, address, request.provider,
                                                request.deposit, expiry)
@@ -293,15 +311,37 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
             config["comb_tables"] = COMB_TABLES
         if spec.wifi:
             config["wifi"] = {"ssid": request.wifi_ssid, "password": request.wifi_password or ""}
+        ca_rename = ""
+        if request.broker is not None:
+            config["broker"].update(username=credentials.username,
+                                    password=credentials.password, ca=BROKER_CA_FILE)
+            repl.write_file(BROKER_CA_FILE + ".tmp", request.broker.ca_pem())
+            ca_rename = f"os.rename({BROKER_CA_FILE + '.tmp'!r}, {BROKER_CA_FILE!r})\n"
         repl.write_file(CONFIG_FILE + ".tmp", json.dumps(config).encode())
         repl.exec(_INSTALL.format(wipe_state=bool(present["key"]), state=STATE_DIR,
-                                  new_key=NEW_KEY_FILE, key=KEY_FILE,
+                                  new_key=NEW_KEY_FILE, key=KEY_FILE, ca_rename=ca_rename,
                                   config_tmp=CONFIG_FILE + ".tmp", config=CONFIG_FILE))
     except BaseException:
         with contextlib.suppress(DeviceError):
-            repl.exec(f"import os\nfor _p in ({NEW_KEY_FILE!r}, {CONFIG_FILE + '.tmp'!r}):\n"
+            temporary = (NEW_KEY_FILE, CONFIG_FILE + ".tmp", BROKER_CA_FILE + ".tmp")
+            repl.exec(f"import os\nfor _p in {temporary!r}:\n"
                       "    try:\n        os.remove(_p)\n    except OSError:\n        pass")
+        if enrolled and request.broker is not None:
+            with contextlib.suppress(EnrolError):
+                request.broker.revoke(device_hex)  # a client for a key that never served
         raise
+    if present["key"] and request.broker is not None and old and old.get("device"):
+        # The old key is gone from the board: its broker client goes too.
+        previous = _hex(str(old["device"]))
+        if previous != device_hex:
+            try:
+                revoked = request.broker.revoke(previous)
+            except EnrolError as exc:
+                raise DeviceError(f"the board now uses {address}, but revoking the old "
+                                  f"device's broker client failed: {exc}; revoke it with the "
+                                  "broker's admin") from exc
+            say(f"provision: broker client {previous} "
+                f"{'revoked' if revoked else 'was not on the broker'}")
     if present["key"]:
         say(f"provision: rotated: the old key is gone; its channel "
             f"{old.get('channel') if old else '?'} stays open until its expiry (the gateway "
@@ -310,6 +350,11 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
         f"expiry {expiry})")
     return ProvisionResult(address, channel, request.deposit, expiry,
                            old if present["key"] else None)
+
+
+def _hex(address: str) -> str:
+    """An address as topics and broker usernames write it: lowercase, no 0x."""
+    return address.lower().removeprefix("0x")
 
 
 def status(repl: Repl) -> dict[str, Any]:

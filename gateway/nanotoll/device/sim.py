@@ -38,12 +38,14 @@ class BoardSim:
     def __init__(self, broker_host: str = LOOPBACK, broker_port: int = 1883,
                  firmware: Path | None = None, icount: bool = False,
                  log_path: Path | None = None, bridge_log: bool = False,
-                 romfs: Path | None = None) -> None:
+                 romfs: Path | None = None, ca_file: Path | None = None) -> None:
         self.firmware = firmware or board_firmware()
         self.icount = icount
         self.romfs = romfs  # a ROMFS image "flashed" into the board's ROMFS partition
         self.log_path = log_path
-        self.bridge = UartBridge(broker_host, broker_port, log=bridge_log)
+        # With the broker's CA, the bridge makes the TLS connection for the board.
+        self.bridge = UartBridge(broker_host, broker_port, log=bridge_log,
+                                 ca_file=str(ca_file) if ca_file is not None else None)
         self.process: subprocess.Popen[str] | None = None
         self.pty: str = ""
         self._reader: threading.Thread | None = None
