@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nanotoll.device.boards import BOARDS
+from nanotoll.device.boards import BOARDS, MANIFEST_DEST
 from nanotoll.device.qemu import ROMFS_ADDR, romfs_loader
 from nanotoll.device.repl import DeviceError, Repl
 from support.agent_helpers import CHAIN_ID, DEVICE_KEY, ESCROW, POLICY, PROVIDER_KEY, addr_hex
@@ -67,8 +67,9 @@ def test_image_and_deploy_command(artifacts: Any, image: Path) -> None:
 
     modules, rest = split_romfs(artifacts)
     assert [a.dest for a in rest] == ["/main.py"]
-    assert modules and all(a.dest.startswith("/lib/") and a.dest.endswith(".mpy")
-                           for a in modules)
+    # the .mpy modules, and the manifest device.py reads its boot order from
+    assert [a.dest for a in modules if not a.dest.endswith(".mpy")] == [MANIFEST_DEST]
+    assert all(a.dest.startswith("/lib/") for a in modules)
     data = image.read_bytes()
     assert data.startswith(ROMFS_HEADER)
     for artifact in modules:  # each module's name and its .mpy bytes, unchanged
