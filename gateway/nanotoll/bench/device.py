@@ -11,18 +11,23 @@ Figures (``run_device_bench() -> dict``):
 - ``instructions_per_digest``: EIP-712 voucher digest (two keccak-256; the domain
   separator is already cached, as it is per channel)
 - ``instructions_per_sign``: secp256k1 signature of that digest (RFC 6979 nonce,
-  k*G by the comb, two inversions)
+  k*G by the comb, two inversions), the comb's table (8 teeth, 65 KB) read in place
+  from flash: the board's PSRAM at 0x21000000, where a ROMFS image lies, filled by
+  QEMU with the table the firmware's own ``write_table`` makes under the unix port
 - ``instructions_per_cbor``: CBOR encoding of the 76-byte voucher
 - ``instructions_per_voucher``: ``VoucherSigner.sign_voucher``, all of the above
 - ``voucher_bytes``: length of the wire form
 - ``min_heap_bytes``: the least free heap, measured after the modules are
-  imported and the comb work buffer released, with which the board can build a
-  ``VoucherSigner`` and its comb table (buffer included) and sign a voucher (a
-  ballast shrinks the free heap to one free run of that size; binary search to 128
-  bytes)
+  imported and the comb work buffer released, with which the board can take the
+  flash table into use, build a ``VoucherSigner`` and sign a voucher (a ballast
+  shrinks the free heap to one free run of that size; binary search to 128 bytes)
+- ``instructions_per_sign_ram_comb``, ``instructions_per_voucher_ram_comb``,
+  ``min_heap_bytes_ram_comb``: the same without a table in flash, with the small
+  comb (5 teeth, 3,968 B) secp256k1 builds in RAM on first use
 - ``import_heap_bytes``: heap the imported modules themselves keep (code, constants,
   and secp256k1's comb work buffer, which it allocates at import)
-- ``instructions_table_build``: the one-off comb table build on first use
+- ``instructions_table_build``: the one-off build of the RAM comb on first use
+- ``instructions_table_check``: taking the flash table into use (its SHA-256 checked)
 - ``runtime``: what ran where
 
 Instruction figures are medians over several vouchers with different amounts,
@@ -31,12 +36,17 @@ after one warm-up voucher, with the timer-read overhead subtracted.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from ..device.image import firmware_files
-from ..device.manifest import read_manifest
-from ..device.qemu import BoardError, QemuBoard
+from ..device.manifest import FIRMWARE_DIR, read_manifest
+from ..device.qemu import ROMFS_ADDR, BoardError, QemuBoard
+from ..servers.tools import micropython_binary
 
 TICK_INSTRUCTIONS = 40  # 25 MHz timer against 1 GHz of -icount shift=0 virtual time
 # What the measured calls need: the voucher signer and the CBOR encoder.
@@ -74,7 +84,7 @@ def _nothing(*args):
 _key = bytes(range(1, 33))
 _contract = "0x95C62b7BCa32875bad1194Eb8c6A158277366Fd9"
 gc.collect()
-_table, _ = _measure(secp256k1.precompute)
+{table}
 _signer = voucher.VoucherSigner(_key, 31337, _contract)
 _signer.sign_voucher(7, 1)
 _rows = []
@@ -93,6 +103,16 @@ print("ROWS", _rows)
 print("TABLE", _table)
 print("BYTES", len(_wire))
 """
+
+# Board side: the comb's table, in flash (QEMU's loader put it in PSRAM) or in RAM.
+_FLASH_TABLE = f"""
+import uctypes
+_table, _ = _measure(secp256k1.use_table, uctypes.bytearray_at({ROMFS_ADDR:#x},
+                     secp256k1.TABLE_BYTES), False)
+"""
+_RAM_TABLE = "_table, _ = _measure(secp256k1.precompute)"
+_FLASH_TABLE_IN_USE = (f"import uctypes; secp256k1.use_table(uctypes.bytearray_at("
+                       f"{ROMFS_ADDR:#x}, secp256k1.TABLE_BYTES), False)")
 
 # Board side: leave about {free} bytes of free heap, in one piece, then run the
 # voucher path. Loading the modules leaves the free heap in pieces, so first
@@ -121,6 +141,7 @@ if {free} < _first - 64:
 gc.collect()
 _free = gc.mem_free()
 try:
+    {table}
     import voucher
     _signer = voucher.VoucherSigner(bytes(range(1, 33)), 31337, b"\\x11" * 20)
     _wire = _signer.sign_voucher(7, 123456789)
@@ -136,25 +157,26 @@ def _median(values: list[int]) -> int:
 
 
 def _heap_trial(board: QemuBoard, files: dict[str, bytes], modules: tuple[str, ...],
-                free: int) -> tuple[bool, int]:
+                free: int, table: str) -> tuple[bool, int]:
     board.soft_reset()
     board.load(files, modules)
-    out = board.exec(_BALLAST.format(free=free), timeout=300)
+    out = board.exec(_BALLAST.format(free=free, table=table), timeout=300)
     word, measured = out.split()[:2]
     return word == "OK", int(measured)
 
 
 def measure_min_heap(board: QemuBoard, files: dict[str, bytes], modules: tuple[str, ...],
-                     step: int = 128) -> int:
-    """The least free heap (after import) that signs a voucher, to within step bytes."""
+                     step: int = 128, table: str = "pass") -> int:
+    """The least free heap (after import) that signs a voucher, to within step bytes;
+    table: board code run first under the ballast (taking a flash table into use)."""
     low, high = 0, 64 * 1024  # low fails (nothing fits in 0 bytes), high must pass
-    ok, measured = _heap_trial(board, files, modules, high)
+    ok, measured = _heap_trial(board, files, modules, high, table)
     if not ok:
         raise BoardError(f"the voucher path fails even with {measured} bytes free")
     best = measured
     while high - low > step:
         middle = (low + high) // 2
-        ok, measured = _heap_trial(board, files, modules, middle)
+        ok, measured = _heap_trial(board, files, modules, middle, table)
         if ok:
             high, best = middle, measured
         else:
@@ -162,38 +184,67 @@ def measure_min_heap(board: QemuBoard, files: dict[str, bytes], modules: tuple[s
     return best
 
 
+def comb_table(folder: Path) -> Path:
+    """The flash comb table for G, written by the firmware's own secp256k1.write_table
+    under the unix port (the same bytes on every board)."""
+    path = folder / "g.tbl"
+    env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
+    subprocess.run([micropython_binary(), "-c",
+                    f"import secp256k1; secp256k1.write_table({str(path)!r})"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    return path
+
+
+def _measure_vouchers(board: QemuBoard, rounds: int, table: str) -> tuple[dict[str, int], float]:
+    started = time.monotonic()
+    out = board.exec(_MEASURE.format(rounds=rounds, table=table), timeout=600)
+    seconds = time.monotonic() - started
+    figures = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    rows = eval(figures["ROWS"], {"__builtins__": {}})  # a list of int tuples we printed
+    columns = list(zip(*rows, strict=True))
+    empty = _median(list(columns[0]))
+
+    def instructions(column: int) -> int:
+        return (_median(list(columns[column])) - empty) * TICK_INSTRUCTIONS
+
+    return {
+        "digest": instructions(1), "sign": instructions(2), "cbor": instructions(3),
+        "voucher": instructions(4), "table": int(figures["TABLE"]) * TICK_INSTRUCTIONS,
+        "bytes": int(figures["BYTES"]),
+    }, seconds
+
+
 def run_device_bench(rounds: int = 5) -> dict[str, Any]:
     modules = voucher_modules()
     files, how = firmware_files(modules)
-    with QemuBoard() as board:
+    with tempfile.TemporaryDirectory(prefix="nanotoll-bench-comb-") as tmp, \
+            QemuBoard(romfs=comb_table(Path(tmp))) as board:
         board.soft_reset()
         before = int(board.exec("import gc; gc.collect(); print(gc.mem_free())"))
         board.load(files, modules)
         after = int(board.exec("import gc; gc.collect(); print(gc.mem_free())"))
         backend = board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip()
-        started = time.monotonic()
-        out = board.exec(_MEASURE.format(rounds=rounds), timeout=600)
-        seconds = time.monotonic() - started
-        figures = dict(line.split(" ", 1) for line in out.strip().splitlines())
-        rows = eval(figures["ROWS"], {"__builtins__": {}})  # a list of int tuples we printed
-        columns = list(zip(*rows, strict=True))
-        empty = _median(list(columns[0]))
-
-        def instructions(column: int) -> int:
-            return (_median(list(columns[column])) - empty) * TICK_INSTRUCTIONS
-
-        min_heap = measure_min_heap(board, files, modules)
+        ram, _ = _measure_vouchers(board, rounds, _RAM_TABLE)
+        board.soft_reset()
+        board.load(files, modules)
+        flash, seconds = _measure_vouchers(board, rounds, _FLASH_TABLE)
+        min_heap = measure_min_heap(board, files, modules, table=_FLASH_TABLE_IN_USE)
+        min_heap_ram = measure_min_heap(board, files, modules)
         implementation = board.exec(
             "import sys; print('.'.join(str(v) for v in sys.implementation.version[:3]))"
         ).strip()
     return {
-        "instructions_per_digest": instructions(1),
-        "instructions_per_sign": instructions(2),
-        "instructions_per_cbor": instructions(3),
-        "instructions_per_voucher": instructions(4),
-        "instructions_table_build": int(figures["TABLE"]) * TICK_INSTRUCTIONS,
-        "voucher_bytes": int(figures["BYTES"]),
+        "instructions_per_digest": flash["digest"],
+        "instructions_per_sign": flash["sign"],
+        "instructions_per_cbor": flash["cbor"],
+        "instructions_per_voucher": flash["voucher"],
+        "instructions_per_sign_ram_comb": ram["sign"],
+        "instructions_per_voucher_ram_comb": ram["voucher"],
+        "instructions_table_build": ram["table"],
+        "instructions_table_check": flash["table"],
+        "voucher_bytes": flash["bytes"],
         "min_heap_bytes": min_heap,
+        "min_heap_bytes_ram_comb": min_heap_ram,
         "import_heap_bytes": before - after,
         "runtime": (
             f"MicroPython {implementation} on QEMU mps2-an385 (-icount shift=0, CMSDK timer), "
