@@ -660,7 +660,7 @@ def generate_private_key(randbytes):
 
 
 def public_key(secret):
-    _mul_g(check_private_key(secret))
+    _mul_g(check_private_key(secret), True)
     x, y = _affine()
     return x.to_bytes(32, "big") + y.to_bytes(32, "big")
 
