@@ -12,8 +12,10 @@
 # for byte: the same RFC 6979 HMAC-SHA256 nonce with no extra data, the same
 # low-s rule.
 #
-#   use_table(path) / write_table(path, public=None)   comb tables in flash
-#   PublicKey(public, table=None).verify(digest, signature) -> bool
+#   write_table(path, public=None)      a comb table for G (or a key) in flash
+#   use_table(path or bytes) -> status  sign with G's table from now on
+#   open_table(path or bytes, public)   a key's table, for PublicKey
+#   PublicKey(public, comb=None).verify(digest, signature) -> bool
 #
 # Speed: k*G uses a fixed-base comb (Lim-Lee), Jacobian coordinates with mixed
 # additions, and field arithmetic in viper (_field_viper.py) or plain Python
@@ -21,9 +23,11 @@
 # either the small one built in RAM on first use (5 teeth: 62 points, 3,968
 # bytes, allocated at import so that it never has to be found in a fragmented
 # heap; 25 doublings and up to 52 additions) or a large one in flash (8 teeth:
-# 1,020 points, 65 KB; 7 doublings and up to 32 additions), read in place from
-# a ROMFS file or entry by entry from a file, checked against its SHA-256 when
-# it is opened. A verifying key can have such a table too: a signature is then
+# 1,020 points, 65 KB; 7 doublings and 32 additions), read in place from a
+# ROMFS file or entry by entry from a file, checked against its SHA-256 when it
+# is opened. With a secret scalar every comb column costs an addition (a zero
+# digit's goes to a copy that is dropped), and the inversions in sign() are
+# blinded: see "what is constant-time" in docs/boards.md. A verifying key can have such a table too: a signature is then
 # checked with both combs sharing their doublings. Scalars mod n and the
 # inversions use MicroPython's big integers, with extended Euclid: pow(x, -1, m)
 # returns 0 on MicroPython. Recovery's u2*R uses the curve's endomorphism (GLV):
