@@ -112,7 +112,9 @@ def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
 class MqttPeer:
     """A paho client for tests: publish requests, collect responses per topic."""
 
-    def __init__(self, port: int, subscribe: tuple[str, ...] = (), client_id: str = "") -> None:
+    def __init__(self, port: int, subscribe: tuple[str, ...] = (), client_id: str = "",
+                 username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None) -> None:
         import queue
         import threading
 
@@ -141,6 +143,10 @@ class MqttPeer:
         self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
         self.client.on_socket_open = _no_delay
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=ca_file)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._ready.wait(10):

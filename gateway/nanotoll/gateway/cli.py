@@ -37,10 +37,11 @@ def _guard(run: Any) -> int:
     from ..chain.errors import ChainError
     from ..ledger import LedgerError
     from .config import ConfigError
+    from .ingress import IngressError
 
     try:
         return int(run() or 0)
-    except (ConfigError, LedgerError, ChainError) as exc:
+    except (ConfigError, LedgerError, ChainError, IngressError) as exc:
         print(f"nanotoll: {exc}", file=sys.stderr)
         return 2
 

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -58,8 +59,12 @@ class Ingress:
 
     def __init__(self, host: str, port: int, provider_hex: str, pipeline: Pipeline,
                  catalog: bytes, *, client_id: str = "", inflight: int = 256,
-                 keepalive: int = 30, logger: logging.Logger | None = None) -> None:
+                 keepalive: int = 30, logger: logging.Logger | None = None,
+                 ca_file: str | None = None, username: str | None = None,
+                 password: str | None = None) -> None:
         self.host, self.port = host, port
+        self.ca_file, self.username = ca_file, username
+        self._refused: str | None = None  # why the broker refused us, if it did
         self.provider_hex = provider_hex
         self._pipeline = pipeline
         self._catalog = catalog
@@ -90,6 +95,13 @@ class Ingress:
         self._client.on_socket_open = _no_delay
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(self._inflight)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if ca_file is not None:
+            try:
+                self._client.tls_set(ca_certs=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise IngressError(f"[mqtt] ca_file {ca_file}: {exc}") from exc
 
     # --------------------------------------------------------- lifecycle --
 
@@ -100,6 +112,9 @@ class Ingress:
         try:
             self._client.connect(self.host, self.port, keepalive=self._keepalive,
                                  clean_start=False, properties=properties)
+        except ssl.SSLError as exc:  # before OSError: it is one
+            raise IngressError(f"TLS with the MQTT broker at {self._where()} failed: "
+                               f"{exc}") from exc
         except OSError as exc:
             raise IngressError(f"cannot reach the MQTT broker at {self.host}:{self.port}: "
                                f"{exc}") from exc
@@ -108,9 +123,10 @@ class Ingress:
         # Ready means served: the subscription confirmed (a request sent now reaches us)
         # and the catalog published (a device that looks now finds it).
         deadline = time.monotonic() + timeout
-        if not self._subscribed.wait(timeout):
+        if not self._subscribed.wait(timeout) or self._refused:
             self.stop()
-            raise IngressError(f"no subscription to {self.host}:{self.port} within {timeout} s")
+            raise IngressError(self._refused or f"no subscription to {self.host}:{self.port} "
+                               f"within {timeout} s")
         if not self._catalog_acked.wait(max(0.0, deadline - time.monotonic())):
             self.stop()
             raise IngressError(f"the catalog was not acknowledged by {self.host}:{self.port} "
@@ -223,7 +239,10 @@ class Ingress:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
-            event(self._log, "mqtt_connect_refused", logging.ERROR, reason=str(reason))
+            event(self._log, "mqtt_connect_refused", logging.ERROR, reason=str(reason),
+                  broker=self._where(), username=self.username)
+            self._refuse(f"the MQTT broker at {self._where()} refused user "
+                         f"{self.username!r}: {reason}")
             return
         self._generation += 1
         with self._acks_lock:  # the broker re-delivers what we had not acknowledged
@@ -240,9 +259,23 @@ class Ingress:
                       properties: Any) -> None:
         if any(reason.is_failure for reason in reasons):
             event(self._log, "mqtt_subscribe_refused", logging.ERROR,
-                  reasons=[str(r) for r in reasons])
+                  reasons=[str(r) for r in reasons], broker=self._where(),
+                  username=self.username)
+            self._refuse(f"the MQTT broker at {self._where()} refused user "
+                         f"{self.username!r} the provider's request subscription: "
+                         f"{', '.join(str(r) for r in reasons)}")
             return
         self._subscribed.set()
+
+    def _refuse(self, why: str) -> None:
+        """A refusal while starting ends the start with ``why``; later ones are logged."""
+        if not self._subscribed.is_set():
+            self._refused = why
+            self._subscribed.set()
+
+    def _where(self) -> str:
+        tls = f" (TLS, CA {self.ca_file})" if self.ca_file is not None else ""
+        return f"{self.host}:{self.port}{tls}"
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:

@@ -92,7 +92,9 @@ class GatewayService:
         self.ingress = Ingress(config.mqtt.host, config.mqtt.port, self.provider_hex,
                                self.pipeline, self.catalog.encode(),
                                client_id=config.mqtt.client_id, inflight=config.mqtt.inflight,
-                               keepalive=config.mqtt.keepalive)
+                               keepalive=config.mqtt.keepalive,
+                               ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
+                               username=config.mqtt.username, password=config.mqtt.password())
         self._settle_in_background = settle_in_background and self.settler is not None
         self._stop = threading.Event()
         self._settle_thread: threading.Thread | None = None
