@@ -300,9 +300,18 @@ contract ReputationRegistry {
             bool[] memory revokedStatuses
         )
     {
-        FeedbackColumns memory rows =
-            _collect(agentId, _selectClients(agentId, clientAddresses), _filterHash(tag1), _filterHash(tag2), includeRevoked);
-        return (rows.clients, rows.feedbackIndexes, rows.values, rows.valueDecimals, rows.tag1s, rows.tag2s, rows.revokedStatuses);
+        FeedbackColumns memory rows = _collect(
+            agentId, _selectClients(agentId, clientAddresses), _filterHash(tag1), _filterHash(tag2), includeRevoked
+        );
+        return (
+            rows.clients,
+            rows.feedbackIndexes,
+            rows.values,
+            rows.valueDecimals,
+            rows.tag1s,
+            rows.tag2s,
+            rows.revokedStatuses
+        );
     }
 
     /// @notice Number of responses appended to feedback of `agentId`.
@@ -312,11 +321,12 @@ contract ReputationRegistry {
     /// @param responders Only responses by these addresses (empty: anyone's; listing an address
     /// twice counts its responses twice).
     /// @return count The number of responses.
-    function getResponseCount(uint256 agentId, address clientAddress, uint64 feedbackIndex, address[] calldata responders)
-        external
-        view
-        returns (uint64 count)
-    {
+    function getResponseCount(
+        uint256 agentId,
+        address clientAddress,
+        uint64 feedbackIndex,
+        address[] calldata responders
+    ) external view returns (uint64 count) {
         address[] memory clients;
         if (clientAddress == address(0)) {
             clients = _clients[agentId];
@@ -427,7 +437,11 @@ contract ReputationRegistry {
     }
 
     /// @dev The requested clients without repeats, or all of the agent's clients when none are given.
-    function _selectClients(uint256 agentId, address[] memory requested) private view returns (address[] memory clients) {
+    function _selectClients(uint256 agentId, address[] memory requested)
+        private
+        view
+        returns (address[] memory clients)
+    {
         if (requested.length == 0) return _clients[agentId];
         clients = new address[](requested.length);
         uint256 kept;

@@ -165,7 +165,10 @@ contract IdentityInvariantTest is Test {
             if (wallet != address(0)) {
                 assertEq(handler.provenFor(agentId), registry.ownerOf(agentId));
             }
-            assertEq(registry.getMetadata(agentId, "agentWallet"), wallet == address(0) ? bytes("") : abi.encodePacked(wallet));
+            assertEq(
+                registry.getMetadata(agentId, "agentWallet"),
+                wallet == address(0) ? bytes("") : abi.encodePacked(wallet)
+            );
         }
     }
 

@@ -36,7 +36,8 @@ abstract contract IdentityBase is Test {
         view
         returns (bytes memory)
     {
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, registry.walletProofDigest(agentId, newWallet, agentOwner, deadline));
+        (uint8 v, bytes32 r, bytes32 s) =
+            vm.sign(key, registry.walletProofDigest(agentId, newWallet, agentOwner, deadline));
         return abi.encodePacked(r, s, v);
     }
 }
@@ -223,8 +224,14 @@ contract IdentityWalletTest is IdentityBase {
                 START + 60
             )
         );
-        assertEq(registry.walletProofDigest(5, wallet, owner, START + 60), keccak256(abi.encodePacked("\x19\x01", domain, structHash)));
-        assertEq(registry.AGENT_WALLET_SET_TYPEHASH(), keccak256("AgentWalletSet(uint256 agentId,address newWallet,address owner,uint256 deadline)"));
+        assertEq(
+            registry.walletProofDigest(5, wallet, owner, START + 60),
+            keccak256(abi.encodePacked("\x19\x01", domain, structHash))
+        );
+        assertEq(
+            registry.AGENT_WALLET_SET_TYPEHASH(),
+            keccak256("AgentWalletSet(uint256 agentId,address newWallet,address owner,uint256 deadline)")
+        );
     }
 
     function test_setAgentWallet_eoaProof() public {

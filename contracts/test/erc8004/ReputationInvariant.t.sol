@@ -58,7 +58,14 @@ contract ReputationHandler is Test {
         uint8 tagIndex = uint8(tagSeed % tags.length);
         vm.prank(clients[client]);
         reputation.giveFeedback(
-            agentIds[agent], value, uint8(bound(decimalsSeed, 0, 18)), tags[tagIndex], tags[(tagIndex + 1) % 3], "", "", 0
+            agentIds[agent],
+            value,
+            uint8(bound(decimalsSeed, 0, 18)),
+            tags[tagIndex],
+            tags[(tagIndex + 1) % 3],
+            "",
+            "",
+            0
         );
         entries.push(
             Entry({

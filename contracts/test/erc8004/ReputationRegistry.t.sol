@@ -55,10 +55,22 @@ contract ReputationGiveTest is ReputationBase {
     function test_giveFeedback_storesEmitsAndNumbersPerClient() public {
         vm.expectEmit(true, true, true, true, address(reputation));
         emit ReputationRegistry.NewFeedback(
-            agentId, alice, 1, 87, 0, "starred", "starred", "meter", "mqtt://broker/catalog", "ipfs://fb", bytes32(uint256(7))
+            agentId,
+            alice,
+            1,
+            87,
+            0,
+            "starred",
+            "starred",
+            "meter",
+            "mqtt://broker/catalog",
+            "ipfs://fb",
+            bytes32(uint256(7))
         );
         vm.prank(alice);
-        reputation.giveFeedback(agentId, 87, 0, "starred", "meter", "mqtt://broker/catalog", "ipfs://fb", bytes32(uint256(7)));
+        reputation.giveFeedback(
+            agentId, 87, 0, "starred", "meter", "mqtt://broker/catalog", "ipfs://fb", bytes32(uint256(7))
+        );
 
         _rate(alice, 9977, 2, "uptime", "");
         _rate(bob, -32, 1, "tradingYield", "week");
@@ -200,7 +212,9 @@ contract ReputationRevokeAndRespondTest is ReputationBase {
         vm.prank(alice);
         reputation.revokeFeedback(agentId, 1);
         reputation.appendResponse(agentId, alice, 1, "ipfs://r", bytes32(0));
-        assertEq(reputation.getResponseCount(agentId, alice, 1, new address[](0)), 1, "revoked feedback can be answered");
+        assertEq(
+            reputation.getResponseCount(agentId, alice, 1, new address[](0)), 1, "revoked feedback can be answered"
+        );
     }
 }
 
