@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from .boards import BOARDS, board_spec
@@ -72,7 +73,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
             lifetime=args.lifetime, budget=args.budget, max_unit_price=args.max_unit_price,
             policy_extra=extra, wifi_ssid=args.wifi_ssid,
             wifi_password=os.environ.get(WIFI_PASSWORD_ENV), rotate=args.rotate,
-            provider_key=args.provider_key)
+            provider_key=args.provider_key, broker=_enrolment(args))
         with Repl(args.port) as repl:
             result = provision(repl, spec, request, owner, _say)
     except DeviceError as exc:
@@ -81,6 +82,18 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         print(json.dumps({"address": result.address, "channel": result.channel,
                           "deposit": result.deposit, "expiry": result.expiry}))
     return 0
+
+
+def _enrolment(args: argparse.Namespace) -> Any:
+    """The broker enrolment --broker-folder asks for (None without it)."""
+    if args.broker_folder is None:
+        return None
+    from ..broker.enrol import BrokerEnrolment, EnrolError
+
+    try:
+        return BrokerEnrolment.from_folder(Path(args.broker_folder), *args.broker)
+    except EnrolError as exc:
+        raise DeviceError(str(exc)) from exc
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -133,7 +146,7 @@ def _cmd_sim_board(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with BoardSim(args.broker[0], args.broker[1], icount=args.icount,
-                      bridge_log=args.verbose) as board:
+                      bridge_log=args.verbose, ca_file=args.ca) as board:
             print(f"board: REPL on {board.pty}", flush=True)
             print(f"board: UART1 -> bridge 127.0.0.1:{board.bridge.port} -> broker "
                   f"{args.broker[0]}:{args.broker[1]}", flush=True)
@@ -196,6 +209,9 @@ def add_device_commands(subparsers: Any) -> None:
     prov.add_argument("--policy", default=None, help="JSON file with more policy keys")
     prov.add_argument("--broker", type=_host_port, default=("127.0.0.1", 1883),
                       help="the gateway's MQTT broker HOST:PORT, as the board reaches it")
+    prov.add_argument("--broker-folder", default=None, metavar="DIR",
+                      help="the broker's folder (`nanotoll broker init`): the board gets a "
+                      "broker client of its own and the broker's CA, and connects with TLS")
     prov.add_argument("--wifi-ssid", default=None,
                       help="Wi-Fi network (password from NANOTOLL_WIFI_PASSWORD)")
     prov.add_argument("--keystore", default=None, help="the owner's keystore file")
@@ -230,5 +246,8 @@ def add_device_commands(subparsers: Any) -> None:
                        help="where the board's UART link leads (mosquitto HOST:PORT)")
     board.add_argument("--icount", action="store_true",
                        help="deterministic instruction counting (-icount shift=0)")
+    board.add_argument("--ca", type=Path, default=None, metavar="FILE",
+                       help="the broker's CA: the bridge makes the TLS connection for the "
+                       "board, as a modem with TLS offload does")
     board.add_argument("--verbose", action="store_true", help="log the bridge's connections")
     board.set_defaults(func=_cmd_sim_board)
