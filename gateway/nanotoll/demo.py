@@ -1,8 +1,12 @@
 """``nanotoll demo``: one real purchase path, end to end, through every real part.
 
 anvil → test stablecoin and escrow → a device key made by the firmware itself → a funded
-channel → mosquitto → the gateway (its own process) → the firmware under MicroPython's
-unix port buying weather N times → the gateway's settlement on-chain → a table.
+channel → mosquitto with TLS, a client per party and topic rights (``nanotoll.broker``)
+→ the gateway (its own process, TLS and its credentials) → the firmware under
+MicroPython's unix port buying weather N times with its own credentials → the gateway's
+settlement on-chain → a table. This unix port has no ``ssl``, so the device reaches the
+broker through a TLS modem on loopback (the emulated board's bridge), as a board with a
+cellular modem that offloads TLS does.
 
 Exit code 0 only when every purchase succeeded and what the chain settled equals what the
 device paid, the gateway accepted and the provider received. Every process started here
@@ -25,6 +29,9 @@ from typing import Any, TextIO
 
 from eth_account import Account
 
+from .broker.clients import Credentials, add_device
+from .broker.site import gateway_username
+from .device.bridge import UartBridge
 from .protocol.topics import catalog_topic
 from .servers.mosquitto import Mosquitto
 from .servers.process import (
@@ -110,13 +117,16 @@ class GatewayProcess(ManagedProcess):
 
 
 def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
-                      timeout: float = 30.0) -> None:
-    """The gateway is ready once its signed catalog is retained on the broker."""
+                      credentials: Credentials, timeout: float = 30.0) -> None:
+    """The gateway is ready once its signed catalog is retained on the broker (looked
+    for with the device's credentials: a client may read the catalog only with a role)."""
     import paho.mqtt.client as mqtt
 
     seen = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = lambda *_: seen.set()
+    client.username_pw_set(credentials.username, credentials.password)
+    client.tls_set(ca_certs=str(broker.ca_file))
     client.connect(broker.host, broker.port)
     client.subscribe(catalog_topic(provider[2:].lower()), qos=1)
     client.loop_start()
@@ -133,10 +143,13 @@ def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
 
 
 def _write_gateway_config(path: Path, broker: Mosquitto, rpc_url: str, escrow: str,
-                          chain_id: int) -> None:
+                          chain_id: int, provider: str) -> None:
+    assert broker.site is not None
     path.write_text(
         "# written by nanotoll demo\n"
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'ca_file = "{broker.ca_file}"\nusername = "{gateway_username(provider)}"\n'
+        f'password_file = "{broker.site.gateway_password_file(provider)}"\n\n'
         '[provider]\nkey_env = "NANOTOLL_PROVIDER_KEY"\n\n'
         f'[chain]\nrpc_url = "{rpc_url}"\nescrow = "{escrow}"\nchain_id = {chain_id}\n'
         "confirmations = 1\npoll_interval = 0.1\n\n"
@@ -267,20 +280,30 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
                                                 expiry)
             _say(out, f"channel {channel_id} funded with {DEPOSIT:,} units by {payer.address}")
 
-            broker = stack.enter_context(Mosquitto(port=broker_port, workdir=root / "broker"))
-            _say(out, f"mosquitto on {LOOPBACK}:{broker.port}")
+            provider_hex = provider.address[2:].lower()
+            broker = stack.enter_context(Mosquitto(port=broker_port, workdir=root / "broker",
+                                                   secure=True, providers=[provider_hex]))
+            _say(out, f"mosquitto on {LOOPBACK}:{broker.port} (TLS, CA {broker.ca_file})")
+            with broker.admin() as admin:
+                credentials = add_device(admin, provider_hex, address[2:].lower())
+            _say(out, f"broker client {credentials.username} made for the device")
+            modem = stack.enter_context(UartBridge(broker.host, broker.port,
+                                                   ca_file=str(broker.ca_file)))
             gateway_config = root / "gateway.toml"
             _write_gateway_config(gateway_config, broker, chain.rpc_url, escrow.address,
-                                  chain.chain_id)
+                                  chain.chain_id, provider_hex)
             gateway = stack.enter_context(
                 GatewayProcess(gateway_config, provider.key, root / "gateway"))
-            _wait_for_catalog(broker, provider.address, gateway)
+            _wait_for_catalog(broker, provider.address, gateway, credentials)
             _say(out, f"gateway serving provider {provider.address}")
 
             device.config.update({
                 "chain_id": chain.chain_id, "escrow": escrow.address,
                 "provider": provider.address, "channel": channel_id,
-                "broker": {"host": broker.host, "port": broker.port},
+                # The TLS modem on loopback; the credentials go in the device's CONNECT.
+                "broker": {"host": LOOPBACK, "port": modem.port,
+                           "username": credentials.username,
+                           "password": credentials.password},
                 "policy": {"deposit": DEPOSIT, "budget": DEPOSIT,
                            "max_unit_price": WEATHER_PRICE, "expiry": expiry},
             })
