@@ -61,6 +61,11 @@ contract NanotollEscrow is EIP712, ReentrancyGuardTransient {
     /// above 90% of the cap.
     uint256 public constant MAX_REDEEM_BATCH = 1000;
 
+    /// @notice Largest number of channels one `topUpMany` or `extendMany` call accepts.
+    /// @dev A thousand channels keep either call well below the per-transaction gas cap of
+    /// EIP-7825 (`test_fundingBatchesFitTransactionGasCap`).
+    uint256 public constant MAX_FUNDING_BATCH = 1000;
+
     uint256 private constant _U64 = 0xffffffffffffffff;
 
     // ------------------------------------------------------------------------------------------
@@ -186,6 +191,8 @@ contract NanotollEscrow is EIP712, ReentrancyGuardTransient {
     error EmptyBatch();
     error MalformedBatch(uint256 length);
     error BatchTooLarge(uint256 count, uint256 max);
+    error LengthMismatch(uint256 channels, uint256 amounts);
+    error MixedTokens(uint32 channelId, address token, address expected);
 
     constructor() EIP712("nanotoll", "1") {}
 
@@ -257,32 +264,49 @@ contract NanotollEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice Add `amount` to a channel's deposit. Only the payer; not after reclaim.
     function topUp(uint32 channelId, uint64 amount) external nonReentrant {
-        if (amount == 0) revert ZeroAmount();
-        Owner memory o = _ownerOf(channelId);
-        if (o.payer != msg.sender) revert NotPayer(channelId, msg.sender);
-        if (o.closed) revert ChannelClosed(channelId);
-        (uint256 pairIndex, uint256 shift) = _ledgerPosition(channelId);
-        uint256 word = _ledger[pairIndex];
-        uint256 deposit = ((word >> (shift + 64)) & _U64) + amount;
-        if (deposit > _U64) revert DepositOverflow(deposit);
-        _ledger[pairIndex] = (word & ~(_U64 << (shift + 64))) | (deposit << (shift + 64));
-        // casting to 'uint64' is safe because deposit <= _U64 was checked above
-        // forge-lint: disable-next-line(unsafe-typecast)
-        emit ChannelToppedUp(channelId, amount, uint64(deposit));
-        _pull(_routes[_terms[channelId].route].token, amount);
+        uint32 route = _addDeposit(channelId, amount);
+        _pull(_routes[route].token, amount);
+    }
+
+    /// @notice Add `amounts[i]` to channel `channelIds[i]`'s deposit for every i, with one token
+    /// transfer for the sum. The caller must be the payer of every channel, none may be
+    /// reclaimed, and all must lock the same token; otherwise nothing changes.
+    /// @dev Emits `ChannelToppedUp` per channel, as `topUp` does. Ids listed in increasing order
+    /// share ledger slots two by two, which makes the second write of a slot warm.
+    /// @param channelIds The channels to fund (at most `MAX_FUNDING_BATCH`).
+    /// @param amounts One amount (> 0) per channel, in token units.
+    function topUpMany(uint32[] calldata channelIds, uint64[] calldata amounts) external nonReentrant {
+        uint256 n = _checkBatch(channelIds.length, amounts.length);
+        uint32 route = _addDeposit(channelIds[0], amounts[0]);
+        uint256 total = amounts[0];
+        for (uint256 i = 1; i < n; ++i) {
+            uint32 next = _addDeposit(channelIds[i], amounts[i]);
+            // Routes differ between payees of one token, so compare the tokens themselves.
+            if (next != route && _routes[next].token != _routes[route].token) {
+                revert MixedTokens(channelIds[i], _routes[next].token, _routes[route].token);
+            }
+            total += amounts[i]; // n <= 1000 amounts of 64 bits each: no overflow
+        }
+        _pull(_routes[route].token, total);
     }
 
     /// @notice Move a channel's expiry later. Only the payer; not after reclaim. A channel that
     /// has lapsed but was not reclaimed can be revived this way.
     function extendExpiry(uint32 channelId, uint40 expiry) external {
-        Owner memory o = _ownerOf(channelId);
-        if (o.payer != msg.sender) revert NotPayer(channelId, msg.sender);
-        if (o.closed) revert ChannelClosed(channelId);
-        Terms storage t = _terms[channelId];
-        uint40 current = t.expiry;
-        if (expiry <= current) revert ExpiryNotExtended(current, expiry);
-        t.expiry = expiry;
-        emit ExpiryExtended(channelId, expiry);
+        _extend(channelId, expiry);
+    }
+
+    /// @notice Move the expiry of every channel in `channelIds` to `expiry`. The caller must be
+    /// the payer of every channel, none may be reclaimed, and `expiry` must be later than each
+    /// channel's current expiry; otherwise nothing changes.
+    /// @dev Emits `ExpiryExtended` per channel, as `extendExpiry` does.
+    /// @param channelIds The channels to extend (at most `MAX_FUNDING_BATCH`).
+    /// @param expiry The new expiry of all of them (unix seconds).
+    function extendMany(uint32[] calldata channelIds, uint40 expiry) external {
+        uint256 n = _checkBatch(channelIds.length, channelIds.length);
+        for (uint256 i; i < n; ++i) {
+            _extend(channelIds[i], expiry);
+        }
     }
 
     // ------------------------------------------------------------------------------------------
@@ -510,6 +534,44 @@ contract NanotollEscrow is EIP712, ReentrancyGuardTransient {
         catch {
             if (IERC20(token).allowance(msg.sender, address(this)) < amount) revert PermitFailed(token);
         }
+    }
+
+    /// @dev Raise an open channel's deposit by `amount` for its payer (the caller); the token is
+    /// pulled by the caller of this function. Returns the channel's route.
+    function _addDeposit(uint32 channelId, uint64 amount) private returns (uint32 route) {
+        if (amount == 0) revert ZeroAmount();
+        Owner memory o = _ownerOf(channelId);
+        if (o.payer != msg.sender) revert NotPayer(channelId, msg.sender);
+        if (o.closed) revert ChannelClosed(channelId);
+        (uint256 pairIndex, uint256 shift) = _ledgerPosition(channelId);
+        uint256 word = _ledger[pairIndex];
+        uint256 deposit = ((word >> (shift + 64)) & _U64) + amount;
+        if (deposit > _U64) revert DepositOverflow(deposit);
+        _ledger[pairIndex] = (word & ~(_U64 << (shift + 64))) | (deposit << (shift + 64));
+        // casting to 'uint64' is safe because deposit <= _U64 was checked above
+        // forge-lint: disable-next-line(unsafe-typecast)
+        emit ChannelToppedUp(channelId, amount, uint64(deposit));
+        route = _terms[channelId].route;
+    }
+
+    /// @dev Move an open channel's expiry later, for its payer (the caller).
+    function _extend(uint32 channelId, uint40 expiry) private {
+        Owner memory o = _ownerOf(channelId);
+        if (o.payer != msg.sender) revert NotPayer(channelId, msg.sender);
+        if (o.closed) revert ChannelClosed(channelId);
+        Terms storage t = _terms[channelId];
+        uint40 current = t.expiry;
+        if (expiry <= current) revert ExpiryNotExtended(current, expiry);
+        t.expiry = expiry;
+        emit ExpiryExtended(channelId, expiry);
+    }
+
+    /// @dev The length of a funding batch, refused when empty, too long or unpaired.
+    function _checkBatch(uint256 channels, uint256 amounts) private pure returns (uint256) {
+        if (channels == 0) revert EmptyBatch();
+        if (channels != amounts) revert LengthMismatch(channels, amounts);
+        if (channels > MAX_FUNDING_BATCH) revert BatchTooLarge(channels, MAX_FUNDING_BATCH);
+        return channels;
     }
 
     function _ownerOf(uint32 channelId) private view returns (Owner memory o) {
