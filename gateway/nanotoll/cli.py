@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("nanotoll.device.cli", "add_device_commands"),
         ("nanotoll.fleet.cli", "add_fleet_commands"),
         ("nanotoll.broker.cli", "add_broker_commands"),
+        ("nanotoll.owner.cli", "add_channel_commands"),
     ):
         # A part that is not in this tree is left out; one that is there but fails to
         # import is a bug and must be loud, so only absence is checked here.

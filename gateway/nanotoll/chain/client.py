@@ -260,6 +260,11 @@ class EscrowClient:
     def balance_of(self, address: str) -> int:
         return int(self._token().functions.balanceOf(to_checksum_address(address)).call())
 
+    def allowance(self, owner: str) -> int:
+        """What the escrow may still pull from ``owner``."""
+        return int(self._token().functions.allowance(to_checksum_address(owner),
+                                                     self.address).call())
+
     # ---------------------------------------------------------------- channels --
 
     def open_channel(self, payer: LocalAccount, signer: str, payee: str, deposit: int,
@@ -299,6 +304,39 @@ class EscrowClient:
 
     def extend_expiry(self, payer: LocalAccount, channel_id: int, expiry: int) -> TxReceipt:
         return self._send(payer, self.escrow.functions.extendExpiry(channel_id, expiry))
+
+    def top_up_many(self, payer: LocalAccount, channel_ids: Sequence[int],
+                    amounts: Sequence[int], approve: bool = True) -> TxReceipt:
+        """Fund ``channel_ids[i]`` with ``amounts[i]`` each, in one transaction and one
+        token transfer (at most ``max_funding_batch()`` channels)."""
+        if approve:
+            self.approve(payer, sum(amounts))
+        return self._send(payer, self.top_up_many_call(channel_ids, amounts))
+
+    def top_up_many_call(self, channel_ids: Sequence[int],
+                         amounts: Sequence[int]) -> ContractFunction:
+        return self.escrow.functions.topUpMany(list(channel_ids), list(amounts))
+
+    def extend_many(self, payer: LocalAccount, channel_ids: Sequence[int],
+                    expiry: int) -> TxReceipt:
+        """Move every channel's expiry to ``expiry`` in one transaction."""
+        return self._send(payer, self.extend_many_call(channel_ids, expiry))
+
+    def extend_many_call(self, channel_ids: Sequence[int], expiry: int) -> ContractFunction:
+        return self.escrow.functions.extendMany(list(channel_ids), expiry)
+
+    def estimate(self, sender: str, call: ContractFunction) -> int:
+        """Gas ``call`` would use if ``sender`` sent it now; :class:`~.errors.TxReverted`
+        (the contract's error decoded) if it would revert. Sends nothing."""
+        try:
+            return int(call.estimate_gas({"from": to_checksum_address(sender)}))
+        except ContractLogicError as exc:
+            error = decode_revert(self.escrow.abi, _revert_data(exc))
+            raise TxReverted(f"the call would revert: {error or exc}", None, error) from exc
+
+    def send(self, sender: LocalAccount, call: ContractFunction) -> TxReceipt:
+        """Sign and send a call built here (``*_call``), wait for its receipt."""
+        return self._send(sender, call)
 
     def reclaim(self, payer: LocalAccount, channel_id: int) -> tuple[int, TxReceipt]:
         """After expiry: refund the unredeemed deposit to the payer; returns (refund, receipt)."""
@@ -384,6 +422,9 @@ class EscrowClient:
 
     def max_redeem_batch(self) -> int:
         return int(self.escrow.functions.maxRedeemBatch().call())
+
+    def max_funding_batch(self) -> int:
+        return int(self.escrow.functions.MAX_FUNDING_BATCH().call())
 
     def last_channel_id(self) -> int:
         return int(self.escrow.functions.lastChannelId().call())
