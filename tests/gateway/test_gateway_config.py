@@ -120,7 +120,7 @@ def test_broker_tls_and_credentials_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("keys", "message"), [
-    ('username = "gw"\npassword = "x"', "[mqtt] password: the broker password never goes"),
+    ('username = "gw"\npassword = "x"', "[mqtt] password: a password never goes"),
     ('username = "gw"', "[mqtt] password_env: username 'gw' needs a password"),
     ('password_env = "PW"', "[mqtt] username: is required with a password"),
     ('username = "gw"\npassword_env = "PW"\npassword_file = "f"',
@@ -130,3 +130,36 @@ def test_broker_credentials_refused(tmp_path: Path, keys: str, message: str) -> 
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, GOOD.replace("port = 18830", f"port = 18830\n{keys}")))
     assert message in str(info.value)
+
+
+def test_metrics_listen_where_configured_and_ask_a_login(tmp_path: Path) -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from nanotoll.gateway.metrics import Metrics, MetricsServer
+
+    (tmp_path / "metrics.password").write_text("scrape-me\n")
+    text = GOOD + '\n[metrics]\nport = 9108\nhost = "127.0.0.1"\nusername = "prometheus"\n' \
+        'password_file = "metrics.password"\n'
+    access = load_config(write(tmp_path, text)).metrics
+    assert access.host == "127.0.0.1" and access.login() == ("prometheus", "scrape-me")
+    assert load_config(write(tmp_path, GOOD)).metrics.login() is None
+
+    server = MetricsServer(Metrics(), 0, access.host, access.login())
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        for header in (None, "Basic " + base64.b64encode(b"prometheus:wrong").decode()):
+            request = urllib.request.Request(url)
+            if header:
+                request.add_header("Authorization", header)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 401
+        request = urllib.request.Request(url)
+        request.add_header("Authorization",
+                           "Basic " + base64.b64encode(b"prometheus:scrape-me").decode())
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.close()

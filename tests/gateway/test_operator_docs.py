@@ -55,7 +55,9 @@ def test_the_guide_names_only_keys_the_parser_takes(tmp_path: Path) -> None:
     key would be refused as a typo)."""
     base = EXAMPLE.read_text()
     commented = {("provider", "keystore"), ("catalog", "valid_from"), ("metrics", "port"),
-                 ("provider", "keystore_password_env"), ("mqtt", "password_file")}
+                 ("provider", "keystore_password_env"), ("mqtt", "password_file"),
+                 ("metrics", "host"), ("metrics", "username"), ("metrics", "password_file"),
+                 ("metrics", "password_env")}
     with EXAMPLE.open("rb") as handle:
         example = _example_keys(tomllib.load(handle))
     assert _documented_keys() - example == commented, "a documented key is in no example"
@@ -63,12 +65,19 @@ def test_the_guide_names_only_keys_the_parser_takes(tmp_path: Path) -> None:
         if (table, key) not in commented:
             continue
         value = {"keystore": '"ks.json"', "valid_from": "1767225600", "port": "9108",
-                 "keystore_password_env": '"PW"', "password_file": '"pw.txt"'}[key]
+                 "keystore_password_env": '"PW"', "password_file": '"pw.txt"',
+                 "host": '"127.0.0.1"', "username": '"prometheus"',
+                 "password_env": '"METRICS_PW"'}[key]
         text = base.replace(f"[{table}]\n", f"[{table}]\n{key} = {value}\n", 1)
         if key == "keystore":
             text = text.replace('key_env = "NANOTOLL_PROVIDER_KEY"\n', "", 1)
-        if key == "password_file":
+        if key == "password_file" and table == "mqtt":
             text = text.replace('password_env = "NANOTOLL_MQTT_PASSWORD"\n', "", 1)
+        if table == "metrics" and key in ("username", "password_env", "password_file"):
+            # a login is a user and a password: the other half goes in beside it
+            other = 'password_env = "METRICS_PW"' if key == "username" \
+                else 'username = "prometheus"'
+            text = text.replace("[metrics]\n", f"[metrics]\n{other}\n", 1)
         path = tmp_path / f"{table}-{key}.toml"
         path.write_text(text)
         load_config(path)

@@ -78,21 +78,40 @@ class MqttConfig:
 
     def password(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The broker password, read now (a rotated file is picked up on restart)."""
-        environ = os.environ if environ is None else environ
-        if self.password_env is not None:
-            value = environ.get(self.password_env)
-            if not value:
-                raise ConfigError(f"[mqtt] password_env: the environment variable "
-                                  f"{self.password_env} is not set (the broker password of "
-                                  f"{self.username!r})")
-            return value
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"[mqtt] password_file: cannot read {self.password_file}: "
-                                  f"{exc}") from exc
-        return None
+        return _secret("mqtt", self.username, self.password_env, self.password_file, environ)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAccess:
+    """Where the metrics endpoint listens and, optionally, the basic-auth login it asks."""
+
+    host: str = "127.0.0.1"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    def login(self, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        password = _secret("metrics", self.username, self.password_env, self.password_file,
+                           environ)
+        return (self.username, password) if self.username and password else None
+
+
+def _secret(table: str, username: str | None, env: str | None, file: Path | None,
+            environ: Mapping[str, str] | None) -> str | None:
+    """A password from an environment variable or a file (never from the config)."""
+    environ = os.environ if environ is None else environ
+    if env is not None:
+        value = environ.get(env)
+        if not value:
+            raise ConfigError(f"[{table}] password_env: the environment variable {env} is "
+                              f"not set (the password of {username!r})")
+        return value
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[{table}] password_file: cannot read {file}: {exc}") from exc
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +212,8 @@ class GatewayConfig:
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
-    metrics_port: int | None = None  # Prometheus text endpoint on loopback; None = off
+    metrics_port: int | None = None  # Prometheus text endpoint; None = off
+    metrics: MetricsAccess = field(default_factory=MetricsAccess)
     log_level: str = "INFO"
     source: str = "<config>"
 
@@ -322,12 +342,17 @@ def _products(source: str, raw: Any) -> tuple[ProductConfig, ...]:
 
 
 def _mqtt_security(s: _Section, base: Path) -> dict[str, Any]:
-    """[mqtt] ca_file, username and where the password is (password_env or password_file;
-    a ``password`` key is refused: secrets stay out of the config)."""
-    if "password" in s.table:
-        raise s.error("password", "the broker password never goes in the config: put it in "
-                      "a file (password_file) or an environment variable (password_env)")
+    """[mqtt] ca_file and the login."""
     ca_file = s.optional_str("ca_file")
+    return {"ca_file": _resolve(base, ca_file) if ca_file else None, **_login(s, base)}
+
+
+def _login(s: _Section, base: Path) -> dict[str, Any]:
+    """username and where the password is (password_env or password_file; a
+    ``password`` key is refused: secrets stay out of the config)."""
+    if "password" in s.table:
+        raise s.error("password", "a password never goes in the config: put it in a file "
+                      "(password_file) or an environment variable (password_env)")
     username = s.optional_str("username")
     password_env = s.optional_str("password_env")
     password_file = s.optional_str("password_file")
@@ -338,8 +363,7 @@ def _mqtt_security(s: _Section, base: Path) -> dict[str, Any]:
     if username and not (password_env or password_file):
         raise s.error("password_env", f"username {username!r} needs a password: give "
                       "password_env or password_file")
-    return {"ca_file": _resolve(base, ca_file) if ca_file else None, "username": username,
-            "password_env": password_env,
+    return {"username": username, "password_env": password_env,
             "password_file": _resolve(base, password_file) if password_file else None}
 
 
@@ -439,6 +463,7 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     metrics_port = s._get("port", None)
     if metrics_port is not None:
         metrics_port = s.integer("port", low=1, high=65535)
+    metrics = MetricsAccess(host=s.text("host", "127.0.0.1"), **_login(s, base))
     s.finish()
 
     s = _section(source, document, "log")
@@ -449,7 +474,8 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     return GatewayConfig(chain=chain, mqtt=mqtt, key=key_source, ledger_url=ledger_url,
                          expiry_margin=expiry_margin, settlement=settlement, events=events,
                          catalog=catalog,
-                         metrics_port=metrics_port, log_level=level, source=source)
+                         metrics_port=metrics_port, metrics=metrics, log_level=level,
+                         source=source)
 
 
 def load_config(path: str | Path) -> GatewayConfig:

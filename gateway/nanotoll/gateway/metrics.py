@@ -6,6 +6,8 @@ object per gateway (no module-level registry); :class:`MetricsServer` serves it.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import threading
 from bisect import bisect_left
 from collections import defaultdict
@@ -72,11 +74,23 @@ class Metrics:
 
 
 class MetricsServer:
-    """``GET /metrics`` on ``host:port`` in a daemon thread; ``close`` stops it."""
+    """``GET /metrics`` on ``host:port`` in a daemon thread; ``close`` stops it. With
+    ``login`` (user, password), a request without that HTTP basic auth gets 401."""
 
-    def __init__(self, metrics: Metrics, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, metrics: Metrics, port: int, host: str = "127.0.0.1",
+                 login: tuple[str, str] | None = None) -> None:
+        expected = b"Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode()) \
+            if login is not None else None
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                given = self.headers.get("Authorization", "").encode()
+                if expected is not None and not hmac.compare_digest(given, expected):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="nanotoll metrics"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return

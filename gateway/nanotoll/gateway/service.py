@@ -152,7 +152,9 @@ class GatewayService:
 
     def start(self) -> None:
         if self.config.metrics_port is not None:
-            self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port)
+            access = self.config.metrics
+            self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port,
+                                                 access.host, access.login())
         if self.follower is not None:  # before requests: its cursor is the start block
             self.follower.start()
         self.ingress.start()
