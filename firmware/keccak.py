@@ -25,21 +25,20 @@ _RHO_PI = bytes((
     25, 12, 43, 2, 62, 20, 18, 14, 39, 22, 61, 9, 20, 6, 44, 1,
 ))
 
-_state = bytearray(200)
 _ZERO_STATE = bytes(200)
 
 try:
     from _keccak_viper import permute as _permute_native, xor_into as _xor_native
 
-    # scratch for column parities, then round constants and the rho-pi walk
-    _work = bytearray(280)
+    # the state in bytes 0..199, then the permutation's scratch lanes and, from byte
+    # 480, the round constants (the word layout is in _keccak_viper.py)
+    _state = bytearray(672)
     for _i in range(24):
-        _work[40 + 8 * _i:48 + 8 * _i] = _ROUND_CONSTANTS[_i].to_bytes(8, "little")
-    _work[232:280] = _RHO_PI
+        _state[480 + 8 * _i:488 + 8 * _i] = _ROUND_CONSTANTS[_i].to_bytes(8, "little")
     del _i
 
     def _permute():
-        _permute_native(_state, _work)
+        _permute_native(_state)
 
     def _absorb(chunk):
         _xor_native(_state, chunk, len(chunk))
@@ -48,6 +47,7 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError):
     # No native emitter (or a .mpy built for another architecture): plain Python
     # on whole 64-bit lanes. Correct everywhere, much slower on 32-bit ports.
     _MASK64 = const(0xFFFFFFFFFFFFFFFF)
+    _state = bytearray(200)
 
     def _permute():
         lanes = [int.from_bytes(_state[8 * i:8 * i + 8], "little") for i in range(25)]
@@ -86,7 +86,7 @@ def keccak256(data):
     """Keccak-256 of a bytes-like object, as 32 bytes."""
     view = memoryview(data)
     state = _state
-    state[:] = _ZERO_STATE
+    state[:200] = _ZERO_STATE
     start = 0
     end = len(view)
     while end - start >= _RATE:
