@@ -10,7 +10,11 @@ Every figure is a transaction's ``gasUsed`` (21,000 base and calldata included):
   together (consecutive ids, as a fleet gets from ``openMany``);
 - ``gas_per_channel_batch_100``: the marginal cost, (batch of 100 − single) / 99;
 - ``gas_per_channel_batch_100_scattered``: the same for 100 channels with no two on one ledger
-  slot (every other id), the layout's worst case.
+  slot (every other id), the layout's worst case;
+- ``gas_top_up``: one ``topUp``; ``gas_top_up_many_per_channel`` and
+  ``gas_extend_many_per_channel``: ``topUpMany`` and ``extendMany`` over the 100 channels
+  opened together, divided by 100 (an owner funding or extending a fleet). They run after
+  the redeems, so the figures above do not depend on them.
 
 Before measuring, the payee receives one redemption, so its token balance is not zero: the
 first transfer to an empty balance costs 17,100 more once in a payee's life, not per batch.
@@ -104,7 +108,17 @@ def run_gas_bench() -> dict[str, Any]:
                 raise RuntimeError(f"bench redeem paid {len(result.redeemed)} of {count} "
                                    f"vouchers; skipped: {result.skipped}")
 
+        # _open_fleet approved exactly what it spent; allowance is given again, as it was
+        # for the opens measured above.
+        client.approve(payer, 2**256 - 1)
+        top_up = client.top_up(payer, single_id, 1_000, approve=False)
+        topped = client.top_up_many(payer, fleet, [1_000] * BATCH, approve=False)
+        extended = client.extend_many(payer, fleet, expiry + TTL)
+
         return {
+            "gas_top_up": int(top_up["gasUsed"]),
+            "gas_top_up_many_per_channel": int(topped["gasUsed"]) // BATCH,
+            "gas_extend_many_per_channel": int(extended["gasUsed"]) // BATCH,
             "gas_open": int(opened["gasUsed"]),
             "gas_open_new_route": int(first["gasUsed"]),
             "gas_open_many_per_channel": fleet_gas // BATCH,
