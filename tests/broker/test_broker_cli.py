@@ -13,7 +13,7 @@ import pytest
 from nanotoll.broker import pki
 from nanotoll.broker.site import BrokerSite
 from nanotoll.cli import main
-from nanotoll.servers.process import free_port, stop_process, wait_for_port
+from nanotoll.servers.process import free_port, port_in_use, stop_process, wait_for_port
 from support.tools import require
 
 PROVIDER = "cd" * 20
@@ -75,6 +75,8 @@ def test_run_serves_tls_and_refuses_an_expired_certificate(
         wait_for_port(site.listener().port, process, 10, "nanotoll broker run")
     finally:
         stop_process(process)
+    # SIGTERM reached mosquitto itself: the port is free again.
+    assert not port_in_use(site.listener().port)
 
     ca = pki.load_authority(site.ca_file, site.ca_key_file)
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         binary = mosquitto_binary()
     except (pki.PKIError, ServiceError) as exc:
         return _fail(exc)
-    # mosquitto in the foreground: its log on stdout, Ctrl-C or SIGTERM stops it.
-    try:
-        return subprocess.call([binary, "-c", str(site.config_file)])
-    except KeyboardInterrupt:
-        return 130
+    # mosquitto takes this process's place: a supervisor's SIGTERM or Ctrl-C reaches it
+    # directly, and nothing is left behind when it stops.
+    sys.stdout.flush()
+    os.execv(binary, [binary, "-c", str(site.config_file)])
 
 
 def add_broker_commands(commands: Any) -> None:
