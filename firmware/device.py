@@ -12,7 +12,8 @@
 #   "comb_tables": "tables",           folder of the flash comb tables (optional; wallet.py)
 #   "broker": {"host": "127.0.0.1", "port": 8883,
 #              "username": "<device address>", "password": "...",  its broker client
-#              "ca": "broker_ca.pem"},   TLS, the broker checked against it (optional)
+#              "ca": "broker_ca.der"},   TLS, the broker checked against this CA (DER;
+#                                        optional)
 #   "policy": "policy.json",           a path, or the policy object inline (policy.py)
 #   "state_dir": "state",              where the state record lives
 #   "keepalive": 30,                   MQTT keepalive, seconds            (optional)

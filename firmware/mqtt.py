@@ -90,9 +90,9 @@ class TcpLink:
 
 
 def broker_tls(broker):
-    """TcpLink's ``ssl`` for a broker config: with "ca" (a PEM file), a context that
-    accepts only a broker whose certificate chains to that CA and names the host dialled;
-    without it, the config's "ssl" (None: plain TCP)."""
+    """TcpLink's ``ssl`` for a broker config: with "ca" (a DER file: mbedTLS refuses
+    PEM as cadata), a context that accepts only a broker whose certificate chains to that
+    CA and names the host dialled; without it, the config's "ssl" (None: plain TCP)."""
     ca = broker.get("ca")
     if not ca:
         return broker.get("ssl")

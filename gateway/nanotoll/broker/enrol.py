@@ -4,6 +4,7 @@ the device verifies the broker with."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,12 @@ class BrokerEnrolment:
                              "init` made")
         return cls(site, host, port)
 
-    def ca_pem(self) -> bytes:
+    def ca_der(self) -> bytes:
+        """The CA certificate in DER, the form MicroPython's mbedTLS takes as ``cadata``
+        (it refuses PEM there)."""
         try:
-            return self.site.ca_file.read_bytes()
-        except OSError as exc:
+            return ssl.PEM_cert_to_DER_cert(self.site.ca_file.read_text())
+        except (OSError, ValueError) as exc:
             raise EnrolError(f"cannot read the broker's CA {self.site.ca_file}: {exc}") from exc
 
     def _admin(self) -> DynsecAdmin:

@@ -30,7 +30,7 @@ from .repl import BoardExecError, DeviceError, Repl
 KEY_FILE = "/device.key"
 NEW_KEY_FILE = "/device.key.new"
 CONFIG_FILE = "/config.json"
-BROKER_CA_FILE = "/broker_ca.pem"
+BROKER_CA_FILE = "/broker_ca.der"
 STATE_DIR = "/state"
 DEFAULT_LIFETIME = 7 * 86400
 DEFAULT_EXPIRY_MARGIN = 3600
@@ -315,7 +315,7 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
         if request.broker is not None:
             config["broker"].update(username=credentials.username,
                                     password=credentials.password, ca=BROKER_CA_FILE)
-            repl.write_file(BROKER_CA_FILE + ".tmp", request.broker.ca_pem())
+            repl.write_file(BROKER_CA_FILE + ".tmp", request.broker.ca_der())
             ca_rename = f"os.rename({BROKER_CA_FILE + '.tmp'!r}, {BROKER_CA_FILE!r})\n"
         repl.write_file(CONFIG_FILE + ".tmp", json.dumps(config).encode())
         repl.exec(_INSTALL.format(wipe_state=bool(present["key"]), state=STATE_DIR,
