@@ -12,17 +12,19 @@
 # are shifted right, so the code is exact on 64-bit viper (unix port) as well:
 # stores into ptr32 drop the rest.
 #
-# Why a round is written out lane by lane: every index is then a constant, which
-# viper turns into one load or store with an immediate offset, instead of index
-# arithmetic on locals that live in memory (all but three do); that makes a
-# permutation about three times faster. The round loop stays out of the round so
-# that no branch in it spans the whole body (armv6m's branches reach 2 KB).
+# Why a round is written out lane by lane (theta's XOR and chi row by row): every
+# index is then a constant, which viper turns into one load or store with an
+# immediate offset, instead of index arithmetic on locals that live in memory
+# (all but three do); that makes a permutation about three times faster. The
+# round loop stays out of the round so that no branch in it spans the whole body
+# (armv6m's branches reach 2 KB).
 import micropython
 
 
 @micropython.viper
 def _round(b: ptr32, r: uint):
-    # theta: column parities C, then D[x] = C[x - 1] ^ (C[x + 1] rotated by 1)
+    # theta: column parities C, then D[x] = C[x - 1] ^ (C[x + 1] rotated by 1),
+    # XORed into each row
     b[100] = uint(b[0]) ^ uint(b[10]) ^ uint(b[20]) ^ uint(b[30]) ^ uint(b[40])
     b[101] = uint(b[1]) ^ uint(b[11]) ^ uint(b[21]) ^ uint(b[31]) ^ uint(b[41])
     b[102] = uint(b[2]) ^ uint(b[12]) ^ uint(b[22]) ^ uint(b[32]) ^ uint(b[42])
@@ -43,57 +45,22 @@ def _round(b: ptr32, r: uint):
     b[117] = uint(b[105]) ^ ((uint(b[109]) << 1) | (uint(b[108]) >> 31))
     b[118] = uint(b[106]) ^ ((uint(b[100]) << 1) | (uint(b[101]) >> 31))
     b[119] = uint(b[107]) ^ ((uint(b[101]) << 1) | (uint(b[100]) >> 31))
-    # rho and pi: B[y, 2x + 3y] = (A[x, y] ^ D[x]) rotated by ROT[x][y]
-    b[0] = uint(b[0]) ^ uint(b[110])
-    b[1] = uint(b[1]) ^ uint(b[111])
-    b[2] = uint(b[2]) ^ uint(b[112])
-    b[3] = uint(b[3]) ^ uint(b[113])
-    b[4] = uint(b[4]) ^ uint(b[114])
-    b[5] = uint(b[5]) ^ uint(b[115])
-    b[6] = uint(b[6]) ^ uint(b[116])
-    b[7] = uint(b[7]) ^ uint(b[117])
-    b[8] = uint(b[8]) ^ uint(b[118])
-    b[9] = uint(b[9]) ^ uint(b[119])
-    b[10] = uint(b[10]) ^ uint(b[110])
-    b[11] = uint(b[11]) ^ uint(b[111])
-    b[12] = uint(b[12]) ^ uint(b[112])
-    b[13] = uint(b[13]) ^ uint(b[113])
-    b[14] = uint(b[14]) ^ uint(b[114])
-    b[15] = uint(b[15]) ^ uint(b[115])
-    b[16] = uint(b[16]) ^ uint(b[116])
-    b[17] = uint(b[17]) ^ uint(b[117])
-    b[18] = uint(b[18]) ^ uint(b[118])
-    b[19] = uint(b[19]) ^ uint(b[119])
-    b[20] = uint(b[20]) ^ uint(b[110])
-    b[21] = uint(b[21]) ^ uint(b[111])
-    b[22] = uint(b[22]) ^ uint(b[112])
-    b[23] = uint(b[23]) ^ uint(b[113])
-    b[24] = uint(b[24]) ^ uint(b[114])
-    b[25] = uint(b[25]) ^ uint(b[115])
-    b[26] = uint(b[26]) ^ uint(b[116])
-    b[27] = uint(b[27]) ^ uint(b[117])
-    b[28] = uint(b[28]) ^ uint(b[118])
-    b[29] = uint(b[29]) ^ uint(b[119])
-    b[30] = uint(b[30]) ^ uint(b[110])
-    b[31] = uint(b[31]) ^ uint(b[111])
-    b[32] = uint(b[32]) ^ uint(b[112])
-    b[33] = uint(b[33]) ^ uint(b[113])
-    b[34] = uint(b[34]) ^ uint(b[114])
-    b[35] = uint(b[35]) ^ uint(b[115])
-    b[36] = uint(b[36]) ^ uint(b[116])
-    b[37] = uint(b[37]) ^ uint(b[117])
-    b[38] = uint(b[38]) ^ uint(b[118])
-    b[39] = uint(b[39]) ^ uint(b[119])
-    b[40] = uint(b[40]) ^ uint(b[110])
-    b[41] = uint(b[41]) ^ uint(b[111])
-    b[42] = uint(b[42]) ^ uint(b[112])
-    b[43] = uint(b[43]) ^ uint(b[113])
-    b[44] = uint(b[44]) ^ uint(b[114])
-    b[45] = uint(b[45]) ^ uint(b[115])
-    b[46] = uint(b[46]) ^ uint(b[116])
-    b[47] = uint(b[47]) ^ uint(b[117])
-    b[48] = uint(b[48]) ^ uint(b[118])
-    b[49] = uint(b[49]) ^ uint(b[119])
+    base = uint(b)
+    y = uint(0)
+    while y < uint(200):
+        row = ptr32(base + y)
+        row[0] = uint(row[0]) ^ uint(b[110])
+        row[1] = uint(row[1]) ^ uint(b[111])
+        row[2] = uint(row[2]) ^ uint(b[112])
+        row[3] = uint(row[3]) ^ uint(b[113])
+        row[4] = uint(row[4]) ^ uint(b[114])
+        row[5] = uint(row[5]) ^ uint(b[115])
+        row[6] = uint(row[6]) ^ uint(b[116])
+        row[7] = uint(row[7]) ^ uint(b[117])
+        row[8] = uint(row[8]) ^ uint(b[118])
+        row[9] = uint(row[9]) ^ uint(b[119])
+        y += 40
+    # rho and pi: B[y, 2x + 3y] = A[x, y] rotated by ROT[x][y]
     b[50] = uint(b[0])
     b[51] = uint(b[1])
     b[70] = (uint(b[2]) << 1) | (uint(b[3]) >> 31)
@@ -144,60 +111,24 @@ def _round(b: ptr32, r: uint):
     b[89] = (uint(b[46]) << 24) | (uint(b[47]) >> 8)
     b[58] = (uint(b[48]) << 14) | (uint(b[49]) >> 18)
     b[59] = (uint(b[49]) << 14) | (uint(b[48]) >> 18)
-    # chi: A[x, y] = B[x, y] ^ (~B[x + 1, y] & B[x + 2, y]); iota
-    b[0] = uint(b[50]) ^ (~uint(b[52]) & uint(b[54]))
-    b[1] = uint(b[51]) ^ (~uint(b[53]) & uint(b[55]))
-    b[2] = uint(b[52]) ^ (~uint(b[54]) & uint(b[56]))
-    b[3] = uint(b[53]) ^ (~uint(b[55]) & uint(b[57]))
-    b[4] = uint(b[54]) ^ (~uint(b[56]) & uint(b[58]))
-    b[5] = uint(b[55]) ^ (~uint(b[57]) & uint(b[59]))
-    b[6] = uint(b[56]) ^ (~uint(b[58]) & uint(b[50]))
-    b[7] = uint(b[57]) ^ (~uint(b[59]) & uint(b[51]))
-    b[8] = uint(b[58]) ^ (~uint(b[50]) & uint(b[52]))
-    b[9] = uint(b[59]) ^ (~uint(b[51]) & uint(b[53]))
-    b[10] = uint(b[60]) ^ (~uint(b[62]) & uint(b[64]))
-    b[11] = uint(b[61]) ^ (~uint(b[63]) & uint(b[65]))
-    b[12] = uint(b[62]) ^ (~uint(b[64]) & uint(b[66]))
-    b[13] = uint(b[63]) ^ (~uint(b[65]) & uint(b[67]))
-    b[14] = uint(b[64]) ^ (~uint(b[66]) & uint(b[68]))
-    b[15] = uint(b[65]) ^ (~uint(b[67]) & uint(b[69]))
-    b[16] = uint(b[66]) ^ (~uint(b[68]) & uint(b[60]))
-    b[17] = uint(b[67]) ^ (~uint(b[69]) & uint(b[61]))
-    b[18] = uint(b[68]) ^ (~uint(b[60]) & uint(b[62]))
-    b[19] = uint(b[69]) ^ (~uint(b[61]) & uint(b[63]))
-    b[20] = uint(b[70]) ^ (~uint(b[72]) & uint(b[74]))
-    b[21] = uint(b[71]) ^ (~uint(b[73]) & uint(b[75]))
-    b[22] = uint(b[72]) ^ (~uint(b[74]) & uint(b[76]))
-    b[23] = uint(b[73]) ^ (~uint(b[75]) & uint(b[77]))
-    b[24] = uint(b[74]) ^ (~uint(b[76]) & uint(b[78]))
-    b[25] = uint(b[75]) ^ (~uint(b[77]) & uint(b[79]))
-    b[26] = uint(b[76]) ^ (~uint(b[78]) & uint(b[70]))
-    b[27] = uint(b[77]) ^ (~uint(b[79]) & uint(b[71]))
-    b[28] = uint(b[78]) ^ (~uint(b[70]) & uint(b[72]))
-    b[29] = uint(b[79]) ^ (~uint(b[71]) & uint(b[73]))
-    b[30] = uint(b[80]) ^ (~uint(b[82]) & uint(b[84]))
-    b[31] = uint(b[81]) ^ (~uint(b[83]) & uint(b[85]))
-    b[32] = uint(b[82]) ^ (~uint(b[84]) & uint(b[86]))
-    b[33] = uint(b[83]) ^ (~uint(b[85]) & uint(b[87]))
-    b[34] = uint(b[84]) ^ (~uint(b[86]) & uint(b[88]))
-    b[35] = uint(b[85]) ^ (~uint(b[87]) & uint(b[89]))
-    b[36] = uint(b[86]) ^ (~uint(b[88]) & uint(b[80]))
-    b[37] = uint(b[87]) ^ (~uint(b[89]) & uint(b[81]))
-    b[38] = uint(b[88]) ^ (~uint(b[80]) & uint(b[82]))
-    b[39] = uint(b[89]) ^ (~uint(b[81]) & uint(b[83]))
-    b[40] = uint(b[90]) ^ (~uint(b[92]) & uint(b[94]))
-    b[41] = uint(b[91]) ^ (~uint(b[93]) & uint(b[95]))
-    b[42] = uint(b[92]) ^ (~uint(b[94]) & uint(b[96]))
-    b[43] = uint(b[93]) ^ (~uint(b[95]) & uint(b[97]))
-    b[44] = uint(b[94]) ^ (~uint(b[96]) & uint(b[98]))
-    b[45] = uint(b[95]) ^ (~uint(b[97]) & uint(b[99]))
-    b[46] = uint(b[96]) ^ (~uint(b[98]) & uint(b[90]))
-    b[47] = uint(b[97]) ^ (~uint(b[99]) & uint(b[91]))
-    b[48] = uint(b[98]) ^ (~uint(b[90]) & uint(b[92]))
-    b[49] = uint(b[99]) ^ (~uint(b[91]) & uint(b[93]))
+    # chi, row by row: A[x, y] = B[x, y] ^ (~B[x + 1, y] & B[x + 2, y]); iota
+    y = uint(0)
+    while y < uint(200):
+        row = ptr32(base + y)
+        src = ptr32(base + 200 + y)
+        row[0] = uint(src[0]) ^ (~uint(src[2]) & uint(src[4]))
+        row[1] = uint(src[1]) ^ (~uint(src[3]) & uint(src[5]))
+        row[2] = uint(src[2]) ^ (~uint(src[4]) & uint(src[6]))
+        row[3] = uint(src[3]) ^ (~uint(src[5]) & uint(src[7]))
+        row[4] = uint(src[4]) ^ (~uint(src[6]) & uint(src[8]))
+        row[5] = uint(src[5]) ^ (~uint(src[7]) & uint(src[9]))
+        row[6] = uint(src[6]) ^ (~uint(src[8]) & uint(src[0]))
+        row[7] = uint(src[7]) ^ (~uint(src[9]) & uint(src[1]))
+        row[8] = uint(src[8]) ^ (~uint(src[0]) & uint(src[2]))
+        row[9] = uint(src[9]) ^ (~uint(src[1]) & uint(src[3]))
+        y += 40
     b[0] = uint(b[0]) ^ uint(b[120 + 2 * r])
     b[1] = uint(b[1]) ^ uint(b[121 + 2 * r])
-
 
 @micropython.viper
 def permute(state):
