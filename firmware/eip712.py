@@ -1,5 +1,5 @@
 # EIP-712 hashing for the nanotoll domain (docs/protocol.md section 2): the
-# domain separator, and the digests of Voucher, Receipt and Catalog.
+# domain separator, and the digests of Voucher, Receipt, Catalog and Policy.
 #
 # The functions mirror gateway/nanotoll/protocol/eip712.py. Domain keeps the
 # separator of one (chain, contract) and hashes vouchers into preallocated
@@ -23,6 +23,11 @@ RECEIPT_TYPEHASH = keccak256(
 )
 CATALOG_TYPEHASH = keccak256(
     b"Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
+)
+POLICY_TYPEHASH = keccak256(
+    b"Policy(uint32 channelId,uint64 seq,uint64 deposit,uint64 budget,uint64 expiry,"
+    b"uint64 expiryMargin,uint64 maxUnitPrice,uint64 perHour,uint32 perMinute,"
+    b"bytes32 providersHash,bytes32 capsHash)"
 )
 _NAME_HASH = keccak256(b"nanotoll")
 _VERSION_HASH = keccak256(b"1")
@@ -125,6 +130,37 @@ def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
         + products_hash
     )
     return typed_digest(separator, struct_hash)
+
+
+# Policy integers in the type's order: (name, largest value)
+POLICY_UINTS = (
+    ("channelId", MAX_CHANNEL_ID),
+    ("seq", MAX_AMOUNT),
+    ("deposit", MAX_AMOUNT),
+    ("budget", MAX_AMOUNT),
+    ("expiry", MAX_AMOUNT),
+    ("expiryMargin", MAX_AMOUNT),
+    ("maxUnitPrice", MAX_AMOUNT),
+    ("perHour", MAX_AMOUNT),
+    ("perMinute", MAX_CHANNEL_ID),
+)
+
+
+def policy_digest(separator, values, providers_hash, caps_hash):
+    """The digest the owner signs; values are the nine integers of POLICY_UINTS."""
+    if len(values) != len(POLICY_UINTS):
+        raise ValueError("a policy has 9 integers")
+    parts = [POLICY_TYPEHASH]
+    for i in range(len(POLICY_UINTS)):
+        value = values[i]
+        if not _is_int(value) or not 0 <= value <= POLICY_UINTS[i][1]:
+            raise ValueError("policy " + POLICY_UINTS[i][0] + " out of range")
+        parts.append(value.to_bytes(32, "big"))
+    _check_hash("providers hash", providers_hash)
+    _check_hash("caps hash", caps_hash)
+    parts.append(providers_hash)
+    parts.append(caps_hash)
+    return typed_digest(separator, keccak256(b"".join(parts)))
 
 
 class Domain:

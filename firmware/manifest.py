@@ -24,6 +24,8 @@ module("wallet.py", boot=True)
 module("mqtt.py", boot=True)
 module("store.py", boot=True)
 module("policy.py", boot=True)
+# The owner-signed policy: imported when the config names the owner (not at boot).
+module("owner_policy.py")
 module("agent.py", boot=True)
 # Boot (board_main, make_agent) and the command line the unix and emulated boards run.
 module("device.py")

@@ -37,6 +37,7 @@ from nanotoll.protocol.messages import (  # noqa: E402
 )
 from nanotoll.protocol.signing import SECP256K1_N, address_of, sign_compact  # noqa: E402
 from nanotoll.protocol.voucher import pack, unpack  # noqa: E402
+from policy_vectors import build_policies  # noqa: E402
 
 SEED = b"nanotoll/vectors/v1"
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z, the clock every vector is judged at
@@ -363,6 +364,7 @@ def main() -> int:
     outputs = {
         "vouchers.json": render(build_vouchers()),
         "messages.json": render(build_messages()),
+        "policies.json": render(build_policies()),
     }
     outputs["cbor_invalid.json"] = render(build_invalid(json.loads(outputs["messages.json"])))
     for case in json.loads(outputs["cbor_invalid.json"])["cases"]:

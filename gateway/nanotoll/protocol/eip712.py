@@ -1,4 +1,4 @@
-"""EIP-712 hashing for the nanotoll domain: vouchers, receipts and catalogs.
+"""EIP-712 hashing for the nanotoll domain: vouchers, receipts, catalogs and policies.
 
 Everything here is pure hashing; keys and signatures live in ``signing``.
 """
@@ -16,11 +16,17 @@ RECEIPT_TYPE = (
     "Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
 )
 CATALOG_TYPE = "Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
+POLICY_TYPE = (
+    "Policy(uint32 channelId,uint64 seq,uint64 deposit,uint64 budget,uint64 expiry,"
+    "uint64 expiryMargin,uint64 maxUnitPrice,uint64 perHour,uint32 perMinute,"
+    "bytes32 providersHash,bytes32 capsHash)"
+)
 
 DOMAIN_TYPEHASH = keccak256(DOMAIN_TYPE.encode())
 VOUCHER_TYPEHASH = keccak256(VOUCHER_TYPE.encode())
 RECEIPT_TYPEHASH = keccak256(RECEIPT_TYPE.encode())
 CATALOG_TYPEHASH = keccak256(CATALOG_TYPE.encode())
+POLICY_TYPEHASH = keccak256(POLICY_TYPE.encode())
 
 MAX_CHANNEL_ID = (1 << 32) - 1
 MAX_AMOUNT = (1 << 64) - 1
@@ -111,4 +117,27 @@ def catalog_digest(
     struct_hash = keccak256(
         CATALOG_TYPEHASH + _word(seq) + _word(valid_from) + _word(valid_until) + products_hash
     )
+    return typed_digest(separator, struct_hash)
+
+
+# Policy members in the order of POLICY_TYPE, with their largest values.
+POLICY_UINTS = (
+    ("channelId", MAX_CHANNEL_ID), ("seq", MAX_AMOUNT), ("deposit", MAX_AMOUNT),
+    ("budget", MAX_AMOUNT), ("expiry", MAX_AMOUNT), ("expiryMargin", MAX_AMOUNT),
+    ("maxUnitPrice", MAX_AMOUNT), ("perHour", MAX_AMOUNT), ("perMinute", MAX_CHANNEL_ID),
+)
+
+
+def policy_digest(separator: bytes, values: tuple[int, ...], providers_hash: bytes,
+                  caps_hash: bytes) -> bytes:
+    """The digest an owner signs: ``values`` are the nine integers of ``POLICY_UINTS``."""
+    if len(values) != len(POLICY_UINTS):
+        raise ValueError(f"a policy has {len(POLICY_UINTS)} integers, got {len(values)}")
+    for (name, maximum), value in zip(POLICY_UINTS, values, strict=True):
+        if not _is_integer(value) or not 0 <= value <= maximum:
+            raise ValueError(f"policy {name} must be in 0..{maximum}, got {value!r}")
+    if len(providers_hash) != 32 or len(caps_hash) != 32:
+        raise ValueError("providers and caps hashes have 32 bytes each")
+    struct_hash = keccak256(POLICY_TYPEHASH + b"".join(_word(v) for v in values)
+                            + providers_hash + caps_hash)
     return typed_digest(separator, struct_hash)
