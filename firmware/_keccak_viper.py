@@ -15,9 +15,8 @@
 # Why a round is written out lane by lane (theta's XOR and chi row by row): every
 # index is then a constant, which viper turns into one load or store with an
 # immediate offset, instead of index arithmetic on locals that live in memory
-# (all but three do); that makes a permutation about three times faster. The
-# round loop stays out of the round so that no branch in it spans the whole body
-# (armv6m's branches reach 2 KB).
+# (all but three do). The round loop stays out of the round so that no branch in
+# it spans the whole body (armv6m's branches reach 2 KB).
 import micropython
 
 
