@@ -389,7 +389,7 @@ def _header(x, y):
 def write_table(path, public=None):
     """Build the flash comb table for G, or for a 64-byte public key, and write it
     to path (through a temporary file and a rename, so that a power cut leaves
-    the old file or the new one). Tens of millions of instructions: once."""
+    the old file or the new one). About a thousand point additions: done once."""
     import os
 
     x, y = (_GX, _GY) if public is None else _point_of(public)
