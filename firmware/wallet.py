@@ -60,30 +60,39 @@ class Provider:
 
 def use_tables(folder, provider, public_hex=None, log=print, rom="/rom/g.tbl"):
     """The Provider for a provisioned address and key, with the flash comb tables in
-    use: G's from the ROMFS image when it carries a good one, else folder/g.tbl;
-    the provider key's in folder/<address>.tbl. A table that is missing, cut short
-    or corrupt is (re)built and logged; a provider key that does not hash to its
-    address is refused (ValueError). Without a folder, no tables: the RAM comb signs
-    and the key is checked without a table of its own."""
-    public = _unhex(public_hex) if public_hex else None
-    Provider(provider, public)  # refuse a wrong key before any table work
-    if not folder:
-        return Provider(provider, public)
+    use: G's from the ROMFS image when it carries one, else folder/g.tbl; the
+    provider key's in folder/<address>.tbl. A table in the folder that is missing,
+    cut short or corrupt is (re)built; a bad one in ROMFS is passed over for the
+    folder's, or, without a folder, refused (TableError: nothing is signed); each
+    step is logged. A provider key that does not hash to its address is refused
+    (ValueError). Without a folder or ROMFS table, the RAM comb signs and the key is
+    checked without a table of its own."""
     import os
 
+    public = _unhex(public_hex) if public_hex else None
+    Provider(provider, public)  # refuse a wrong key before any table work
+    try:
+        os.stat(rom)
+        in_rom = True
+    except OSError:
+        in_rom = False
+    if in_rom:
+        try:
+            log("crypto: comb table", rom, secp256k1.use_table(rom, rebuild=False))
+        except secp256k1.TableError as exc:
+            log("crypto: comb table in ROMFS refused:", exc)
+            if not folder:
+                raise
+            in_rom = False
+    if not folder:
+        return Provider(provider, public)
     try:
         os.mkdir(folder)
     except OSError:
         pass  # there already
-    try:
-        status = secp256k1.use_table(rom, rebuild=False)
-        where = rom
-    except (OSError, ValueError) as exc:
-        if not isinstance(exc, OSError):
-            log("crypto: comb table in ROMFS refused:", exc)
+    if not in_rom:
         where = folder + "/g.tbl"
-        status = secp256k1.use_table(where)
-    log("crypto: comb table", where, status)
+        log("crypto: comb table", where, secp256k1.use_table(where))
     comb = None
     if public is not None:
         where = folder + "/" + hexaddr(provider) + ".tbl"

@@ -173,3 +173,42 @@ def test_every_vector_holds_signing_with_the_flash_table(g_table: Path, plain: b
     assert lines[0] == "comb table ok"
     assert ("_field_plain" in lines[-1]) == plain
     assert lines[-1].endswith("- 0 problems")
+
+
+BOOT = """
+import sys, wallet, secp256k1
+from binascii import unhexlify
+rom, folder = sys.argv[1], sys.argv[2] or None
+try:
+    wallet.use_tables(folder, unhexlify(sys.argv[3]), None, print, rom)
+except secp256k1.TableError as exc:
+    print("boot refused")
+try:
+    secp256k1.sign(bytes(range(1, 33)), bytes(32))
+    print("signed")
+except secp256k1.TableError:
+    print("sign refused")
+"""
+
+
+@pytest.mark.parametrize(("damaged", "folder", "expected"), [
+    (False, False, ["crypto: comb table {rom} ok", "signed"]),
+    (True, False, ["crypto: comb table in ROMFS refused:", "boot refused", "sign refused"]),
+    (True, True, ["crypto: comb table in ROMFS refused:", "crypto: comb table {folder}/g.tbl "
+                  "rebuilt (", "signed"]),
+])
+def test_boot_takes_the_romfs_table_or_passes_over_a_bad_one(
+        g_table: Path, tmp_path: Path, damaged: bool, folder: bool, expected: list[str]) -> None:
+    from nanotoll.bench.provider import PROVIDER_KEY, addr_hex
+
+    rom = _damaged(g_table, tmp_path, "flipped") if damaged else g_table
+    tables = tmp_path / "tables"
+    script = tmp_path / "boot.py"
+    script.write_text(BOOT)
+    result = run_micropython(script, str(rom), str(tables) if folder else "",
+                             addr_hex(PROVIDER_KEY))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(expected), lines
+    for line, want in zip(lines, expected, strict=True):
+        assert line.startswith(want.format(rom=rom, folder=tables)), (line, want)
