@@ -814,12 +814,13 @@ class PublicKey:
         self.comb = comb
 
     def verify(self, digest, signature):
-        """True when recover(digest, signature) would give this key: R = (z G + r Q) / s
-        has x = r and the signature's y parity (so the same signatures pass)."""
+        """True when (r, s) is this key's signature of digest (low s): R = (z G + r Q) / s
+        has x = r. The yParity bit is not checked: it only tells recovery which of
+        the two points with that x is R; (r, s) alone binds the key to the digest."""
         if len(digest) != 32:
             raise ValueError("a digest is 32 bytes")
         try:
-            r, s, parity = split_signature(signature)
+            r, s, _ = split_signature(signature)
         except InvalidSignature:
             return False
         precompute()
@@ -828,14 +829,15 @@ class PublicKey:
         u1 = z * w % N
         u2 = r * w % N
         comb = self.comb
+        if comb is not None and comb.span == _g_comb.span:
+            # both combs in one run of doublings; X / Z^2 = r checked as X = r Z^2,
+            # without an inversion
+            if not _mul_combs(((_g_comb, u1), (comb, u2))):
+                return False
+            z = _get(_Z)
+            return (r * z * z - _get(_X)) % P == 0
         if comb is None:
             point = _u1g_plus_u2p(u1, u2, self.x, self.y)
-        elif comb.span == _g_comb.span:
-            # both combs in one run of doublings
-            point = _affine() if _mul_combs(((_g_comb, u1), (comb, u2))) else None
         else:
             point = _u1g_plus(u1, lambda: _mul_combs(((comb, u2),)))
-        if point is None:
-            return False
-        x, y = point
-        return x == r and y & 1 == parity
+        return point is not None and point[0] == r

@@ -124,7 +124,8 @@ def test_a_table_for_another_point_is_refused(tmp_path: Path) -> None:
 
 def _cases(key: PrivateKey, rng: random.Random) -> tuple[list[tuple[bytes, bytes]], list[int]]:
     """Signatures over random digests, each with whether it is the key's: its own,
-    another key's, parity flipped, s made high, r or s out of range."""
+    another key's, parity flipped (still the key's), s made high, r or s out of range,
+    r changed."""
     other = PrivateKey(rng.randbytes(32))
     cases, expected = [], []
     for i in range(40):
@@ -136,7 +137,8 @@ def _cases(key: PrivateKey, rng: random.Random) -> tuple[list[tuple[bytes, bytes
         variants = [
             (good, 1),
             (sign_compact(other.secret, digest), 0),
-            (good[:32] + (vs ^ (1 << 255)).to_bytes(32, "big"), 0),  # the other R
+            # the other parity: (r, s) still the key's (recovery would find another key)
+            (good[:32] + (vs ^ (1 << 255)).to_bytes(32, "big"), 1),
             (good[:32] + ((vs & (1 << 255)) | (SECP256K1_N - s)).to_bytes(32, "big"), 0),
             (SECP256K1_N.to_bytes(32, "big") + good[32:], 0),
             (good[:32] + (HALF_N + 1).to_bytes(32, "big"), 0),
@@ -148,7 +150,7 @@ def _cases(key: PrivateKey, rng: random.Random) -> tuple[list[tuple[bytes, bytes
     return cases, expected
 
 
-def test_verify_accepts_exactly_the_keys_signatures(g_table: Path, tmp_path: Path) -> None:
+def test_verify_accepts_the_keys_signatures_and_nothing_else(g_table: Path, tmp_path: Path) -> None:
     rng = random.Random(18)
     key = PrivateKey(rng.randbytes(32))
     public = _public(key).hex()
