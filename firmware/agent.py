@@ -92,11 +92,16 @@ class Agent:
         timeout_ms=15000,
         resend_ms=4000,
         retries=2,
+        owner_policy=None,
     ):
         self.wallet = wallet
         self.client = client
         self.store = store
         self.policy = policy
+        # owner_policy.OwnerPolicy when the config names the owner: signed policies on
+        # t_policy replace `policy` (None: the provisioned policy is the only one)
+        self.owner_policy = owner_policy
+        self.policy_refusals = 0
         self.provider = provider  # 20 bytes
         self.channel = channel
         self.clock = clock  # () -> unix seconds, or None when the clock is not set
@@ -112,6 +117,7 @@ class Agent:
         self.t_req = "nt/1/%s/req/%s" % (prov, dev)
         self.t_resp = "nt/1/%s/resp/%s" % (prov, dev)
         self.t_status = "nt/1/%s/status/%s" % (prov, dev)
+        self.t_policy = "nt/1/%s/policy/%s" % (prov, dev)
         self.catalog = None
         self._max_seq = -1  # highest catalog seq verified: an older one never comes back
         self._refresh = False
@@ -151,6 +157,8 @@ class Agent:
             self._pump_task = asyncio.create_task(self._pump())
         await self.client.subscribe(self.t_resp, 1)
         await self.client.subscribe(self.t_catalog, 1)
+        if self.owner_policy is not None:
+            await self.client.subscribe(self.t_policy, 1)
         try:
             await self.client.start(timeout_ms or self.timeout_ms)
         except MQTTError as exc:
@@ -190,11 +198,26 @@ class Agent:
                     self._on_response(payload)
                 elif topic == self.t_catalog:
                     self._on_catalog(payload)
+                elif topic == self.t_policy:
+                    self._on_policy(payload)
             except Exception as exc:  # a bad message never stops the pump
                 self.bad_messages += 1
                 if topic == self.t_resp:
                     self.bad_responses += 1
                 self._log("agent: dropped a message on", topic, repr(exc))
+
+    def _on_policy(self, payload):
+        keeper = self.owner_policy
+        if keeper is None or not payload or payload == keeper.raw:
+            return  # the retained copy of the policy in force comes back on every connect
+        st = self.state
+        try:
+            self.policy = keeper.apply(payload, st.cumulative if st is not None else 0)
+        except ValueError as exc:  # owner_policy.PolicyRefused, or a failed flash write
+            self.policy_refusals += 1
+            self._log("agent: policy refused (%s): %s; seq %d stays" % (getattr(exc, "reason", "write"), exc, keeper.seq))
+            return
+        self._log("agent: policy seq", keeper.seq, "applied")
 
     def _on_catalog(self, payload):
         if not payload:

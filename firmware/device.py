@@ -15,6 +15,8 @@
 #              "ca": "broker_ca.der"},   TLS, the broker checked against this CA (DER;
 #                                        optional)
 #   "policy": "policy.json",           a path, or the policy object inline (policy.py)
+#   "owner": "0x...",                  the payer's address (optional): policies it signs
+#                                      on nt/1/{provider}/policy/{device} replace "policy"
 #   "state_dir": "state",              where the state record lives
 #   "keepalive": 30,                   MQTT keepalive, seconds            (optional)
 #   "timeout_ms": 15000,               one purchase, all retries included (optional)
@@ -148,6 +150,17 @@ def make_agent(cfg, board, log=None):
     channel = cfg["channel"]
     store = Store(board.storage(cfg), channel)
     store.load()
+    keeper = None
+    if cfg.get("owner"):
+        import owner_policy
+
+        keeper = owner_policy.OwnerPolicy(board.storage(cfg), addr_bytes(cfg["owner"]), channel,
+                                          wallet.separator)
+        st = store.state
+        if keeper.load(st.cumulative if st is not None else 0) is not None:
+            policy = keeper.policy
+        elif keeper.problem and log:
+            log("agent: signed policy set aside (%s); the provisioned one holds" % keeper.problem)
     prov = hexlify(provider).decode()
     dev = hexlify(wallet.address).decode()
     will = ("nt/1/%s/status/%s" % (prov, dev), b"offline", True, 1)
@@ -175,6 +188,7 @@ def make_agent(cfg, board, log=None):
         log=log,
         timeout_ms=cfg.get("timeout_ms", 15000),
         resend_ms=cfg.get("resend_ms", 4000),
+        owner_policy=keeper,
     )
 
 

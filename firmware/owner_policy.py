@@ -159,6 +159,7 @@ class OwnerPolicy:
         self.separator = separator
         self.policy = None
         self.seq = 0
+        self.raw = None  # the signed bytes in force
         self.problem = None  # why a record found at boot was not used
 
     def check(self, data, cumulative):
@@ -197,18 +198,21 @@ class OwnerPolicy:
             os.rename(self.tmp, self.path)
         self.seq = seq
         self.policy = policy
+        self.raw = bytes(data)
         return policy
 
     def load(self, cumulative):
         """Resume the applied policy; a record that does not verify is set aside."""
         self.policy = None
         self.seq = 0
+        self.raw = None
         self.problem = None
         for path in (self.path, self.tmp):
             if not _exists(path):
                 continue
             try:
-                seq, policy = self.check(_read(path), cumulative)
+                data = _read(path)
+                seq, policy = self.check(data, cumulative)
             except (PolicyRefused, OSError) as exc:
                 self.problem = "%s: %s" % (path, exc)
                 continue
@@ -216,5 +220,6 @@ class OwnerPolicy:
                 os.rename(self.tmp, self.path)
             self.seq = seq
             self.policy = policy
+            self.raw = data
             return policy
         return None

@@ -1,5 +1,6 @@
-"""Power cut at every flash operation of a run of purchases (littlefs on a RAM block
-device, under the real MicroPython unix port): tests/agent_powercut_mp.py does the work."""
+"""Power cut at every flash operation of a run of purchases, and of a run in which the
+owner's signed policy is applied (littlefs on a RAM block device, under the real
+MicroPython unix port): tests/mpy/agent_powercut_mp.py does the work."""
 
 from __future__ import annotations
 
@@ -19,7 +20,16 @@ def test_power_cut_at_every_flash_operation(tmp_path: Path) -> None:
     done = subprocess.run([binary, str(SCRIPT)], cwd=tmp_path, env=mp_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-2])
+    policy = json.loads(lines[-1])
+    print(json.dumps(policy))
+    # the policy run: every flash operation cut; each boot found the provisioned policy
+    # (seq 0) or policy 2 whole, spent within the one in force, and ended on policy 2
+    assert policy["policy_faults"] == []
+    assert policy["policy_cut_points"] == policy["policy_flash_ops_per_run"] >= 8 * 2 + 2
+    assert policy["policy_uncut"] == [policy["policy_flash_ops_per_run"] + 1]
+    assert set(policy["booted_with_seq"]) == {"0", "2"}
     print(json.dumps(result))
     assert result["faults"] == []
     # every program/erase of the run was a cut point, and the run without a cut passed too

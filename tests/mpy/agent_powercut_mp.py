@@ -10,6 +10,12 @@
 # there, rebooted, and run to the end) it proves: spent never exceeds the budget; no
 # voucher is signed below one already sent; after the reboot the record verifies,
 # and once the purchases are done the device's and the provider's amounts agree.
+#
+# The second run adds the owner's signed policy: the device spends its provisioned
+# budget, the owner's policy seq 2 (a larger budget) arrives retained, is applied, and
+# the device buys up to the new budget. Cut at every flash operation of that run, the
+# device boots with the provisioned policy or policy 2, never anything else, and has
+# never spent above the budget of the policy in force.
 
 import sys
 import json
@@ -27,6 +33,7 @@ from policy import Policy
 from agent import Agent
 import wallet as W
 import errors
+import owner_policy as OP
 
 CHAIN = 31337
 ESCROW = b"\x95\xc6\x2b\x7b\xca\x32\x87\x5b\xad\x11\x94\xeb\x8c\x6a\x15\x82\x77\x36\x6f\xd9"
@@ -294,4 +301,116 @@ def main():
     )
 
 
+OWNER_KEY = b"\x33" * 32
+OWNER = secp256k1.address(OWNER_KEY)
+BUDGET2 = 8 * PRICE
+NOW = 1767225600  # a signed policy always has an expiry, so the device needs a clock
+
+
+def signed_policy(seq, deposit, budget):
+    ints = (CHANNEL, seq, deposit, budget, 2**40, 0, 0, 0, 0)
+    sig = secp256k1.sign(OWNER_KEY, OP.digest(SEP, (ints, [], [], [], b"")))
+    return cbor.dumps([1] + list(ints) + [[], [], [], sig])
+
+
+POLICY2 = signed_policy(2, 10 * BUDGET, BUDGET2)
+
+
+class PolicyLink(Link):
+    """Link, and the broker's retained policy delivered on subscribing to its topic."""
+
+    def __init__(self, provider, retained):
+        super().__init__(provider)
+        self.retained = retained
+
+    async def subscribe(self, topic, qos=1, timeout_ms=None):
+        if "/policy/" in topic:
+            if self.retained:
+                self.inbox.put((topic, self.retained))
+            return
+        await Link.subscribe(self, topic, qos, timeout_ms)
+
+
+async def policy_session(provider, faults, retained, seen):
+    """Boot with the owner's keeper; buy until the policy in force stops it."""
+    store = Store("/flash", CHANNEL)
+    store.load()
+    if store.corrupt:
+        faults.append("corrupt record after a cut: " + store.corrupt)
+        return
+    keeper = OP.OwnerPolicy("/flash", OWNER, CHANNEL, SEP)
+    keeper.load(store.state.cumulative)
+    seen[keeper.seq] = seen.get(keeper.seq, 0) + 1
+    budget = BUDGET2 if keeper.seq == 2 else BUDGET
+    if keeper.seq not in (0, 2) or (keeper.seq == 2 and keeper.policy.budget != BUDGET2):
+        faults.append("booted with policy seq %d" % keeper.seq)
+    if store.state.spent > budget:
+        faults.append("spent %d above the budget %d in force" % (store.state.spent, budget))
+    agent = Agent(Watch(WALLET, provider, faults), PolicyLink(provider, retained), store,
+                  keeper.policy or POLICY, PROVIDER, CHANNEL, clock=lambda: NOW,
+                  timeout_ms=2000, resend_ms=500, owner_policy=keeper)
+    await agent.start()
+    for _ in range(50):  # the retained policy is in the inbox behind the catalog
+        if retained is None or keeper.seq == 2:
+            break
+        await asyncio.sleep_ms(1)
+    for _ in range(10):
+        try:
+            await agent.buy("weather", {"n": 1})
+        except errors.BudgetExhausted:
+            break
+        if store.state.spent > agent.policy.budget:
+            faults.append("spent %d above budget %d" % (store.state.spent, agent.policy.budget))
+    await agent.stop()
+
+
+def policy_run(flash, provider, faults, seen):
+    """Spend the provisioned budget, then receive policy 2 and spend that."""
+    for retained in (None, POLICY2):
+        asyncio.new_event_loop()
+        mount(flash)
+        asyncio.run(policy_session(provider, faults, retained, seen))
+
+
+def policy_main():
+    faults = []
+    seen = {}
+    probe = RamFlash()
+    mount(probe, fresh=True)
+    start = probe.ops
+    policy_run(probe, Provider(), faults, seen)
+    total = probe.ops - start
+    cuts = 0
+    uncut = []
+    for cut in range(1, total + 2):
+        flash = RamFlash()
+        mount(flash, fresh=True)
+        prov = Provider()
+        flash.cut = flash.ops + cut
+        try:
+            policy_run(flash, prov, faults, seen)
+        except BaseException:
+            if not flash.dead:
+                raise
+        # a cut inside an unmount is not raised to us, but the flash is dead all the same
+        if flash.dead:
+            cuts += 1
+        else:
+            uncut.append(cut)
+        # reboot on what the cut left, the policy retained: run to the end
+        flash = RamFlash(copy=flash)
+        mount(flash)
+        asyncio.new_event_loop()
+        asyncio.run(policy_session(prov, faults, POLICY2, seen))
+        st = Store("/flash", CHANNEL).load()
+        keeper = OP.OwnerPolicy("/flash", OWNER, CHANNEL, SEP)
+        keeper.load(st.cumulative if st else 0)
+        if st is None or keeper.seq != 2 or not (st.spent == st.cumulative == prov.charged == BUDGET2):
+            faults.append("cut %d: seq %d, device %r, provider charged %d"
+                          % (cut, keeper.seq, st and (st.spent, st.cumulative), prov.charged))
+    print(json.dumps({"policy_flash_ops_per_run": total, "policy_cut_points": cuts,
+                      "booted_with_seq": seen, "policy_uncut": uncut, "policy_faults": faults}))
+
+
 main()
+policy_main()

@@ -304,6 +304,8 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
             "broker": {"host": request.broker_host, "port": request.broker_port},
             "policy": policy, "state_dir": STATE_DIR, "keepalive": 30, "timeout_ms": 30000,
             "provisioned": int(time.time()),
+            # whose signed policies the board applies (docs/protocol.md 3.5)
+            "owner": owner.address,
         }
         if provider_key:
             # receipts verified against the key, with comb tables the board builds once
