@@ -7,5 +7,8 @@
   channel is checked against the chain and every transaction estimated before the first
   one is sent.
 - :mod:`.report`: channels as the chain holds them, with what a gateway's ledger accepted.
-- :mod:`.cli`: ``nanotoll channel open | top-up | extend | reclaim | list | show``.
+- :mod:`.policy`: the owner's signed spending policy: made from the channel on chain,
+  signed, published retained on the device's policy topic and read back.
+- :mod:`.cli`: ``nanotoll channel open | top-up | extend | reclaim | list | show`` and
+  ``nanotoll device policy set | show``.
 """

@@ -219,6 +219,103 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+BROKER_PASSWORD_ENV = "NANOTOLL_BROKER_PASSWORD"
+
+
+def _broker(args: argparse.Namespace, owner: str | None) -> Any:
+    import os
+
+    from .policy import BrokerAccess
+
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit():
+        raise OwnerError(f"--broker: {args.broker!r} is not HOST:PORT")
+    password = os.environ.get(BROKER_PASSWORD_ENV)
+    username = args.broker_user
+    if username is None and password is not None and owner is not None:
+        username = owner[2:].lower()  # the owner's broker client is named by its address
+    return BrokerAccess(host, int(port), username, password, args.broker_ca)
+
+
+def _print_policy(args: argparse.Namespace, fields: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(fields, sort_keys=True))
+        return
+    for key, value in fields.items():
+        print(f"{key:16} {value}")
+
+
+def _cmd_policy_set(args: argparse.Namespace) -> int:
+    from .policy import PolicyLimits, parse_caps, set_policy
+
+    limits = PolicyLimits(
+        budget=args.budget, expiry_margin=args.expiry_margin,
+        max_unit_price=args.max_unit_price, per_hour=args.per_hour,
+        per_minute=args.per_minute, providers=tuple(args.provider or ()),
+        provider_caps=parse_caps(args.provider_cap or (), "--provider-cap"),
+        product_caps=parse_caps(args.product_cap or (), "--product-cap"))
+    client = _client(_target(args))
+    owner = _payer(args)
+    fields = set_policy(client, owner, _broker(args, owner.address), args.channel, limits,
+                        args.seq)
+    _print_policy(args, fields)
+    return 0
+
+
+def _cmd_policy_show(args: argparse.Namespace) -> int:
+    from .policy import show_policy
+
+    client = _client(_target(args))
+    _print_policy(args, show_policy(client, _broker(args, None), args.channel))
+    return 0
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT",
+                        help="the MQTT broker the device uses (127.0.0.1:1883)")
+    parser.add_argument("--broker-user", default=None,
+                        help=f"broker username (with {BROKER_PASSWORD_ENV} set: the owner's "
+                             "address, lowercase without 0x)")
+    parser.add_argument("--broker-ca", default=None, metavar="FILE",
+                        help="the broker's CA (PEM): connect with TLS")
+
+
+def add_device_policy_commands(commands: Any) -> None:
+    """``nanotoll device policy set | show``, under the device commands when they exist."""
+    device = commands.choices.get("device")
+    if device is None:
+        device = commands.add_parser("device", help="a device's owner-signed policy")
+        device.add_subparsers(dest="device_command", required=True)
+    actions = [a for a in device._actions if isinstance(a, argparse._SubParsersAction)]
+    policy = actions[0].add_parser("policy", help="the owner's signed spending policy")
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+
+    setter = sub.add_parser("set", help="make, sign, publish (retained) and read back")
+    _common(setter, payer=True)
+    _broker_options(setter)
+    setter.add_argument("channel", type=int, help="the device's channel")
+    setter.add_argument("--budget", type=int, default=None,
+                        help="units the device may spend in all (the deposit)")
+    setter.add_argument("--expiry-margin", type=int, default=3600, metavar="SECONDS")
+    setter.add_argument("--max-unit-price", type=int, default=0, help="0: no ceiling")
+    setter.add_argument("--per-hour", type=int, default=0, help="units an hour; 0: no limit")
+    setter.add_argument("--per-minute", type=int, default=0,
+                        help="purchases a minute; 0: no limit")
+    setter.add_argument("--provider", action="append", help="an allowed provider "
+                        "(repeatable; none: any the device was provisioned with)")
+    setter.add_argument("--provider-cap", action="append", metavar="ADDRESS=UNITS")
+    setter.add_argument("--product-cap", action="append", metavar="NAME=UNITS")
+    setter.add_argument("--seq", type=int, default=None,
+                        help="the policy's seq (one above the retained one)")
+    setter.set_defaults(func=_run(_cmd_policy_set))
+
+    shower = sub.add_parser("show", help="the policy the broker holds for the device")
+    _common(shower, payer=False)
+    _broker_options(shower)
+    shower.add_argument("channel", type=int, help="the device's channel")
+    shower.set_defaults(func=_run(_cmd_policy_show))
+
+
 def _run(func: Any) -> Any:
     """Turn an :class:`OwnerError` into the CLI's error, which prints without a traceback."""
     def run(args: argparse.Namespace) -> int:
@@ -299,3 +396,5 @@ def add_channel_commands(commands: Any) -> None:
     _common(shower, payer=False)
     shower.add_argument("channel", type=int)
     shower.set_defaults(func=_run(_cmd_show))
+
+    add_device_policy_commands(commands)
