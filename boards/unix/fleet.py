@@ -17,7 +17,8 @@
 #   "common": {"chain_id": ..., "escrow": "0x..", "provider": "0x..",
 #              "broker": {"host": "127.0.0.1", "port": 1883},
 #              "policy": {...}, "keepalive": 60, "timeout_ms": 60000, "resend_ms": 4000},
-#   "devices": [{"index": 7, "dir": "/run/devices/0007", "channel": 8}, ...],
+#   "devices": [{"index": 7, "dir": "/run/devices/0007", "channel": 8,
+#                "login": ["<its address>", "<its broker password>"]}, ...],
 #   "rate": 0.2,                      purchases per second per device
 #   "duration": 60,                   seconds of purchasing at the rate
 #   "warmup": 10,                     seconds before that: one purchase per device, spread
@@ -75,6 +76,10 @@ def device_config(common, dev):
     cfg["state_dir"] = base + "/state"
     if "channel" in dev:
         cfg["channel"] = dev["channel"]
+    if "login" in dev:  # its own broker client
+        broker = dict(common["broker"])
+        broker["username"], broker["password"] = dev["login"]
+        cfg["broker"] = broker
     return cfg
 
 

@@ -35,6 +35,8 @@ class DeviceSlot:
     folder: Path
     address: str = ""
     channel: int = 0
+    username: str = ""  # its broker client, when the broker has per-device clients
+    password: str = ""
 
 
 def heap_bytes(agents: int) -> int:
@@ -61,7 +63,9 @@ class DeviceProcess:
 
     def write_plan(self, common: dict[str, Any], **settings: Any) -> None:
         devices = [{"index": s.index, "dir": str(s.folder.resolve()),
-                    **({"channel": s.channel} if s.channel else {})} for s in self.slots]
+                    **({"channel": s.channel} if s.channel else {}),
+                    **({"login": [s.username, s.password]} if s.username else {})}
+                   for s in self.slots]
         self.plan_path.write_text(json.dumps({"common": common, "devices": devices,
                                               **settings}, indent=1))
 

@@ -142,6 +142,16 @@ class Live:
         return [ms for _, ms in self.window]
 
 
+def _gateway_login(broker: Any, provider_hex: str) -> dict[str, str]:
+    """The [mqtt] keys of a gateway on our secure broker (none on an operator's own)."""
+    if broker is None or broker.site is None:
+        return {}
+    from ..broker.site import gateway_username
+
+    return {"ca_file": str(broker.ca_file), "username": gateway_username(provider_hex),
+            "password_file": str(broker.site.gateway_password_file(provider_hex))}
+
+
 class Fleet:
     """One fleet run; :meth:`run` returns the process exit code."""
 
@@ -264,15 +274,25 @@ class Fleet:
         self.say(f"chain {rpc_url} (id {chain_id}); escrow {escrow.address}")
 
         # broker ----------------------------------------------------------------------
+        # Ours is the secure broker: TLS, a client per party, topic rights. The gateways
+        # use TLS; the devices (this unix port has no ssl) log in with their own
+        # credentials on its plain loopback listener, under the same rights.
         broker: Mosquitto | None = None
+        provider_hex = provider.address[2:].lower()
         if o.broker is None:
-            broker = stack.enter_context(Mosquitto(workdir=self.work / "mosquitto"))
+            broker = stack.enter_context(Mosquitto(
+                workdir=self.work / "mosquitto", secure=True, plain_port=True,
+                providers=[provider_hex]))
             broker_host, broker_port = broker.host, broker.port
+            device_port = int(broker.plain_port or broker.port)
+            self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
+                     f"devices log in on its plain loopback listener, port {device_port}")
         else:
             broker_host, broker_port = o.broker_address()
-        self.say(f"broker {broker_host}:{broker_port}")
-        proxy = self._fault_proxy(stack, broker_host, broker_port)
-        device_broker = {"host": broker_host, "port": broker_port} if proxy is None \
+            device_port = broker_port
+            self.say(f"broker {broker_host}:{broker_port}")
+        proxy = self._fault_proxy(stack, broker_host, device_port)
+        device_broker = {"host": broker_host, "port": device_port} if proxy is None \
             else {"host": proxy.host, "port": proxy.port}
 
         # ledger ----------------------------------------------------------------------
@@ -285,6 +305,8 @@ class Fleet:
         t0 = time.monotonic()
         group.init_keys({}, timeout=60 + o.devices * 0.2)
         self.say(f"{o.devices} devices made their keys in {time.monotonic() - t0:.1f} s")
+        if broker is not None:
+            self._enrol(broker, provider_hex, slots)
 
         # channels: one payer funds the fleet with openMany --------------------------
         t0 = time.monotonic()
@@ -322,7 +344,8 @@ class Fleet:
                 mqtt_host=broker_host, mqtt_port=broker_port, rpc_url=rpc_url,
                 escrow=escrow.address, chain_id=chain_id, ledger_url=ledger_url,
                 client_id=CLIENT_ID.format(i + 1),
-                extra={"chain": {"poll_interval": 0.2},
+                extra={"mqtt": _gateway_login(broker, provider_hex),
+                       "chain": {"poll_interval": 0.2},
                        "settlement": {"threshold": o.settle_threshold,
                                       "interval": o.settle_interval, "check_every": 2.0},
                        "log": {"level": "WARNING"}}))
@@ -441,6 +464,17 @@ class Fleet:
             pid = server.process.pid if server.process else None
             return server.url, pid
         return url, None
+
+    def _enrol(self, broker: Any, provider_hex: str, slots: list[DeviceSlot]) -> None:
+        """A broker client for each device, its username its address."""
+        from ..broker.clients import add_device
+
+        t0 = time.monotonic()
+        with broker.admin() as admin:
+            for slot in slots:
+                credentials = add_device(admin, provider_hex, slot.address[2:].lower())
+                slot.username, slot.password = credentials.username, credentials.password
+        self.say(f"{len(slots)} broker clients made in {time.monotonic() - t0:.1f} s")
 
     def _fault_proxy(self, stack: contextlib.ExitStack, broker_host: str,
                      broker_port: int) -> FaultProxy | None:
