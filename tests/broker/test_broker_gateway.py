@@ -133,3 +133,21 @@ def test_a_broker_it_does_not_trust_or_cannot_reach(tmp_path: Path, broker: Mosq
     finally:
         service.stop()
         ledger.close()
+
+
+def test_an_expired_broker_certificate_is_refused(tmp_path: Path, broker: Mosquitto) -> None:
+    import datetime
+
+    assert broker.site is not None and broker.site.ca_key_file.exists()
+    ca = pki.load_authority(broker.site.ca_file, broker.site.ca_key_file)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+    broker.site.issue_server(ca, ["127.0.0.1"], days=1, not_before=past)
+    broker.restart()  # mosquitto reads its certificate when it starts
+    service, ledger = _serve(tmp_path, _mqtt(broker))
+    try:
+        with pytest.raises(IngressError, match="certificate has expired") as info:
+            service.start()
+        assert f"127.0.0.1:{broker.port} (TLS, CA {broker.ca_file})" in str(info.value)
+    finally:
+        service.stop()
+        ledger.close()
