@@ -17,7 +17,7 @@ import dataclasses
 
 from ..protocol.messages import Catalog, Product, sign_catalog
 from ..protocol.signing import Signer
-from .config import CatalogConfig
+from .config import CatalogConfig, ProductConfig
 
 
 def overlap_of(validity: int) -> int:
@@ -44,6 +44,12 @@ def build_catalog(config: CatalogConfig, secret: bytes, separator: bytes, now: i
     seq, valid_from = window(config, anchor, now)
     config = dataclasses.replace(config, seq=seq)
     signer = Signer(secret)
-    products = tuple(Product(p.name, p.price, p.description) for p in config.products)
+    products = tuple(_offer(p) for p in config.products)
     return sign_catalog(signer, separator, signer.address, config.seq, valid_from,
                         valid_from + config.validity, products)
+
+
+def _offer(product: ProductConfig) -> Product:
+    if product.price is None:  # the service fills in the plugin's price before signing
+        raise ValueError(f"product {product.name} has no price yet")
+    return Product(product.name, product.price, product.description or "")

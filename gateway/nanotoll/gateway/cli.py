@@ -1,4 +1,4 @@
-"""Sub-commands ``nanotoll gateway run|status`` and ``nanotoll settle now``.
+"""Sub-commands ``nanotoll gateway run|reload|status`` and ``nanotoll settle now``.
 
 The top-level parser (nanotoll.cli) calls :func:`add_gateway_commands`. The provider key
 is never an argument: the config names an environment variable or a keystore.
@@ -65,6 +65,27 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _guard(show)
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    from .reload import check_config, find_gateways, signal_reload
+    from .serve import ProductLoadError
+
+    try:
+        check_config(args.config)
+    except ProductLoadError as exc:
+        print(f"nanotoll: {args.config}: refused, nothing reloaded: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # ConfigError: the file's own message
+        print(f"nanotoll: refused, nothing reloaded: {exc}", file=sys.stderr)
+        return 2
+    pids = [args.pid] if args.pid else find_gateways(args.config)
+    signalled = signal_reload(pids)
+    print(json.dumps({"config": args.config, "signalled": signalled}))
+    if not signalled:
+        print(f"nanotoll: no gateway runs on {args.config}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_settle_now(args: argparse.Namespace) -> int:
     from .commands import settle_now
 
@@ -86,6 +107,11 @@ def add_gateway_commands(commands: Any) -> None:
     run.add_argument("--config", default="gateway.toml", help="TOML config (gateway.toml)")
     run.add_argument("--ledger", metavar="URL", help=LEDGER_HELP)
     run.set_defaults(func=_cmd_run)
+    reload = sub.add_parser("reload", help="check the config, then have the gateways "
+                            "running on it sell its products and prices (SIGHUP)")
+    reload.add_argument("--config", default="gateway.toml")
+    reload.add_argument("--pid", type=int, help="signal this process only")
+    reload.set_defaults(func=_cmd_reload)
     stat = sub.add_parser("status", help="ledger totals and open settlements as JSON")
     stat.add_argument("--config", default="gateway.toml")
     stat.add_argument("--ledger", metavar="URL", help=LEDGER_HELP)

@@ -20,6 +20,7 @@ from .logs import setup_logging
 
 CHAIN_RETRY_FIRST = 1.0  # seconds before the first retry of a node that is down at start
 CHAIN_RETRY_MAX = 30.0  # ... doubling up to this
+RELOAD_POLL = 0.2  # seconds between looks at a SIGHUP's reload request
 
 
 def _chain(config: GatewayConfig, secret: bytes) -> EscrowChain:
@@ -56,6 +57,7 @@ def _chain_when_up(config: GatewayConfig, secret: bytes, stop: threading.Event
 def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
                 stop: threading.Event | None = None) -> None:
     """Serve until SIGINT or SIGTERM (or ``stop`` is set), then shut down cleanly."""
+    from .reload import reload_config
     from .serve import UnknownProviderKind
     from .service import GatewayService
 
@@ -67,9 +69,11 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
     secret = config.provider_key(environ)
     stop = stop or threading.Event()
     previous: dict[signal.Signals, Any] = {}
+    reload = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: reload.set())
     try:
         chain = _chain_when_up(config, secret, stop)
     except BaseException:
@@ -89,7 +93,10 @@ def run_gateway(config: GatewayConfig, environ: Mapping[str, str] | None = None,
         print(json.dumps({"event": "gateway_ready", "provider": service.provider_address,
                           "client_id": service.ingress.client_id}), flush=True)
         try:
-            stop.wait()
+            while not stop.wait(RELOAD_POLL):
+                if reload.is_set():
+                    reload.clear()
+                    reload_config(service, config.source)
         finally:
             service.stop()
     finally:

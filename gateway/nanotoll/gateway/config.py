@@ -189,9 +189,11 @@ class SettlementConfig:
 @dataclass(frozen=True, slots=True)
 class ProductConfig:
     name: str
-    price: int
-    description: str
-    kind: str  # which built-in provider serves it
+    price: int | None  # None: the plugin's own price
+    description: str | None  # None: the plugin's own
+    kind: str  # which plugin serves it: a built-in, an entry point or module:Class
+    timeout: float = 2.0  # seconds the plugin's serve may take
+    options: Mapping[str, Any] = field(default_factory=dict)  # given to the plugin
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,13 +330,18 @@ def _products(source: str, raw: Any) -> tuple[ProductConfig, ...]:
     for index, table in enumerate(raw):
         section = _Section(source, f"catalog.products #{index + 1}", table)
         name = section.text("name", pattern=PRODUCT_NAME, hint="a name [a-z][a-z0-9_]{0,31}")
-        price = section.integer("price", low=1)
-        description = section.text("description", "")
-        if len(description) > 64:
+        price = section.integer("price", low=1) if "price" in section.table else None
+        description = section.text("description") if "description" in section.table \
+            else None
+        if description is not None and len(description) > 64:
             raise section.error("description", "at most 64 characters")
         kind = section.text("kind", name)
+        timeout = section.number("timeout", 2.0, 0.01)
+        options = section._get("options", {})
+        if not isinstance(options, dict):
+            raise section.error("options", "must be a table (given to the plugin)")
         section.finish()
-        products.append(ProductConfig(name, price, description, kind))
+        products.append(ProductConfig(name, price, description, kind, timeout, options))
     names = [p.name for p in products]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: [[catalog.products]] names must be unique: {names}")

@@ -83,6 +83,12 @@ class Rules:
         if catalog.seq != self.catalog.seq:
             self.previous, self.catalog = self.catalog, catalog
 
+    def set_offer(self, catalog: Catalog, providers: Mapping[str, Provider]) -> None:
+        """A reloaded catalog and the products that serve it. The replaced catalog's
+        prices stay good until its valid_until for the products still sold."""
+        self.providers = dict(providers)
+        self.set_catalog(catalog)
+
     def _catalog_rules(self, request: Request, now: int) -> Provider:
         current, previous = self.catalog, self.previous
         catalog = current

@@ -10,6 +10,7 @@ one process (the two-gateway tests) share nothing but what they are given.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,13 +24,14 @@ from ..ledger import Ledger
 from ..logevent import event
 from ..protocol.eip712 import domain_separator
 from ..protocol.signing import address_of
-from .catalog import build_catalog, overlap_of
+from .catalog import overlap_of
 from .config import GatewayConfig
 from .ingress import Ingress
 from .metrics import Metrics, MetricsServer
+from .offer import Offer
 from .pipeline import Pipeline
 from .rules import Rules
-from .serve import ProviderContext, build_providers
+from .serve import ProviderContext
 
 CHANNEL_MAX_AGE = 30.0  # seconds a cached channel is served before it is read again
 CHANNEL_MAX_AGE_FOLLOWED = 600.0  # ... when the event follower keeps it fresh
@@ -64,16 +66,16 @@ class GatewayService:
         self._clock = clock
         started = int(clock())
         self._catalog_anchor = started - started % 3600
-        self.catalog = build_catalog(config.catalog, secret, self.separator, started,
-                                     self._catalog_anchor)
-        providers = build_providers(config.catalog.products,
-                                    ProviderContext(secret, self.separator))
+        self._offer_lock = threading.Lock()  # a reload and the renewal thread take turns
+        self.offer = Offer(config.catalog, ProviderContext(secret, self.separator),
+                           self._catalog_anchor, started)
+        self.catalog = self.offer.catalog_at(started)
         following = events is not None and config.events.enabled
         self.channels = ChannelCache(reader, max_age=channel_max_age(config, following))
         # Without a log source (unit tests, benches) the cache's bounded age alone applies.
         self.follower = (EventFollower(events, self.channels, config.events, self._log)
                          if events is not None and following else None)
-        self.rules = Rules(self.provider_hex, self.separator, self.catalog, providers,
+        self.rules = Rules(self.provider_hex, self.separator, self.catalog, self.offer.providers,
                            self.channels, config.expiry_margin)
         self.metrics = Metrics()
         # From the channels with something unredeemed only: totals() reads every voucher
@@ -104,16 +106,39 @@ class GatewayService:
     def refresh_catalog(self) -> bool:
         """Publish the next catalog when its window has begun (before the current one
         expires); True when it did."""
-        fresh = build_catalog(self.config.catalog, self._secret, self.separator,
-                              int(self._clock()), self._catalog_anchor)
-        if fresh.seq == self.catalog.seq:
-            return False
-        self.rules.set_catalog(fresh)
-        self.catalog = fresh
-        self.ingress.publish_catalog(fresh.encode())
+        with self._offer_lock:
+            fresh = self.offer.catalog_at(int(self._clock()))
+            if fresh.seq <= self.catalog.seq:
+                return False
+            self.rules.set_catalog(fresh)
+            self.catalog = fresh
+            self.ingress.publish_catalog(fresh.encode())
         event(self._log, "catalog_published", seq=fresh.seq, valid_from=fresh.valid_from,
               valid_until=fresh.valid_until)
         return True
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Sell the products and prices of ``config``'s [catalog] from now on: a catalog
+        with a higher seq, signed and published retained; the running one is honoured
+        until its valid_until. A config whose products fail to load changes nothing
+        (ProductLoadError)."""
+        with self._offer_lock:
+            now = int(self._clock())
+            offer = Offer(config.catalog, ProviderContext(self._secret, self.separator),
+                          self._catalog_anchor, now, floor=self.catalog.seq)
+            retired, self.offer = self.offer, offer
+            self.config = dataclasses.replace(self.config, catalog=config.catalog)
+            self.catalog = offer.catalog_at(now)
+            self.rules.set_offer(self.catalog, offer.providers)
+            self.ingress.publish_catalog(self.catalog.encode())
+        # A request checked against a retired product may still be served by it: close it
+        # once the longest time-out a serve may take has passed.
+        grace = max((p.provider.timeout for p in retired.products.values()), default=0.0)
+        closer = threading.Timer(grace + 1.0, retired.close)
+        closer.daemon = True
+        closer.start()
+        event(self._log, "catalog_reloaded", seq=self.catalog.seq,
+              products={p.name: p.unit_price for p in self.catalog.products})
 
     def _catalog_loop(self) -> None:
         every = max(1.0, min(60.0, overlap_of(self.config.catalog.validity) / 10))
@@ -191,6 +216,7 @@ class GatewayService:
             self._settle_thread.join(timeout=30)
         if self._metrics_server is not None:
             self._metrics_server.close()
+        self.offer.close()
         event(self._log, "gateway_stopped", **self.ledger.totals())
 
     def __enter__(self) -> GatewayService:

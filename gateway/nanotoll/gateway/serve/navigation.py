@@ -12,7 +12,7 @@ from typing import Any
 
 from ...protocol import cbor
 from ...protocol.keccak import keccak256
-from .base import MAX_LAT, MAX_LON, Params, bad_params, check_keys
+from .base import MAX_LAT, MAX_LON, Param, Params, ProductContext, bad_params
 
 CELL = 100_000  # micro-degrees (0.1°)
 MAX_SPAN = 1_000_000  # micro-degrees (1°) per side
@@ -21,13 +21,13 @@ AIRSPACE_KINDS = ("ctr", "restricted", "danger", "prohibited")
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
+BOX = Param("ints", length=4, low=-MAX_LON, high=MAX_LON,
+            hint="[lat_min, lon_min, lat_max, lon_max] in micro-degrees")
+
+
 def parse_box(params: Params) -> tuple[int, int, int, int]:
-    check_keys(params, {"box"})
-    box = params["box"]
-    if (not isinstance(box, list) or len(box) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-        raise bad_params("box must be [lat_min, lon_min, lat_max, lon_max] in micro-degrees")
-    lat_min, lon_min, lat_max, lon_max = box
+    """The box's corners, checked against each other (the schema checked their types)."""
+    lat_min, lon_min, lat_max, lon_max = params["box"]
     if not (-MAX_LAT <= lat_min < lat_max <= MAX_LAT and -MAX_LON <= lon_min < lon_max <= MAX_LON):
         raise bad_params("box corners out of range or not min < max")
     if lat_max - lat_min > MAX_SPAN or lon_max - lon_min > MAX_SPAN:
@@ -40,12 +40,17 @@ def _name(seed: bytes) -> str:
 
 
 class NavigationProvider:
+    """The built-in ``nav`` product."""
+
     name = "nav"
+    price = 4000
+    description = "airspace, geofence and waypoint updates"
+    params = {"box": BOX}
 
-    def __init__(self, name: str = "nav") -> None:
-        self.name = name
+    def __init__(self, context: ProductContext | None = None) -> None:
+        self.name = context.name if context is not None else type(self).name
 
-    def validate(self, params: Params, now: int) -> None:
+    def check(self, params: Params, now: int) -> None:
         parse_box(params)
 
     def serve(self, params: Params, now: int, buyer: bytes) -> bytes:

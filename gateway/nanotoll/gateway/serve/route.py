@@ -16,8 +16,8 @@ import re
 from ...protocol import cbor
 from ...protocol.eip712 import typed_digest
 from ...protocol.keccak import keccak256
-from ...protocol.signing import Signer, recover_address
-from .base import Params, ProviderContext, bad_params, check_keys, int_param, text_param
+from ...protocol.signing import recover_address
+from .base import Param, Params, ProductContext, bad_params
 
 ROUTE_GRANT_TYPE = "RouteGrant(string corridor,address holder,uint64 validFrom,uint64 validUntil)"
 ROUTE_GRANT_TYPEHASH = keccak256(ROUTE_GRANT_TYPE.encode())
@@ -59,18 +59,24 @@ def verify_grant(data: bytes, separator: bytes, provider: str, now: int | None =
 
 
 class RouteProvider:
-    name = "route"
+    """The built-in ``route`` product: grants signed with the provider's key."""
 
-    def __init__(self, context: ProviderContext, name: str = "route") -> None:
-        self.name = name
+    name = "route"
+    price = 25000
+    description = "time-boxed corridor access grant"
+    params = {"corridor": Param("text", pattern=CORRIDOR.pattern, hint=CORRIDOR.pattern),
+              "from": Param("int", low=0, high=MAX_U64),
+              "until": Param("int", low=0, high=MAX_U64)}
+
+    def __init__(self, context: ProductContext) -> None:
+        if context.sign is None:
+            raise ValueError("route grants need the provider's signature")
+        self.name = context.name
         self._separator = context.separator
-        self._signer = Signer(context.secret)
+        self._sign = context.sign
 
     def _window(self, params: Params, now: int) -> tuple[str, int, int]:
-        check_keys(params, {"corridor", "from", "until"})
-        corridor = text_param(params, "corridor", CORRIDOR, "[A-Z0-9][A-Z0-9-]{0,15}")
-        valid_from = int_param(params, "from", 0, MAX_U64)
-        valid_until = int_param(params, "until", 0, MAX_U64)
+        corridor, valid_from, valid_until = params["corridor"], params["from"], params["until"]
         if not valid_from < valid_until:
             raise bad_params("from must be before until")
         if valid_until - valid_from > MAX_GRANT:
@@ -81,11 +87,11 @@ class RouteProvider:
             raise bad_params(f"from is more than {MAX_LEAD} s ahead")
         return corridor, valid_from, valid_until
 
-    def validate(self, params: Params, now: int) -> None:
+    def check(self, params: Params, now: int) -> None:
         self._window(params, now)
 
     def serve(self, params: Params, now: int, buyer: bytes) -> bytes:
         corridor, valid_from, valid_until = self._window(params, now)
         digest = grant_digest(self._separator, corridor, buyer, valid_from, valid_until)
-        signature = self._signer.sign(digest)
+        signature = self._sign(digest)
         return cbor.dumps([corridor, buyer, valid_from, valid_until, signature])

@@ -13,7 +13,7 @@ import struct
 
 from ...protocol.cbor import FlatMapEncoder
 from ...protocol.keccak import keccak256
-from .base import MAX_LAT, MAX_LON, Params, check_keys, int_param
+from .base import Param, Params, ProductContext, bad_params, lat_param, lon_param
 
 SLOT = 600  # seconds per nowcast step
 CELL = 100_000  # micro-degrees per grid cell (0.1°)
@@ -29,18 +29,23 @@ def _noise(a: int, b: int, c: int) -> bytes:
 
 
 class WeatherProvider:
-    name = "weather"
+    """The built-in ``weather`` product."""
 
-    def __init__(self, name: str = "weather") -> None:
-        self.name = name
+    name = "weather"
+    price = 1500
+    description = "nowcast for a position, altitude and time"
+    params = {"lat": lat_param(), "lon": lon_param(),
+              "alt": Param("int", required=False, low=-500, high=20_000),
+              "t": Param("int", required=False)}
+
+    def __init__(self, context: ProductContext | None = None) -> None:
+        self.name = context.name if context is not None else type(self).name
         self._encode = FlatMapEncoder().encode
 
-    def validate(self, params: Params, now: int) -> None:
-        check_keys(params, {"lat", "lon"}, {"alt", "t"})
-        int_param(params, "lat", -MAX_LAT, MAX_LAT)
-        int_param(params, "lon", -MAX_LON, MAX_LON)
-        int_param(params, "alt", -500, 20_000, default=0)
-        int_param(params, "t", now - PAST, now + AHEAD, default=now)
+    def check(self, params: Params, now: int) -> None:
+        t = params.get("t", now)
+        if not now - PAST <= t <= now + AHEAD:
+            raise bad_params(f"t must be in {now - PAST}..{now + AHEAD}, got {t}")
 
     def serve(self, params: Params, now: int, buyer: bytes) -> bytes:
         lat, lon = int(params["lat"]), int(params["lon"])
