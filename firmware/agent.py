@@ -93,6 +93,7 @@ class Agent:
         resend_ms=4000,
         retries=2,
         owner_policy=None,
+        purchase_log=None,
     ):
         self.wallet = wallet
         self.client = client
@@ -102,6 +103,7 @@ class Agent:
         # t_policy replace `policy` (None: the provisioned policy is the only one)
         self.owner_policy = owner_policy
         self.policy_refusals = 0
+        self.purchase_log = purchase_log  # purchase_log.PurchaseLog, or None: not kept
         self.provider = provider  # 20 bytes
         self.channel = channel
         self.clock = clock  # () -> unix seconds, or None when the clock is not set
@@ -447,7 +449,18 @@ class Agent:
             new.acked = cumulative
         self.store.save(new)
         self.receipt = receipt
+        if self.purchase_log is not None:
+            self._record(request, receipt)
         return data
+
+    def _record(self, request, receipt):
+        """Add a purchase whose receipt verified to the log; the purchase stands either way."""
+        fields = W.loads(request, _MAX_REQUEST)
+        try:
+            self.purchase_log.append(self._now(), self.provider, fields[2], fields[4],
+                                     receipt[1], receipt[2], receipt[3], receipt[4])
+        except (OSError, ValueError) as exc:
+            self._log("agent: purchase log not written:", repr(exc))
 
     def _answered(self):
         """An error response: the voucher was refused, nothing charged; clear pending."""

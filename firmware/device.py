@@ -18,6 +18,7 @@
 #   "owner": "0x...",                  the payer's address (optional): policies it signs
 #                                      on nt/1/{provider}/policy/{device} replace "policy"
 #   "state_dir": "state",              where the state record lives
+#   "purchase_log": 64,                keep the last N purchases in purchases.log (optional)
 #   "keepalive": 30,                   MQTT keepalive, seconds            (optional)
 #   "timeout_ms": 15000,               one purchase, all retries included (optional)
 #   "resend_ms": 4000                  re-send an unanswered request after (optional)
@@ -177,6 +178,13 @@ def make_agent(cfg, board, log=None):
         random=board.randbytes,
         log=log,
     )
+    log_book = None
+    if cfg.get("purchase_log"):
+        import purchase_log
+
+        log_book = purchase_log.PurchaseLog(board.storage(cfg) + "/purchases.log",
+                                            cfg["purchase_log"])
+        log_book.load()
     return Agent(
         wallet,
         client,
@@ -189,6 +197,7 @@ def make_agent(cfg, board, log=None):
         timeout_ms=cfg.get("timeout_ms", 15000),
         resend_ms=cfg.get("resend_ms", 4000),
         owner_policy=keeper,
+        purchase_log=log_book,
     )
 
 

@@ -26,6 +26,8 @@ module("store.py", boot=True)
 module("policy.py", boot=True)
 # The owner-signed policy: imported when the config names the owner (not at boot).
 module("owner_policy.py")
+# The purchase log: imported when the config asks for one.
+module("purchase_log.py")
 module("agent.py", boot=True)
 # Boot (board_main, make_agent) and the command line the unix and emulated boards run.
 module("device.py")

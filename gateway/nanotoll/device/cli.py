@@ -35,6 +35,27 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
+def _cmd_log(args: argparse.Namespace) -> int:
+    from .purchases import as_document, purchases, read_log, render_csv
+    from .repl import Repl
+
+    try:
+        with Repl(args.port) as repl:
+            export = read_log(repl)
+    except DeviceError as exc:
+        return _fail(exc)
+    rows, torn = purchases(export)
+    if args.format == "csv":
+        sys.stdout.write(render_csv(rows))
+    else:
+        print(json.dumps(as_document(export, rows, torn), sort_keys=True))
+    unverified = [row.seq for row in rows if not row.verified]
+    if torn or unverified:
+        print(f"nanotoll: {torn} torn record(s); receipts that do not verify against the "
+              f"provider: {unverified or 'none'}", file=sys.stderr)
+    return 1 if unverified else 0
+
+
 def _cmd_flash(args: argparse.Namespace) -> int:
     from .flash import flash_port, flash_romfs_port
 
@@ -224,6 +245,12 @@ def add_device_commands(subparsers: Any) -> None:
     stat.add_argument("--port", required=True)
     stat.add_argument("--json", action="store_true")
     stat.set_defaults(func=_cmd_status)
+
+    log = commands.add_parser("log", help="the board's purchase log, receipts verified "
+                              "offline against the provider")
+    log.add_argument("--port", required=True)
+    log.add_argument("--format", choices=("json", "csv"), default="json")
+    log.set_defaults(func=_cmd_log)
 
     buy = commands.add_parser("buy", help="make purchases on the board (a smoke test)")
     buy.add_argument("--port", required=True)

@@ -36,6 +36,8 @@ DEFAULT_LIFETIME = 7 * 86400
 DEFAULT_EXPIRY_MARGIN = 3600
 
 OWNER_KEY_ENV = "NANOTOLL_OWNER_KEY"
+# Purchases the board keeps in its log (213 bytes each on flash).
+PURCHASE_LOG_ENTRIES = 64
 KEYSTORE_PASSWORD_ENV = "NANOTOLL_KEYSTORE_PASSWORD"
 WIFI_PASSWORD_ENV = "NANOTOLL_WIFI_PASSWORD"
 
@@ -306,6 +308,7 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
             "provisioned": int(time.time()),
             # whose signed policies the board applies (docs/protocol.md 3.5)
             "owner": owner.address,
+            "purchase_log": PURCHASE_LOG_ENTRIES,
         }
         if provider_key:
             # receipts verified against the key, with comb tables the board builds once
