@@ -1,13 +1,14 @@
 """``nanotoll bench chaos``: purchases from many channels while the gateway is SIGKILLed
 at random moments; nothing acknowledged lost, nothing charged twice, settlement resumes.
 
-All on loopback: mosquitto, anvil with the escrow and one channel per simulated device,
-and ``nanotoll gateway run`` with a durable SQLite ledger, a stable client id and a
-settlement policy that keeps redeeming during the run (so kills land in every settlement
-state). The load generator is this process: pre-signed vouchers, one request out per
-device, the same bytes sent again when no answer came (what a device does). The kill
-points are drawn from a seeded generator over the count of acknowledged purchases, so a
-faster or slower machine sees the same kills land mid-stream.
+All on loopback: mosquitto, anvil with the escrow and one channel per simulated device
+(a block a second, so a redeem stays signed or sent for a while), and ``nanotoll gateway
+run`` with a durable SQLite ledger, a stable client id and a settlement policy that keeps
+redeeming during the run. The load generator is this process: pre-signed vouchers, one
+request out per device, the same bytes sent again when no answer came (what a device
+does). The kill points are drawn from a seeded generator over the count of acknowledged
+purchases, so a faster or slower machine sees the same kills land mid-stream; every other
+kill also waits (at most :data:`ARMED_AT_MOST` s) for a redeem in flight.
 
 After each kill the gateway is started again at once. Its settlement stall is the time
 from that restart until every settlement that was open at the kill is closed (confirmed,
@@ -18,7 +19,9 @@ gateway stops, ``settle now`` redeems the rest, and the figures are:
 does not hold), ``double_charges`` (units accepted beyond a channel's highest voucher, in
 purchases), ``settled_equals_paid`` (for every channel: acknowledged = ledger = on-chain
 paid), ``max_settlement_stall_s`` (and ``stalls_measured``: restarts that found an open
-settlement), ``refusals`` (answers other than OK and BUSY), ``resends``, ``seconds``.
+settlement), ``max_restart_s`` (a restart to the gateway's ready line: the part of a stall
+that is the process starting), ``settlements`` (redeem transactions the gateway made),
+``refusals`` (answers other than OK and BUSY), ``resends``, ``seconds``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ CLIENT_ID = "chaos-gateway"
 RESEND_AFTER = 2.0  # seconds without an answer before a device sends the same bytes again
 BUSY_PAUSE = 0.2  # seconds a device waits after a BUSY answer
 OPEN_STATES = ("signed", "sent", "mined")
+ARMED_AT_MOST = 5.0  # seconds a kill waits for a redeem in flight before it strikes anyway
 
 
 @dataclass
@@ -83,6 +87,11 @@ def _open_settlements(ledger_path: Path) -> set[int]:
         except sqlite3.OperationalError:  # the gateway has not written its schema yet
             return set()
     return {int(row[0]) for row in rows}
+
+
+def _settlement_count(ledger_path: Path) -> int:
+    with sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True, timeout=10) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM settlements").fetchone()[0])
 
 
 class _Load:
@@ -143,8 +152,10 @@ def run_chaos_bench(purchases: int = 10_000, kills: int = 100, devices: int = 50
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nanotoll-chaos-") as tmp:
         root = Path(tmp)
-        with Anvil(workdir=root / "anvil") as anvil, \
-                Mosquitto(workdir=root / "broker") as broker:
+        # Blocks once a second, not one per transaction: a redeem stays signed or sent
+        # for a while, so kills land in those states too.
+        with Anvil(workdir=root / "anvil", extra_args=("--block-time", "1")) as anvil, \
+                Mosquitto(workdir=root / "broker", secure=False) as broker:
             client = EscrowClient.deploy(anvil.w3, anvil.new_account())
             payer, provider = anvil.new_account(), anvil.new_account()
             keys = [_device_key(seed, i) for i in range(devices)]
@@ -211,6 +222,8 @@ def _drive(fleet: list[_Device], port: int, gateway: GatewayProcess, ledger_path
     total = sum(len(d.requests) for d in fleet)
     done = resends = refusals = kills = 0
     stalls: list[float] = []
+    restarts: list[float] = []  # seconds from each restart to the gateway's ready line
+    armed: float | None = None  # when the next kill's purchase count was reached
     stall: _Stall | None = None
     load = _Load(port, fleet)
     deadline = time.monotonic() + timeout
@@ -254,22 +267,31 @@ def _drive(fleet: list[_Device], port: int, gateway: GatewayProcess, ledger_path
                 stalls.append(time.monotonic() - stall.restarted)
                 stall = None
             if stall is None and kills < len(kill_at) and done >= kill_at[kills]:
-                # A moment a little after the count is reached, so kills also land
-                # between reads and writes, not only right after an answer.
-                time.sleep(rng.random() * 0.05)
-                gateway.kill()
-                kills += 1
-                open_ids = _open_settlements(ledger_path)
-                restarted = time.monotonic()
-                gateway.start()
-                stall = _Stall(restarted, open_ids) if open_ids else None
+                armed = now if armed is None else armed
+                # Every other kill waits (a while at most) for a redeem in flight, so that
+                # the stall after a restart is measured often, not only by chance.
+                wait_for_open = kills % 2 == 1 and now - armed < ARMED_AT_MOST
+                if not wait_for_open or _open_settlements(ledger_path):
+                    # A moment a little later, so kills also land between reads and
+                    # writes, not only right after an answer.
+                    time.sleep(rng.random() * 0.05)
+                    gateway.kill()
+                    kills += 1
+                    armed = None
+                    open_ids = _open_settlements(ledger_path)
+                    restarted = time.monotonic()
+                    gateway.start()
+                    restarts.append(time.monotonic() - restarted)
+                    stall = _Stall(restarted, open_ids) if open_ids else None
         gateway.terminate()
     finally:
         gateway.stop()
         load.close()
     return {"purchases": done, "kills": kills, "resends": resends, "refusals": refusals,
             "max_settlement_stall_s": round(max(stalls, default=0.0), 3),
-            "stalls_measured": len(stalls)}
+            "stalls_measured": len(stalls),
+            "max_restart_s": round(max(restarts, default=0.0), 3),
+            "settlements": _settlement_count(ledger_path)}
 
 
 if __name__ == "__main__":

@@ -182,14 +182,24 @@ class GatewayService:
                                                  access.host, access.login())
         if self.follower is not None:  # before requests: its cursor is the start block
             self.follower.start()
-        self.ingress.start()
-        self._catalog_thread = threading.Thread(target=self._catalog_loop, name="catalog",
-                                                daemon=True)
-        self._catalog_thread.start()
         if self._settle_in_background:
+            # Before the broker: after a crash, settlement resumes as soon as the chain
+            # and the ledger are there, not after the requests queued in our session.
             self._settle_thread = threading.Thread(target=self._settle_loop, name="settler",
                                                    daemon=True)
             self._settle_thread.start()
+        try:
+            self.ingress.start()
+        except BaseException:
+            self._stop.set()
+            if self._settle_thread is not None:
+                self._settle_thread.join(timeout=30)
+            if self.follower is not None:
+                self.follower.stop()
+            raise
+        self._catalog_thread = threading.Thread(target=self._catalog_loop, name="catalog",
+                                                daemon=True)
+        self._catalog_thread.start()
         event(self._log, "gateway_started", provider=self.provider_address,
               catalog_seq=self.catalog.seq, broker=f"{self.config.mqtt.host}:"
               f"{self.config.mqtt.port}", client_id=self.ingress.client_id)
