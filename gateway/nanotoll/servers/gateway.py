@@ -74,8 +74,10 @@ class GatewayProcess(ManagedProcess):
     name = "gateway"
 
     def __init__(self, config_path: Path, provider_key: bytes, workdir: Path | None = None,
-                 key_env: str = "NANOTOLL_PROVIDER_KEY", timeout: float = 30.0) -> None:
+                 key_env: str = "NANOTOLL_PROVIDER_KEY", timeout: float = 30.0,
+                 python: str = sys.executable) -> None:
         super().__init__(workdir)
+        self.python = python  # another environment's interpreter (one with plugins)
         self.config_path = Path(config_path)
         self._key_env = key_env
         self._key = provider_key
@@ -91,7 +93,7 @@ class GatewayProcess(ManagedProcess):
         return env
 
     def start(self) -> None:
-        self.spawn([sys.executable, "-m", "nanotoll.cli", "gateway", "run", "--config",
+        self.spawn([self.python, "-m", "nanotoll.cli", "gateway", "run", "--config",
                     str(self.config_path)], env=self._environment())
         self._starts += 1
         self._wait_started(self._starts)
