@@ -12,7 +12,7 @@ from ..servers.process import ServiceError
 from ..servers.tools import REPO_ROOT
 from .netfaults import NetFaults, NetFaultsError, parse_net_faults
 
-CHAOS_EVENTS = ("broker-restart", "gateway-kill")
+CHAOS_EVENTS = ("broker-restart", "gateway-kill", "top-up")
 MAX_DEVICES = 5000
 MAX_GATEWAYS = 8
 MAX_DURATION = 3600.0

@@ -32,6 +32,7 @@ from .devices import DeviceGroup, DeviceSlot
 from .faultproxy import ACTIONS, FaultProxy, ProxyError
 from .netfaults import DIRECTIONS
 from .options import PRICES, FleetError, FleetOptions, default_run_dir, validate
+from .topup import FleetFunding, check_top_up, top_up_fleet
 
 OPEN_MANY_CHUNK = 200  # channels per openMany: ~62k gas each, well under the 16.7M cap
 CHANNEL_LIFETIME = 7 * 86400
@@ -167,6 +168,7 @@ class Fleet:
         self._tty = hasattr(out, "isatty") and out.isatty()
         self._last_progress = 0.0
         self._phase_started = time.monotonic()
+        self.funding: FleetFunding | None = None  # the channels, for --chaos top-up
 
     # ------------------------------------------------------------------ output --
 
@@ -327,6 +329,8 @@ class Fleet:
                 slot.channel = channel_id
             open_gas += int(receipt["gasUsed"])
             open_txs += 1
+        self.funding = FleetFunding(escrow, deployer, payer, [s.channel for s in slots],
+                                    deposit, expiry)
         self.summary["provisioning"] = {"open_many_transactions": open_txs,
                                         "open_many_gas": open_gas,
                                         "gas_per_channel": open_gas // o.devices,
@@ -436,6 +440,12 @@ class Fleet:
         self.summary["phases"]["settle_s"] = round(time.monotonic() - t0, 2)
         received = escrow.balance_of(provider.address) - balance_before
         verdict = check_fleet(slots, records, ledger_url, escrow, received, self.run_dir)
+        if "top-up" in o.chaos and self.funding is not None:
+            self.summary["top_up"] = topped = check_top_up(self.funding)
+            if topped["channels_not_topped_up"] or not self.funding.added:
+                verdict.problems.append(
+                    f"--chaos top-up: {len(topped['channels_not_topped_up'])} channel(s) "
+                    f"without the new deposit and expiry (added {self.funding.added})")
         done = [x for x in json.loads((self.run_dir / "settlements.json").read_text())
                 if x["state"] == "confirmed"]
         self.summary["settlement"] = {
@@ -743,6 +753,8 @@ class _Chaos:
                 self.fleet.event("broker_restart")
                 self.broker.restart()
                 self.fleet.event("broker_back", seconds=round(time.monotonic() - t0, 3))
+            if "top-up" in chaos and self.fleet.funding is not None and self._at(0.45):
+                top_up_fleet(self.fleet.funding, self.fleet.event)
             if "gateway-kill" in chaos and self._at(0.6):
                 gateway = self.gateways[-1]
                 t0 = time.monotonic()
