@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -166,6 +167,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     import contextlib
 
     from eth_account import Account
+    from nanotoll.broker.site import gateway_username
     from nanotoll.chain.client import EscrowClient
     from nanotoll.device.sim import BoardSim
     from nanotoll.servers.anvil import Anvil
@@ -180,14 +182,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         anvil.set_balance(provider.address, 10 * 10**18)
         escrow = EscrowClient.deploy(anvil.w3, deployer)
         escrow.mint(deployer, owner.address, 3 * DEPOSIT)
-        broker = es.enter_context(Mosquitto(workdir=workdir / "broker"))
+        # The secure broker: TLS, a client per party, ACLs. The board's UART bridge makes
+        # the TLS connection for it; provisioning enrols the board with the broker.
+        provider_hex = provider.address[2:].lower()
+        broker = es.enter_context(Mosquitto(workdir=workdir / "broker", secure=True,
+                                            providers=[provider_hex]))
         config = workdir / "gateway.toml"
         config.write_text(gateway_toml(
             mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
             chain_id=anvil.chain_id, ledger_path=workdir / "ledger.db",
-            extra={"chain": {"poll_interval": 0.1}, "settlement": {"check_every": 3600}}))
+            extra={"chain": {"poll_interval": 0.1}, "settlement": {"check_every": 3600},
+                   "mqtt": {"ca_file": str(broker.ca_file),
+                            "username": gateway_username(provider_hex),
+                            "password_file": str(broker.site.gateway_password_file(
+                                provider_hex))}}))
         gateway = es.enter_context(GatewayProcess(config, provider.key, workdir / "gateway"))
-        board = es.enter_context(BoardSim(broker.host, broker.port,
+        board = es.enter_context(BoardSim(broker.host, broker.port, ca_file=broker.ca_file,
                                           log_path=workdir / "qemu.log"))
         yield Stack(anvil, escrow, owner, provider, broker, gateway, config, board, workdir)
 
@@ -197,7 +207,17 @@ def _provision_args(s: Stack, *extra: str) -> list[str]:
             "--rpc-url", s.anvil.rpc_url, "--escrow", s.escrow.address,  # type: ignore[attr-defined]
             "--token", s.escrow.token_address,  # type: ignore[attr-defined]
             "--provider", s.provider.address, "--deposit", str(DEPOSIT),  # type: ignore[attr-defined]
-            "--max-unit-price", "5000", "--json", *extra]
+            "--max-unit-price", "5000",
+            "--broker", f"{s.broker.host}:{s.broker.port}",  # type: ignore[attr-defined]
+            "--broker-folder", str(s.broker.site.root),  # type: ignore[attr-defined]
+            "--json", *extra]
+
+
+def _has_broker_client(s: Stack, username: str) -> bool:
+    from nanotoll.broker.clients import has_client
+
+    with s.broker.admin() as admin:  # type: ignore[attr-defined]
+        return has_client(admin, username)
 
 
 def _owner_env(s: Stack) -> dict[str, str]:
@@ -256,6 +276,24 @@ def test_full_filesystem_is_refused_and_nothing_half_written(stack: Stack) -> No
 
 @needs_qemu
 @pytest.mark.e2e
+def test_a_broker_that_is_down_stops_provisioning_before_anything_is_done(
+        stack: Stack) -> None:
+    from nanotoll.servers.process import free_port
+
+    port = free_port()
+    result = nanotoll(*_provision_args(stack, "--broker", f"127.0.0.1:{port}"),
+                      env=_owner_env(stack))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot enrol device" in result.stderr and f"127.0.0.1:{port}" in result.stderr
+    # Nothing half-written on the board, no channel on the chain.
+    left = _exec(stack, "import os\nprint(sorted(n for n in os.listdir('/') if n.startswith("
+                        "('device.key', 'config.json', 'broker_ca'))))")
+    assert left.strip() == "[]", left
+    assert not stack.escrow.channel(1).exists  # type: ignore[attr-defined]
+
+
+@needs_qemu
+@pytest.mark.e2e
 def test_provision_then_refuse_a_second_key(stack: Stack) -> None:
     result = nanotoll(*_provision_args(stack), env=_owner_env(stack))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -267,6 +305,17 @@ def test_provision_then_refuse_a_second_key(stack: Stack) -> None:
     # The key stays on the board: nothing the command printed holds it.
     key_hex = _exec(stack, "print(open('/device.key').read().strip())").strip()
     assert len(key_hex) == 64 and key_hex not in result.stdout + result.stderr
+    # Its broker client: username = its address, a password nothing printed, the CA.
+    board_broker = json.loads(_exec(stack, "import json\nprint(json.dumps(json.load("
+                                           "open('/config.json'))['broker']))").strip())
+    device_hex = made["address"][2:].lower()
+    assert board_broker["username"] == device_hex and board_broker["ca"] == "/broker_ca.der"
+    assert board_broker["password"] not in result.stdout + result.stderr
+    assert _has_broker_client(stack, device_hex)
+    ca = _exec(stack, "import binascii\n"
+                      "print(binascii.hexlify(open('/broker_ca.der', 'rb').read()).decode())")
+    assert bytes.fromhex(ca.strip()) == ssl.PEM_cert_to_DER_cert(
+        stack.broker.ca_file.read_text())  # type: ignore[attr-defined]
     again = nanotoll(*_provision_args(stack), env=_owner_env(stack))
     assert again.returncode == 2 and "already has a key" in again.stderr
     assert _status(stack)["channel"] == made["channel"]
@@ -327,6 +376,10 @@ def test_rotate_makes_a_new_key_and_channel(stack: Stack) -> None:
     made = json.loads(result.stdout.strip().splitlines()[-1])
     assert made["channel"] != before["channel"] and made["address"] != before["device"]
     assert "stays open until its expiry" in result.stdout
+    # The old key's broker client is gone; the new one's is there.
+    old_hex, new_hex = str(before["device"])[2:].lower(), made["address"][2:].lower()
+    assert f"broker client {old_hex} revoked" in result.stdout
+    assert not _has_broker_client(stack, old_hex) and _has_broker_client(stack, new_hex)
     old = stack.escrow.channel(int(before["channel"]))  # type: ignore[attr-defined,call-overload]
     assert old.exists and not old.closed and old.paid == 3 * PRICE
     after = _status(stack)
