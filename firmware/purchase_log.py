@@ -1,6 +1,6 @@
 # nanotoll device: the purchase log, a bounded ring of fixed-size records on flash.
 #
-# One record per purchase whose receipt verified (docs/operator.md "Purchase log"):
+# One record per purchase whose receipt verified (docs/owner.md "The purchase log"):
 #
 #   seq u32 | time u32 | provider 20 | product length u8 | product 32 (zero padded)
 #   | price u64 | cumulative u64 | request hash 32 | data hash 32 | receipt signature 64
