@@ -22,7 +22,9 @@ pytest_plugins = ["support.gateway_pg"]
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A real mosquitto on a free loopback port, stopped after the test."""
+    """A real mosquitto on a free loopback port, stopped after the test: the plain,
+    anonymous one, for tests of other parts than the broker's security (tests/broker
+    runs the secure one)."""
     require("mosquitto")
-    with Mosquitto(workdir=tmp_path / "broker") as broker:
+    with Mosquitto(workdir=tmp_path / "broker", secure=False) as broker:
         yield broker

@@ -80,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         provider = Account.create()
         chain.set_balance(provider.address, 10 * 10**18)
         escrow = EscrowClient.deploy(chain.w3, deployer)
-        broker = stack.enter_context(Mosquitto(workdir=workdir / "broker"))
+        broker = stack.enter_context(Mosquitto(workdir=workdir / "broker", secure=False))
         ledger_path = workdir / "ledger.db"
         config = workdir / "gateway.toml"
         config.write_text(gateway_toml(mqtt_port=broker.port, rpc_url=chain.rpc_url,

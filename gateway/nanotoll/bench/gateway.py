@@ -313,7 +313,8 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
     per_device = PER_DEVICE
     with tempfile.TemporaryDirectory(prefix="nanotoll-bench-") as tmp:
         root = Path(tmp)
-        with Anvil(workdir=root / "anvil") as anvil, Mosquitto(workdir=root / "broker") as broker:
+        with Anvil(workdir=root / "anvil") as anvil, \
+                Mosquitto(workdir=root / "broker", secure=False) as broker:
             client = EscrowClient.deploy(anvil.w3, anvil.new_account())
             payer, provider = anvil.new_account(), anvil.new_account()
             keys = [secrets.token_bytes(32) for _ in range(DEVICES)]
