@@ -38,8 +38,9 @@ def checksum_address(address: bytes) -> str:
     if len(address) != 20:
         raise ValueError(f"an address has 20 bytes, got {len(address)}")
     text = address.hex()
-    mask = keccak256(text.encode("ascii")).hex()
-    return "0x" + "".join(c.upper() if int(m, 16) >= 8 else c for c, m in zip(text, mask))
+    mask = keccak256(text.encode("ascii")).hex()[:40]
+    return "0x" + "".join(c.upper() if int(m, 16) >= 8 else c
+                          for c, m in zip(text, mask, strict=True))
 
 
 class Signer:
