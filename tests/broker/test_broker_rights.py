@@ -222,3 +222,16 @@ def test_a_client_that_does_not_trust_the_ca_does_not_connect(
     with pytest.raises(ssl.SSLCertVerificationError):
         probe.connect()
     probe.close()
+
+
+def test_the_revoke_command_cuts_a_device_off(broker: Mosquitto,
+                                             devices: dict[str, Credentials],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from nanotoll.cli import main
+
+    assert broker.site is not None
+    assert main(["broker", "revoke", str(broker.site.root), "0x" + DEVICE]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert _refused(broker, devices[DEVICE]).getName() == "Not authorized"
+    assert main(["broker", "revoke", str(broker.site.root), DEVICE]) == 0
+    assert "had no client" in capsys.readouterr().out

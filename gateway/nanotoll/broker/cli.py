@@ -19,8 +19,9 @@ ADDRESS = re.compile(r"(0x)?[0-9a-fA-F]{40}")
 
 
 def _provider(text: str) -> str:
+    """An address (a provider's or a device's) as broker usernames write it."""
     if not ADDRESS.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"expected a provider address, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an address, got {text!r}")
     return text.lower().removeprefix("0x")
 
 
@@ -73,6 +74,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os.execv(binary, [binary, "-c", str(site.config_file)])
 
 
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    from .enrol import BrokerEnrolment, EnrolError
+
+    try:
+        site = BrokerSite(Path(args.dir))
+        host, port = args.broker or _local(site.listener())
+        revoked = BrokerEnrolment.from_folder(site.root, host, port).revoke(args.device)
+    except (EnrolError, SiteError) as exc:
+        return _fail(exc)
+    print(f"broker: device {args.device} "
+          f"{'revoked: disconnected and refused from now on' if revoked else 'had no client'}")
+    return 0
+
+
+def _local(listener: Listener) -> tuple[str, int]:
+    """Where this host reaches the broker: loopback for a wildcard listener."""
+    host = "127.0.0.1" if listener.host in ("0.0.0.0", "::") else listener.host
+    return host, listener.port
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def add_broker_commands(commands: Any) -> None:
     broker = commands.add_parser("broker", help="the MQTT broker: TLS, per-client "
                                                 "credentials and topic ACLs")
@@ -93,3 +121,10 @@ def add_broker_commands(commands: Any) -> None:
     run = sub.add_parser("run", help="start mosquitto with a broker folder's config")
     run.add_argument("dir", help="a folder made by `nanotoll broker init`")
     run.set_defaults(func=_cmd_run)
+    revoke = sub.add_parser("revoke", help="delete a device's broker client: the broker "
+                                           "disconnects it and refuses it from then on")
+    revoke.add_argument("dir", help="the broker's folder (its admin password and CA)")
+    revoke.add_argument("device", type=_provider, help="the device's address")
+    revoke.add_argument("--broker", type=_host_port, default=None, metavar="HOST:PORT",
+                        help="where the broker is (default: its listener, from this host)")
+    revoke.set_defaults(func=_cmd_revoke)

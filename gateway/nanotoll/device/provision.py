@@ -343,8 +343,8 @@ def provision(repl: Repl, spec: BoardSpec, request: ProvisionRequest, owner: Any
                 revoked = request.broker.revoke(previous)
             except EnrolError as exc:
                 raise DeviceError(f"the board now uses {address}, but revoking the old "
-                                  f"device's broker client failed: {exc}; revoke it with the "
-                                  "broker's admin") from exc
+                                  f"device's broker client failed: {exc}; revoke it with "
+                                  f"`nanotoll broker revoke DIR {previous}`") from exc
             say(f"provision: broker client {previous} "
                 f"{'revoked' if revoked else 'was not on the broker'}")
     if present["key"]:
