@@ -23,6 +23,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "fleet": ("nanotoll.bench.fleet", "run_fleet_bench"),
     "fuzz": ("nanotoll.bench.fuzz", "run_fuzz_bench"),
     "chaos": ("nanotoll.bench.chaos", "run_chaos_bench"),
+    "policy": ("nanotoll.bench.policy", "run_policy_bench"),
 }
 
 
