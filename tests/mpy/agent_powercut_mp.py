@@ -1,5 +1,5 @@
 # Power-cut fault injection for the payment agent (MicroPython, run by
-# tests/test_agent_powercut.py). The agent's state lives on littlefs (VfsLfs2) on a
+# tests/firmware/test_agent_powercut.py). The agent's state lives on littlefs (VfsLfs2) on a
 # RAM block device that "loses power" at a chosen flash operation (program or erase):
 # from then on every flash operation fails, the running purchase dies, and the
 # device "reboots": the file system is mounted again from the same bytes and a new
