@@ -4,7 +4,8 @@
 # Installs or checks everything the project needs, one line per step:
 #   node      Node.js >= 20 and npm are present
 #   apt       Debian packages (mosquitto, qemu-system-arm, arm-none-eabi gcc/newlib,
-#             postgresql, build tools); installs the missing ones when root
+#             postgresql, build tools, chromium for the dashboard's browser test);
+#             installs the missing ones when root
 #   venv      .venv with `pip install -e '.[dev]'`       (keyed by pyproject.toml)
 #   npm       node_modules via `npm ci`                  (keyed by package*.json)
 #   mpy-src   MicroPython source from Debian's source package, kept in the
@@ -40,6 +41,7 @@ APT_PACKAGES=(
   xz-utils
   debian-archive-keyring
   strace
+  chromium
 )
 
 MPY_VERSION=1.25.0
@@ -237,7 +239,7 @@ step_slither() {
 }
 
 # Each board's MicroPython stubs in a folder of its own: installed together, the esp32 and
-# rp2 packages overwrite each other's modules. tests/test_agent_typecheck.py uses them.
+# rp2 packages overwrite each other's modules. tests/firmware/test_agent_typecheck.py uses them.
 STUBS_PINS="micropython-stdlib-stubs==1.29.0.post2"
 step_stubs() {
   local kind key dir

@@ -24,6 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..figures import per_second, percentiles_over_time, revenue_by_product
+
 PLOTS = ("purchases_per_s", "latency", "revenue", "settlement", "gas", "cpu")
 
 
@@ -35,11 +37,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
@@ -136,11 +133,10 @@ def _plots(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
         captions[name] = caption
 
     # purchases per second ----------------------------------------------------------
-    ok_per_s: dict[int, int] = defaultdict(int)
-    err_per_s: dict[int, int] = defaultdict(int)
-    for p in purchases:
-        second = int(p["t"] + p["latency_ms"] / 1000)
-        (ok_per_s if p["result"] == "ok" else err_per_s)[second] += 1
+    ok_per_s = per_second(p["t"] + p["latency_ms"] / 1000 for p in purchases
+                          if p["result"] == "ok")
+    err_per_s = per_second(p["t"] + p["latency_ms"] / 1000 for p in purchases
+                           if p["result"] != "ok")
     last = max([*ok_per_s, *err_per_s, 0])
     xs = list(range(last + 1))
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -158,17 +154,12 @@ def _plots(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
     # latency percentiles over time ---------------------------------------------------
     span = max((p["t"] for p in purchases), default=0)
     bucket = max(1.0, round(span / 40))
-    by_bucket: dict[int, list[float]] = defaultdict(list)
-    for p in purchases:
-        by_bucket[int(p["t"] // bucket)].append(p["latency_ms"])
-    keys = sorted(by_bucket)
+    middles, curves = percentiles_over_time(((p["t"], p["latency_ms"]) for p in purchases),
+                                            bucket)
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    for fraction, label, color in ((0.5, "p50", "#2874a6"), (0.9, "p90", "#f39c12"),
-                                   (0.99, "p99", "#c0392b")):
-        ax.plot([(k + 0.5) * bucket for k in keys],
-                [_percentile(by_bucket[k], fraction) for k in keys], label=label, color=color,
-                marker=".")
-    if keys:
+    for label, color in (("p50", "#2874a6"), ("p90", "#f39c12"), ("p99", "#c0392b")):
+        ax.plot(middles, curves[label], label=label, color=color, marker=".")
+    if middles:
         ax.set_yscale("log")
     _time_axes(ax, summary)
     ax.set_ylabel("latency, ms (log)")
@@ -177,12 +168,8 @@ def _plots(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
                          "as the device measured it (buy() call to verified receipt).")
 
     # revenue per product -------------------------------------------------------------
-    revenue: dict[str, int] = defaultdict(int)
-    count: dict[str, int] = defaultdict(int)
-    for p in purchases:
-        if p["result"] == "ok":
-            revenue[p["product"]] += int(p.get("price") or 0)
-            count[p["product"]] += 1
+    revenue, count = revenue_by_product((p["product"], int(p.get("price") or 0))
+                                        for p in purchases if p["result"] == "ok")
     names = sorted(revenue)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     bars = ax.bar(names, [revenue[n] / 1e6 for n in names], color="#27ae60")
