@@ -28,6 +28,7 @@ from typing import Any
 from ..device.image import mpy_cross, mpy_cross_command
 from ..device.manifest import imported_names, read_manifest
 from ..device.qemu import BoardError, QemuBoard
+from .device import comb_table
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD_DIR = ROOT / "boards" / "qemu_mps2"
@@ -305,8 +306,10 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
     of the agent is imported, with which the board imports the agent, connects and
     completes one purchase: a ballast taken before the imports shrinks the free heap
     to the trial's figure (binary search to heap_step bytes)."""
+    from coincurve import PrivateKey
+
     from ..device.boards import BOARDS
-    from ..device.flash import build, build_romfs, flash, split_romfs
+    from ..device.flash import Artifact, build, build_romfs, flash, split_romfs
     from ..device.repl import Repl
     from ..device.sim import BoardSim
     from ..servers.mosquitto import Mosquitto
@@ -327,6 +330,11 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
         "policy": {"deposit": 10**12, "budget": 10**12},
         "state_dir": "/bench-state", "keepalive": 60, "timeout_ms": 60000,
         "resend_ms": 20000,
+        # receipts verified against the provider's key, with the comb tables in flash:
+        # G's in the ROMFS image (the filesystem deployment builds it in /tables at
+        # its first boot), the key's built in /tables at the first boot
+        "provider_key": "0x" + PrivateKey(PROVIDER_KEY).public_key.format(False)[1:].hex(),
+        "comb_tables": "/tables",
     }
     start = _BENCH_START % {"config": "/bench.json"}
     setup = _BENCH_PRELUDE + start
@@ -335,7 +343,9 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
     figures: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="nanotoll-bench-romfs-") as tmp:
         image = Path(tmp) / "romfs.img"
-        image.write_bytes(build_romfs(modules))
+        table = comb_table(Path(tmp))
+        image.write_bytes(build_romfs([*modules, Artifact(table, "/lib/g.tbl",
+                                                          table.read_bytes())]))
         for deployment in ("romfs", "filesystem"):
             romfs = image if deployment == "romfs" else None
             with Mosquitto() as broker, ReferenceProvider(broker.port, deposit=10**12), \
