@@ -814,13 +814,15 @@ class PublicKey:
         self.comb = comb
 
     def verify(self, digest, signature):
-        """True when (r, s) is this key's signature of digest (low s): R = (z G + r Q) / s
-        has x = r. The yParity bit is not checked: it only tells recovery which of
-        the two points with that x is R; (r, s) alone binds the key to the digest."""
+        """True when (r, s, yParity) is this key's signature of digest (low s): R =
+        (z G + r Q) / s has x = r and the parity of its y is yParity. The parity is
+        checked although (r, s) alone binds the key to the digest: recovery (the
+        gateway's, an auditor's) refuses a flipped bit, and the device must never
+        keep a receipt that an offline check would refuse."""
         if len(digest) != 32:
             raise ValueError("a digest is 32 bytes")
         try:
-            r, s, _ = split_signature(signature)
+            r, s, parity = split_signature(signature)
         except InvalidSignature:
             return False
         precompute()
@@ -835,9 +837,13 @@ class PublicKey:
             if not _mul_combs(((_g_comb, u1), (comb, u2))):
                 return False
             z = _get(_Z)
-            return (r * z * z - _get(_X)) % P == 0
+            if (r * z * z - _get(_X)) % P:
+                return False
+            # y = Y / Z^3: one inversion, paid only by a signature whose x matched
+            zi = inverse(z, P)
+            return (_get(_Y) * zi * zi * zi % P) & 1 == parity
         if comb is None:
             point = _u1g_plus_u2p(u1, u2, self.x, self.y)
         else:
             point = _u1g_plus(u1, lambda: _mul_combs(((comb, u2),)))
-        return point is not None and point[0] == r
+        return point is not None and point[0] == r and point[1] & 1 == parity

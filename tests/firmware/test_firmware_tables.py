@@ -124,8 +124,8 @@ def test_a_table_for_another_point_is_refused(tmp_path: Path) -> None:
 
 def _cases(key: PrivateKey, rng: random.Random) -> tuple[list[tuple[bytes, bytes]], list[int]]:
     """Signatures over random digests, each with whether it is the key's: its own,
-    another key's, parity flipped (still the key's), s made high, r or s out of range,
-    r changed."""
+    another key's, parity flipped (refused: recovery would find another key, so an offline
+    check would refuse it too), s made high, r or s out of range, r changed."""
     other = PrivateKey(rng.randbytes(32))
     cases, expected = [], []
     for i in range(40):
@@ -137,8 +137,8 @@ def _cases(key: PrivateKey, rng: random.Random) -> tuple[list[tuple[bytes, bytes
         variants = [
             (good, 1),
             (sign_compact(other.secret, digest), 0),
-            # the other parity: (r, s) still the key's (recovery would find another key)
-            (good[:32] + (vs ^ (1 << 255)).to_bytes(32, "big"), 1),
+            # the other parity: (r, s) still the key's, but recovery finds another key
+            (good[:32] + (vs ^ (1 << 255)).to_bytes(32, "big"), 0),
             (good[:32] + ((vs & (1 << 255)) | (SECP256K1_N - s)).to_bytes(32, "big"), 0),
             (SECP256K1_N.to_bytes(32, "big") + good[32:], 0),
             (good[:32] + (HALF_N + 1).to_bytes(32, "big"), 0),
