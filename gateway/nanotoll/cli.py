@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("nanotoll.fleet.cli", "add_fleet_commands"),
         ("nanotoll.broker.cli", "add_broker_commands"),
         ("nanotoll.owner.cli", "add_channel_commands"),
+        ("nanotoll.identity.cli", "add_provider_commands"),
     ):
         # A part that is not in this tree is left out; one that is there but fails to
         # import is a bug and must be loud, so only absence is checked here.

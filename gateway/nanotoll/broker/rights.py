@@ -15,6 +15,7 @@ from typing import Any
 from ..protocol.topics import (
     catalog_topic,
     policy_topic,
+    registration_topic,
     request_filter,
     request_topic,
     response_topic,
@@ -66,12 +67,13 @@ def device_acls(provider: str, device: str) -> list[Acl]:
 
 def gateway_acls(provider: str) -> list[Acl]:
     """The provider's requests in, through its shared subscription only; responses and
-    the retained catalog out."""
+    the retained catalog and registration file out."""
     return [
         acl("subscribeLiteral", shared_subscription(provider)),
         acl("publishClientReceive", request_filter(provider)),
         acl("publishClientSend", response_topic(provider, "+")),
         acl("publishClientSend", catalog_topic(provider)),
+        acl("publishClientSend", registration_topic(provider)),
     ]
 
 

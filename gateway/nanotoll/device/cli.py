@@ -14,6 +14,8 @@ from typing import Any
 from .boards import BOARDS, board_spec
 from .repl import DeviceError
 
+DEFAULT_BROKER = ("127.0.0.1", 1883)
+
 
 def _address(text: str) -> str:
     """An address argument; mixed case must be its EIP-55 checksum (argparse names the
@@ -24,6 +26,31 @@ def _address(text: str) -> str:
         return parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _provider(text: str) -> str:
+    """--provider: an address, or an ERC-8004 agent reference (checked when used)."""
+    return text if text.startswith("eip155:") else _address(text)
+
+
+def _discovered(args: argparse.Namespace) -> None:
+    """With --provider eip155:CHAIN:REGISTRY/AGENT_ID: find the provider through its
+    registry entry, registration file and catalog, and use its address and (unless
+    --broker is given) its broker; refused before the board is touched."""
+    if not args.provider.startswith("eip155:"):
+        args.broker = args.broker or DEFAULT_BROKER
+        return
+    from ..identity.discovery import discover_at
+    from ..identity.errors import IdentityError
+
+    try:
+        found = discover_at(args.rpc_url, args.provider, args.escrow)
+    except IdentityError as exc:
+        raise DeviceError(f"provider {args.provider} refused: {exc}") from None
+    _say(f"provider {args.provider}: {found.wallet}, broker {found.registration.broker_url}, "
+         f"catalog seq {found.catalog.seq} verified")
+    args.provider = found.wallet
+    args.broker = args.broker or (found.broker.host, found.broker.port)
 
 
 def _say(message: str) -> None:
@@ -79,6 +106,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
     from .repl import Repl
 
     try:
+        _discovered(args)
         spec = board_spec(args.board)
         extra: dict[str, Any] = {}
         if args.policy:
@@ -216,8 +244,10 @@ def add_device_commands(subparsers: Any) -> None:
                       help="escrow contract address")
     prov.add_argument("--token", required=True, type=_address,
                       help="the deposit's ERC-20 address")
-    prov.add_argument("--provider", required=True, type=_address,
-                      help="the provider (payee) address")
+    prov.add_argument("--provider", required=True, type=_provider,
+                      help="the provider (payee) address, or its ERC-8004 agent "
+                      "eip155:CHAIN:REGISTRY/AGENT_ID (address and broker read from its "
+                      "registration, checked against its catalog)")
     prov.add_argument("--provider-key", default=None,
                       help="the provider's public key (hex x || y): receipts are then verified "
                       "against it; refused unless it hashes to --provider")
@@ -228,8 +258,9 @@ def add_device_commands(subparsers: Any) -> None:
     prov.add_argument("--lifetime", type=int, default=7 * 86400,
                       help="channel lifetime in seconds (7 days)")
     prov.add_argument("--policy", default=None, help="JSON file with more policy keys")
-    prov.add_argument("--broker", type=_host_port, default=("127.0.0.1", 1883),
-                      help="the gateway's MQTT broker HOST:PORT, as the board reaches it")
+    prov.add_argument("--broker", type=_host_port, default=None,
+                      help="the gateway's MQTT broker HOST:PORT, as the board reaches it "
+                      "(127.0.0.1:1883; with an agent --provider, its registration's)")
     prov.add_argument("--broker-folder", default=None, metavar="DIR",
                       help="the broker's folder (`nanotoll broker init`): the board gets a "
                       "broker client of its own and the broker's CA, and connects with TLS")

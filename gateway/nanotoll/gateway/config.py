@@ -30,6 +30,14 @@ Example::
     poll_interval = 1.0                         # seconds between polls of the chain head
     confirmations = 0                           # blocks below the head before a log counts
 
+    [identity]                                  # optional: ERC-8004 (docs/operator.md)
+    identity_registry = "0x..."                 # where the provider registers as an agent
+    reputation_registry = "0x..."
+    name = "weather nowcasts"
+    description = "METAR-based nowcasts over MQTT"
+    # agent_uri: where devices read the registration file (default: the web listener's
+    # /.well-known/agent-registration.json); broker_url: the broker devices are told of
+
     [catalog]
     seq = 1
     [[catalog.products]]
@@ -205,6 +213,20 @@ class CatalogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """The provider's ERC-8004 identity: its registration file and where it registers."""
+
+    identity_registry: str | None = None
+    reputation_registry: str | None = None
+    agent_id: int = 0  # 0: the agent whose agentWallet is the provider, from the registry
+    name: str = "nanotoll provider"
+    description: str = "data sold per request over MQTT, paid with signed vouchers"
+    image: str = ""
+    agent_uri: str | None = None  # None: the web listener's well-known path
+    broker_url: str | None = None  # None: mqtt(s)://[mqtt] host:port
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     chain: ChainConfig
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -216,6 +238,7 @@ class GatewayConfig:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     metrics_port: int | None = None  # Prometheus text endpoint; None = off
     metrics: MetricsAccess = field(default_factory=MetricsAccess)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     log_level: str = "INFO"
     source: str = "<config>"
 
@@ -374,10 +397,35 @@ def _login(s: _Section, base: Path) -> dict[str, Any]:
             "password_file": _resolve(base, password_file) if password_file else None}
 
 
+def _identity(s: _Section) -> IdentityConfig:
+    def optional_address(key: str) -> str | None:
+        return s.address(key) if key in s.table else None
+
+    def optional_url(key: str, schemes: str) -> str | None:
+        value = s.optional_str(key)
+        if value is not None and not re.fullmatch(rf"({schemes})://\S+", value):
+            raise s.error(key, f"must be a {schemes.replace('|', ' or ')} URL, got {value!r}")
+        return value
+
+    defaults = IdentityConfig()
+    identity = IdentityConfig(
+        identity_registry=optional_address("identity_registry"),
+        reputation_registry=optional_address("reputation_registry"),
+        agent_id=s.integer("agent_id", 0),
+        name=s.text("name", defaults.name),
+        description=s.text("description", defaults.description),
+        image=s.text("image", ""),
+        agent_uri=optional_url("agent_uri", "http|https"),
+        broker_url=optional_url("broker_url", "mqtt|mqtts"),
+    )
+    s.finish()
+    return identity
+
+
 def parse_config(document: dict[str, Any], base: Path, source: str = "<config>") -> GatewayConfig:
     """Validate a parsed TOML document; relative paths resolve against ``base``."""
     known = {"mqtt", "provider", "chain", "ledger", "rules", "settlement", "events", "catalog",
-             "metrics", "log"}
+             "metrics", "identity", "log"}
     for key in document:
         if key not in known:
             raise ConfigError(f"{source}: [{key}]: unknown table (known: {sorted(known)})")
@@ -473,6 +521,8 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     metrics = MetricsAccess(host=s.text("host", "127.0.0.1"), **_login(s, base))
     s.finish()
 
+    identity = _identity(_section(source, document, "identity"))
+
     s = _section(source, document, "log")
     level = s.text("level", "INFO", re.compile(r"DEBUG|INFO|WARNING|ERROR"),
                   "DEBUG, INFO, WARNING or ERROR")
@@ -481,8 +531,8 @@ def parse_config(document: dict[str, Any], base: Path, source: str = "<config>")
     return GatewayConfig(chain=chain, mqtt=mqtt, key=key_source, ledger_url=ledger_url,
                          expiry_margin=expiry_margin, settlement=settlement, events=events,
                          catalog=catalog,
-                         metrics_port=metrics_port, metrics=metrics, log_level=level,
-                         source=source)
+                         metrics_port=metrics_port, metrics=metrics, identity=identity,
+                         log_level=level, source=source)
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -61,8 +61,12 @@ class Ingress:
                  catalog: bytes, *, client_id: str = "", inflight: int = 256,
                  keepalive: int = 30, logger: logging.Logger | None = None,
                  ca_file: str | None = None, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None,
+                 retained: tuple[tuple[str, bytes], ...] = ()) -> None:
         self.host, self.port = host, port
+        # Published retained on every connection beside the catalog (the registration
+        # file); not waited for: a device's purchase does not depend on them.
+        self._retained = retained
         self.ca_file, self.username = ca_file, username
         self._refused: str | None = None  # why the broker refused us, if it did
         self.provider_hex = provider_hex
@@ -253,6 +257,8 @@ class Ingress:
         info = client.publish(catalog_topic(self.provider_hex), self._catalog, qos=1,
                               retain=True)
         self._catalog_mid = info.mid
+        for topic, payload in self._retained:
+            client.publish(topic, payload, qos=1, retain=True)
         client.subscribe(shared_subscription(self.provider_hex), qos=1)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,

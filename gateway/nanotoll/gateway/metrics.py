@@ -11,7 +11,7 @@ import hmac
 import threading
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,15 +75,23 @@ class Metrics:
 
 class MetricsServer:
     """``GET /metrics`` on ``host:port`` in a daemon thread; ``close`` stops it. With
-    ``login`` (user, password), a request without that HTTP basic auth gets 401."""
+    ``login`` (user, password), a request without that HTTP basic auth gets 401.
+    ``documents`` (path -> JSON body) are public: the ERC-8004 registration file is read
+    by whoever wants to discover the provider, without the operator's login."""
 
     def __init__(self, metrics: Metrics, port: int, host: str = "127.0.0.1",
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None,
+                 documents: Mapping[str, Callable[[], bytes]] | None = None) -> None:
+        public = dict(documents or {})
         expected = b"Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode()) \
             if login is not None else None
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                document = public.get(self.path.split("?")[0])
+                if document is not None:
+                    self._send_json(document)
+                    return
                 given = self.headers.get("Authorization", "").encode()
                 if expected is not None and not hmac.compare_digest(given, expected):
                     self.send_response(401)
@@ -97,6 +105,18 @@ class MetricsServer:
                 body = metrics.render().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _send_json(self, document: Callable[[], bytes]) -> None:
+                try:
+                    body = document()
+                except Exception:  # a document that cannot be made now: not the listener's end
+                    self.send_error(503)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

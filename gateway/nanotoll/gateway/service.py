@@ -24,8 +24,10 @@ from ..ledger import Ledger
 from ..logevent import event
 from ..protocol.eip712 import domain_separator
 from ..protocol.signing import address_of
+from ..protocol.topics import registration_topic
 from .catalog import overlap_of
 from .config import GatewayConfig
+from .identity import IdentityDocuments
 from .ingress import Ingress
 from .metrics import Metrics, MetricsServer
 from .offer import Offer
@@ -91,12 +93,15 @@ class GatewayService:
             self.metrics.gauges["nanotoll_settlement_lag_seconds"] = self._settlement_lag
         if self.follower is not None:
             self._follower_gauges(self.follower)
+        self.identity = IdentityDocuments(config, self.provider_address, lambda: self.catalog)
         self.ingress = Ingress(config.mqtt.host, config.mqtt.port, self.provider_hex,
                                self.pipeline, self.catalog.encode(),
                                client_id=config.mqtt.client_id, inflight=config.mqtt.inflight,
                                keepalive=config.mqtt.keepalive,
                                ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
-                               username=config.mqtt.username, password=config.mqtt.password())
+                               username=config.mqtt.username, password=config.mqtt.password(),
+                               retained=((registration_topic(self.provider_hex),
+                                          self.identity.registration()),))
         self._settle_in_background = settle_in_background and self.settler is not None
         self._stop = threading.Event()
         self._settle_thread: threading.Thread | None = None
@@ -179,7 +184,8 @@ class GatewayService:
         if self.config.metrics_port is not None:
             access = self.config.metrics
             self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port,
-                                                 access.host, access.login())
+                                                 access.host, access.login(),
+                                                 self.identity.routes())
         if self.follower is not None:  # before requests: its cursor is the start block
             self.follower.start()
         if self._settle_in_background:

@@ -23,6 +23,12 @@ def catalog_topic(provider: str) -> str:
     return f"{ROOT}/{provider}/catalog"
 
 
+def registration_topic(provider: str) -> str:
+    """Where the provider's gateway publishes its ERC-8004 registration file (JSON),
+    retained: the same document its web listener serves."""
+    return f"{ROOT}/{provider}/agent"
+
+
 def request_prefix(provider: str) -> str:
     """The request topics of a provider, up to the device level."""
     return f"{ROOT}/{provider}/req/"
