@@ -28,7 +28,8 @@ DEVICE_KEY = hashlib.sha256(b"nanotoll owner policy device").digest()
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Anvil, Mosquitto]]:
-    with Anvil() as node, Mosquitto(workdir=tmp_path_factory.mktemp("broker")) as broker:
+    with Anvil() as node, Mosquitto(workdir=tmp_path_factory.mktemp("broker"),
+                                         secure=False) as broker:
         yield node, broker
 
 

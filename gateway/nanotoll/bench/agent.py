@@ -348,7 +348,8 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
                                                           table.read_bytes())]))
         for deployment in ("romfs", "filesystem"):
             romfs = image if deployment == "romfs" else None
-            with Mosquitto() as broker, ReferenceProvider(broker.port, deposit=10**12), \
+            with Mosquitto(secure=False) as broker, \
+                    ReferenceProvider(broker.port, deposit=10**12), \
                     BoardSim(broker.host, broker.port, icount=True, romfs=romfs) as sim, \
                     Repl(sim.pty) as repl:
                 flash(repl, spec, rest if romfs else artifacts, quiet, reset=False)

@@ -106,7 +106,7 @@ def run_policy_bench(rounds: int = ROUNDS) -> dict[str, Any]:
     spec = BOARDS["qemu_mps2"]
     modules, rest = split_romfs(build(spec, lambda message: None))
     with tempfile.TemporaryDirectory(prefix="nanotoll-bench-policy-") as tmp, \
-            Mosquitto() as broker:
+            Mosquitto(secure=False) as broker:
         # the firmware in a ROMFS image run in place, with G's comb table, as
         # `nanotoll device flash --romfs` deploys it
         image = Path(tmp) / "romfs.img"

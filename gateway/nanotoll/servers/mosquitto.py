@@ -1,8 +1,10 @@
 """mosquitto 2 on a free loopback port, for tests, the demo, the benches and the fleet.
 
-``secure=True`` runs it as ``nanotoll broker run`` does (a TLS listener, credentials,
-the dynamic-security plugin's ACLs: ``nanotoll.broker``), in a broker folder made for
-it; ``plain_port=True`` adds a plain listener on loopback for a test that needs one.
+By default it runs as ``nanotoll broker run`` does (a TLS listener, credentials, the
+dynamic-security plugin's ACLs: ``nanotoll.broker``), in a broker folder made for it;
+``plain_port=True`` adds a plain listener on loopback (the same logins and ACLs) for
+clients without TLS. ``secure=False`` is the anonymous plain broker, for a bench or a
+test that names it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ if TYPE_CHECKING:
 
 
 class Mosquitto(ManagedProcess):
-    """mosquitto 2 on loopback, with persistence so restarts keep sessions: anonymous,
-    or (``secure``) TLS with credentials and ACLs."""
+    """mosquitto 2 on loopback, with persistence so restarts keep sessions: TLS with
+    credentials and ACLs, or (``secure=False``) anonymous and plain."""
 
     name = "mosquitto"
 
     def __init__(self, port: int | None = None, workdir: Path | None = None, *,
-                 secure: bool = False, plain_port: bool = False,
+                 secure: bool = True, plain_port: bool = False,
                  providers: Sequence[str] = ()) -> None:
         super().__init__(workdir)
         self.host = LOOPBACK
