@@ -122,6 +122,20 @@ def _strace() -> str:
     return path
 
 
+def _chromium() -> str:
+    """Debian's chromium and playwright-core from node_modules: returns the browser."""
+    from support.paths import ROOT
+
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        raise Missing(f"chromium is not installed (Debian's package): {SETUP}")
+    if shutil.which("node") is None:
+        raise Missing(f"node is not installed: {SETUP}")
+    if not (ROOT / "node_modules" / "playwright-core" / "package.json").exists():
+        raise Missing(f"playwright-core is not in node_modules: {SETUP}")
+    return str(path)
+
+
 PARTS: dict[str, Callable[[], str]] = {
     "micropython": _micropython,
     "littlefs": _littlefs,
@@ -134,6 +148,7 @@ PARTS: dict[str, Callable[[], str]] = {
     "postgresql": _postgresql,
     "robotframework": _robotframework,
     "strace": _strace,
+    "chromium": _chromium,
 }
 
 

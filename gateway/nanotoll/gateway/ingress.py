@@ -145,6 +145,11 @@ class Ingress:
             self._thread.join(timeout=30 + drain)
             self._thread = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up now (the dashboard's health)."""
+        return bool(self._client.is_connected())
+
     def publish_catalog(self, catalog: bytes) -> None:
         """Publish a new catalog (retained); reconnections publish this one. paho's
         client is the loop thread's alone, so another caller hands the catalog to it and

@@ -294,7 +294,9 @@ class Pipeline:
 
     def _finish(self, job: Job, outcome: Outcome) -> Outcome:
         latency = (time.perf_counter() - job.started) * 1000
-        self.metrics.observe(outcome.code.name, latency, outcome.increment, outcome.replay)
+        product = job.verified.request.product if job.verified is not None else ""
+        self.metrics.observe(outcome.code.name, latency, outcome.increment, outcome.replay,
+                             product)
         level = logging.INFO if outcome.code == ErrorCode.OK else logging.WARNING
         if self._log.isEnabledFor(level):
             event(self._log, "request", level, code=outcome.code.name,

@@ -27,6 +27,8 @@ from ..protocol.signing import address_of
 from ..protocol.topics import registration_topic
 from .catalog import overlap_of
 from .config import GatewayConfig
+from .dashboard.pages import dashboard_pages
+from .dashboard.source import DashboardSource
 from .identity import IdentityDocuments
 from .ingress import Ingress
 from .metrics import Metrics, MetricsServer
@@ -102,6 +104,10 @@ class GatewayService:
                                username=config.mqtt.username, password=config.mqtt.password(),
                                retained=((registration_topic(self.provider_hex),
                                           self.identity.registration()),))
+        self.dashboard = DashboardSource(
+            self.metrics, ledger, self.channels, lambda: self.catalog, self.offer.describe,
+            {"provider": self.provider_address, "client_id": self.ingress.client_id},
+            self._broker_health, self._chain_health(chain))
         self._settle_in_background = settle_in_background and self.settler is not None
         self._stop = threading.Event()
         self._settle_thread: threading.Thread | None = None
@@ -153,6 +159,29 @@ class GatewayService:
             except Exception as exc:  # a broker hiccup; the next round publishes it
                 event(self._log, "catalog_refresh_failed", logging.WARNING, error=str(exc))
 
+    def _broker_health(self) -> str:
+        if not self.ingress.connected:
+            raise ConnectionError(f"not connected to {self.config.mqtt.host}:"
+                                  f"{self.config.mqtt.port}")
+        return f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+
+    def _chain_health(self, chain: RedeemChain | None) -> Callable[[], str] | None:
+        """The node's head when it answers (a chain without block_number: the event
+        follower's last poll)."""
+        block_number = getattr(chain, "block_number", None)
+        if callable(block_number):
+            return lambda: f"block {block_number()}"
+        if self.follower is None:
+            return None
+        follower = self.follower
+
+        def followed() -> str:
+            stats = follower.stats()
+            if stats.head is None:
+                raise ConnectionError("the event follower has not reached the node yet")
+            return f"block {stats.head} (event follower)"
+        return followed
+
     def _settlement_lag(self) -> float:
         records = self.ledger.unredeemed()
         if not records:
@@ -185,7 +214,8 @@ class GatewayService:
             access = self.config.metrics
             self._metrics_server = MetricsServer(self.metrics, self.config.metrics_port,
                                                  access.host, access.login(),
-                                                 self.identity.routes())
+                                                 self.identity.routes(),
+                                                 dashboard_pages(self.dashboard.document))
         if self.follower is not None:  # before requests: its cursor is the start block
             self.follower.start()
         if self._settle_in_background:
