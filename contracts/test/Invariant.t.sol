@@ -5,7 +5,8 @@ import {Test} from "forge-std/Test.sol";
 import {NanotollEscrow} from "../src/NanotollEscrow.sol";
 import {TestStablecoin} from "./mocks/TestStablecoin.sol";
 
-/// @dev Drives the escrow with random opens, top-ups, extensions, redeem batches (valid,
+/// @dev Drives the escrow with random opens, top-ups, extensions (one channel or up to three of
+/// one payer at once), redeem batches (valid,
 /// stale, forged, over-deposit, wrong route), reclaims and time jumps, and keeps ghost books.
 contract EscrowHandler is Test {
     NanotollEscrow public immutable escrow;
@@ -118,6 +119,56 @@ contract EscrowHandler is Test {
         if (closed) return;
         vm.prank(payer);
         escrow.extendExpiry(id, expiry + uint40(bound(more, 1, 30 days)));
+        _after();
+    }
+
+    /// @dev Up to three open channels of the payer of channel `seed`, from `seed` on.
+    function _samePayer(uint256 seed) internal view returns (uint32[] memory picked, address payer) {
+        payer = address(0);
+        uint32[] memory found = new uint32[](3);
+        uint256 n;
+        for (uint256 i; i < ids.length && n < 3; ++i) {
+            uint32 id = ids[(seed % ids.length + i) % ids.length];
+            (address p,,,,,,,, bool closed) = escrow.channel(id);
+            if (closed || (payer != address(0) && p != payer)) continue;
+            payer = p;
+            found[n++] = id;
+        }
+        picked = new uint32[](n);
+        for (uint256 i; i < n; ++i) picked[i] = found[i];
+    }
+
+    function topUpMany(uint256 seed, uint64 amount) external {
+        if (ids.length == 0) return;
+        (uint32[] memory picked, address payer) = _samePayer(seed);
+        if (picked.length == 0) return;
+        uint256 room = type(uint64).max;
+        for (uint256 i; i < picked.length; ++i) {
+            (,,,,, uint64 deposit,,,) = escrow.channel(picked[i]);
+            if (type(uint64).max - deposit < room) room = type(uint64).max - deposit;
+        }
+        if (room == 0) return;
+        amount = uint64(bound(amount, 1, room));
+        uint64[] memory amounts = new uint64[](picked.length);
+        for (uint256 i; i < picked.length; ++i) amounts[i] = amount;
+        vm.prank(payer);
+        escrow.topUpMany(picked, amounts);
+        for (uint256 i; i < picked.length; ++i) funded[picked[i]] += amount;
+        totalFunded += uint256(amount) * picked.length;
+        _after();
+    }
+
+    function extendMany(uint256 seed, uint32 more) external {
+        if (ids.length == 0) return;
+        (uint32[] memory picked, address payer) = _samePayer(seed);
+        if (picked.length == 0) return;
+        uint40 latest;
+        for (uint256 i; i < picked.length; ++i) {
+            (,,,,,,, uint40 expiry,) = escrow.channel(picked[i]);
+            if (expiry > latest) latest = expiry;
+        }
+        vm.prank(payer);
+        escrow.extendMany(picked, latest + uint40(bound(more, 1, 30 days)));
         _after();
     }
 
