@@ -1,8 +1,9 @@
 """The operator's dashboard in a real browser: Debian's chromium, headless, driven by
-playwright-core. Devices on MicroPython's unix port buy through mosquitto and a real
-gateway (escrow on anvil); the page, opened with the listener's login, updates live and
-shows the ledger's numbers. Without the login the listener answers 401. Screenshots go
-to the test's temporary folder."""
+playwright-core. A device on MicroPython's unix port buys through mosquitto and two real
+gateway processes sharing one ledger (escrow on anvil); the page, opened with the
+listener's login, updates live and shows the ledger's numbers, and each process's API its
+own share of the requests. Without the login the listener answers 401. Screenshots go to
+the test's temporary folder."""
 
 from __future__ import annotations
 
@@ -47,16 +48,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         broker = stack.enter_context(Mosquitto(workdir=workdir / "broker", secure=False))
         secret = workdir / "web.password"
         secret.write_text(PASSWORD + "\n")
-        port = free_port()
-        config = workdir / "gateway.toml"
-        config.write_text(gateway_toml(
-            mqtt_port=broker.port, rpc_url=chain.rpc_url, escrow=escrow.address,
-            chain_id=chain.chain_id, ledger_path=workdir / "ledger.db",
-            extra={"metrics": {"port": port, "username": USER,
-                               "password_file": str(secret)}}))
-        stack.enter_context(GatewayProcess(config, provider.key, workdir / "gw"))
+        ports = []
+        for name in ("gw-a", "gw-b"):  # two processes on one ledger, one client id each
+            port = free_port()
+            config = workdir / f"{name}.toml"
+            config.write_text(gateway_toml(
+                mqtt_port=broker.port, rpc_url=chain.rpc_url, escrow=escrow.address,
+                chain_id=chain.chain_id, ledger_path=workdir / "ledger.db", client_id=name,
+                extra={"metrics": {"port": port, "username": USER,
+                                   "password_file": str(secret)}}))
+            stack.enter_context(GatewayProcess(config, provider.key, workdir / name))
+            ports.append(port)
         yield {"chain": chain, "escrow": escrow, "payer": payer, "provider": provider,
-               "broker": broker, "url": f"http://127.0.0.1:{port}/dashboard",
+               "broker": broker, "url": f"http://127.0.0.1:{ports[0]}/dashboard",
+               "apis": [f"http://127.0.0.1:{port}/api/dashboard" for port in ports],
                "workdir": workdir, "ledger": workdir / "ledger.db"}
 
 
@@ -88,6 +93,14 @@ def ledger_totals(path: Path) -> dict[str, int]:
         return ledger.totals()
     finally:
         ledger.close()
+
+
+def get(url: str) -> Any:
+    request = urllib.request.Request(url)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 def status_of(url: str, login: tuple[str, str] | None = None) -> int:
@@ -122,8 +135,15 @@ def test_the_page_shows_the_ledger_live(stack: dict[str, Any], tmp_path: Path) -
     assert shown["failed"] == [], shown["failed"]  # nothing refused, nothing from outside
     assert shown["ledger-accepted"] == f"{totals['accepted']:,}"
     assert shown["ledger-unredeemed"] == f"{totals['unredeemed']:,}"
-    assert shown["purchases"] == str(PURCHASES)
-    assert shown["revenue"] == f"{totals['accepted']:,}"
+    # Each process shows the shared ledger and its own requests: together, all of them.
+    documents = [get(url) for url in stack["apis"]]
+    assert all(d["ledger"]["totals"] == totals for d in documents)
+    mine = [d["process"]["totals"] for d in documents]
+    assert sum(t["purchases"] for t in mine) == PURCHASES
+    assert sum(t["revenue"] for t in mine) == totals["accepted"]
+    assert {d["process"]["client_id"] for d in documents} == {"gw-a", "gw-b"}
+    assert shown["purchases"] == str(mine[0]["purchases"])
+    assert shown["revenue"] == f"{mine[0]['revenue']:,}"
     assert shown["channels"] == 1  # the device's channel, unredeemed
     assert shown["charts"] == 2  # uPlot drew both plots
     assert any(row.startswith("weather") for row in shown["products"])
