@@ -9,6 +9,11 @@
 # request bytes are written to the state record BEFORE the voucher leaves the device;
 # a request without an answer stays pending and is re-sent byte for byte (after a
 # timeout, a reconnect or a reboot), so a retry is never a second charge.
+#
+# Only the provider's word moves the device: a response counts when its receipt or
+# its error signature verifies against the provisioned provider for the request in
+# flight; anything else on the response topic is counted and ignored. A verified
+# catalog stays until a newer one verifies.
 
 import asyncio
 from time import ticks_ms, ticks_diff, ticks_add
@@ -32,6 +37,8 @@ _MAX_CATALOG = const(2048)
 _MAX_RID = const(0xFFFFFFFF)
 _MAX_AMOUNT = (1 << 64) - 1
 _BUSY_WAIT_MS = const(500)
+_CATALOG_ASK_MS = const(1000)  # first wait before asking the broker for the catalog again
+_CATALOG_ASK_MAX_MS = const(8000)
 _BLANK_VOUCHER = bytes(76)
 
 
@@ -122,16 +129,21 @@ class Agent:
         self.t_policy = "nt/1/%s/policy/%s" % (prov, dev)
         self.catalog = None
         self._max_seq = -1  # highest catalog seq verified: an older one never comes back
+        self._want_seq = 0  # the provider said (signed) this seq is current: look for it
         self._refresh = False
         self.bad_catalogs = 0
         self.bad_messages = 0
         self.bad_responses = 0  # undecodable messages on our response topic
+        self.unverified = 0  # responses to our request whose signature did not verify
+        self._unverified_why = ""
         self.receipt = None
         self.last_price = 0
         self.resyncs = 0
         self._catalog_event = asyncio.Event()
         self._response_event = asyncio.Event()
         self._waiting = -1
+        self._request_hash = None  # of the request in flight, and its cumulative amount
+        self._cumulative = 0
         self._response = None
         self._lock = asyncio.Lock()
         self._pump_task = None
@@ -272,38 +284,90 @@ class Agent:
         version, rid, code, body = resp
         if not _is_uint(rid) or not _is_uint(code):
             raise ValueError("response fields")
-        if rid != self._waiting:
-            return  # a late duplicate of an answered request
-        if not _is_int(version):
+        if rid != self._waiting or self._response is not None:
+            return  # a late duplicate, or the request is answered already
+        if not _is_int(version) or version != 1:
             raise ValueError("response version %r" % version)
-        if version != 1:
-            self._response = (E.UNSUPPORTED_VERSION, ["response version %r" % version, None])
-        elif not isinstance(body, list) or len(body) != 2:
+        if not isinstance(body, list):
             raise ValueError("response body")
-        else:
-            self._response = (code, body)
+        why = self._verify_ok(body) if code == E.OK else self._verify_error(code, body)
+        if why:
+            self.unverified += 1
+            self._unverified_why = why
+            self._log("agent: ignored a response to request", rid, "(%s)" % why)
+            return
+        self._response = (code, body)
         self._response_event.set()
+
+    def _verify_ok(self, body):
+        """"" when body is [data, receipt] with the provider's receipt for the request in
+        flight, else why not."""
+        if len(body) != 2:
+            raise ValueError("response body")
+        data, receipt = body
+        if not isinstance(data, bytes):
+            return "response data is not a byte string"
+        if not isinstance(receipt, list) or len(receipt) != 5:
+            return "receipt shape"
+        ch, cum, rhash, dhash, sig = receipt
+        if not (ch == self.channel and cum == self._cumulative and rhash == self._request_hash
+                and isinstance(sig, bytes) and len(sig) == 64
+                and dhash == W.keccak256(data)):
+            return "receipt does not match the request"
+        try:
+            ok = self.wallet.receipt_signed_by(self.provider, ch, cum, rhash, dhash, sig)
+        except (ValueError, TypeError):  # a MemoryError is not a bad receipt
+            ok = False
+        return "" if ok else "receipt does not verify"
+
+    def _verify_error(self, code, body):
+        """"" when body is [message, detail, channel, request hash, signature] signed by
+        the provider for the request in flight, else why not."""
+        if len(body) != 5:
+            return "error body shape"
+        _, detail, ch, rhash, sig = body
+        if not (ch == self.channel or ch == 0) or rhash != self._request_hash:
+            return "error does not answer the request"
+        if not isinstance(sig, bytes) or len(sig) != 64:
+            return "error signature shape"
+        try:
+            ok = self.wallet.error_signed_by(self.provider, ch, rhash, code,
+                                             W.keccak256(W.dumps(detail)), sig)
+        except (ValueError, TypeError):
+            ok = False
+        return "" if ok else "error signature does not verify"
 
     # ------------------------------------------------------------------ purchase
 
+    async def _ask_catalog(self, deadline):
+        # SUBSCRIBE again: the broker re-sends the retained catalog
+        try:
+            await self.client.subscribe(self.t_catalog, 1, max(1, ticks_diff(deadline, ticks_ms())))
+        except MQTTError:
+            pass
+
     async def _wait_catalog(self, deadline, min_seq=0):
+        """The catalog held, once it is valid and at least the seq wanted; until then the
+        retained catalog is asked for again, with back-off. The catalog held is kept."""
         cat = self.catalog
-        if self._refresh or (cat is not None and cat.seq < min_seq):
-            # SUBSCRIBE again: the broker re-sends the retained catalog
-            self._refresh = False
-            self.catalog = None
-            try:
-                left = max(1, ticks_diff(deadline, ticks_ms()))
-                await self.client.subscribe(self.t_catalog, 1, left)
-            except MQTTError:
-                pass
+        stale = cat is not None and cat.seq < max(min_seq, self._want_seq)
+        pause = _CATALOG_ASK_MS
+        # at once when the provider said there is newer, else after a first pause (the
+        # retained catalog is on its way after a SUBSCRIBE)
+        ask_at = ticks_ms() if self._refresh or stale else ticks_add(ticks_ms(), pause)
+        self._refresh = False
         while True:
+            want = max(min_seq, self._want_seq)
             cat = self.catalog
-            if cat is not None and cat.seq >= min_seq and cat.valid_at(self._now()):
+            if cat is not None and cat.seq >= want and cat.valid_at(self._now()):
                 return cat
             left = ticks_diff(deadline, ticks_ms())
             if left <= 0:
-                raise ProviderError("no valid signed catalog from the provider")
+                raise ProviderError("no valid signed catalog of seq %d or above" % want)
+            if ticks_diff(ticks_ms(), ask_at) >= 0:
+                await self._ask_catalog(deadline)
+                pause = min(pause * 2, _CATALOG_ASK_MAX_MS)
+                ask_at = ticks_add(ticks_ms(), pause)
             self._catalog_event.clear()
             try:
                 await asyncio.wait_for_ms(self._catalog_event.wait(), min(left, 1000))
@@ -334,6 +398,7 @@ class Agent:
                 elif code == E.PRICE_CHANGED:
                     detail = body[1]
                     min_seq = detail if _is_uint(detail) else cat.seq + 1
+                    self._want_seq = max(self._want_seq, min_seq)
                 else:
                     self._raise(code, body)
             raise ProtocolError(code, "still %s after %d attempts" % (E.code_name(code), attempt + 1))
@@ -377,15 +442,16 @@ class Agent:
 
     async def _exchange(self, request, deadline):
         """Publish the request (again, same bytes) until its response or the deadline."""
-        rid = W.loads(request, _MAX_REQUEST)[1]
-        self._waiting = rid
-        self._response = None
-        self._response_event.clear()
+        rid = self._expect(request)
         bad = self.bad_responses
+        unverified = self.unverified
         try:
             while True:
                 left = ticks_diff(deadline, ticks_ms())
                 if left <= 0:
+                    # the request stays pending: it is re-sent, never signed again
+                    if self.unverified != unverified:
+                        raise ProviderError("%s (request %d)" % (self._unverified_why, rid))
                     if self.bad_responses != bad:
                         raise ProtocolError(E.MALFORMED, "undecodable response to request %d" % rid)
                     raise Timeout("no response to request %d" % rid)
@@ -417,32 +483,20 @@ class Agent:
         finally:
             self._waiting = -1
 
+    def _expect(self, request):
+        """Wait for the response to these request bytes from now on: return its id."""
+        fields = W.loads(request, _MAX_REQUEST)
+        self._request_hash = W.keccak256(request)
+        self._cumulative = int.from_bytes(fields[6][4:12], "big")
+        self._response = None
+        self._response_event.clear()
+        self._waiting = fields[1]
+        return fields[1]
+
     def _accept(self, request, body):
+        """A response whose receipt verified (_verify_ok): the purchase is done."""
         data, receipt = body
-        if not isinstance(data, bytes):
-            self._answered()
-            raise ProviderError("response data is not a byte string")
-        voucher = W.loads(request, _MAX_REQUEST)[6]
-        cumulative = int.from_bytes(voucher[4:12], "big")
-        ok = False
-        if isinstance(receipt, list) and len(receipt) == 5:
-            ch, cum, rhash, dhash, sig = receipt
-            if (
-                ch == self.channel
-                and cum == cumulative
-                and rhash == W.keccak256(request)
-                and dhash == W.keccak256(data)
-                and isinstance(sig, bytes)
-                and len(sig) == 64
-            ):
-                try:
-                    ok = self.wallet.receipt_signed_by(self.provider, ch, cum, rhash, dhash,
-                                                       sig)
-                except (ValueError, TypeError):  # a MemoryError is not a bad receipt
-                    ok = False
-        if not ok:
-            self._answered()
-            raise ProviderError("receipt does not verify")
+        cumulative = receipt[1]
         new = self.state.copy()
         new.pending = b""
         if cumulative > new.acked:

@@ -1,5 +1,5 @@
 # EIP-712 hashing for the nanotoll domain (docs/protocol.md section 2): the
-# domain separator, and the digests of Voucher, Receipt, Catalog and Policy.
+# domain separator, and the digests of Voucher, Receipt, ErrorReceipt, Catalog and Policy.
 #
 # The functions mirror gateway/nanotoll/protocol/eip712.py. Domain keeps the
 # separator of one (chain, contract) and hashes vouchers into preallocated
@@ -20,6 +20,9 @@ DOMAIN_TYPEHASH = keccak256(
 VOUCHER_TYPEHASH = keccak256(b"Voucher(uint32 channelId,uint64 cumulativeAmount)")
 RECEIPT_TYPEHASH = keccak256(
     b"Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
+)
+ERROR_TYPEHASH = keccak256(
+    b"ErrorReceipt(uint32 channelId,bytes32 requestHash,uint16 code,bytes32 detailHash)"
 )
 CATALOG_TYPEHASH = keccak256(
     b"Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
@@ -113,6 +116,24 @@ def receipt_digest(separator, channel_id, cumulative, request_hash, data_hash):
         + cumulative.to_bytes(32, "big")
         + request_hash
         + data_hash
+    )
+    return typed_digest(separator, struct_hash)
+
+
+def error_digest(separator, channel_id, request_hash, code, detail_hash):
+    # channel 0: the provider's answer to a request that named no channel
+    if not _is_int(channel_id) or not 0 <= channel_id <= MAX_CHANNEL_ID:
+        raise ValueError("error channel id out of range")
+    if not _is_int(code) or not 1 <= code <= 0xFFFF:
+        raise ValueError("error code out of range")
+    _check_hash("request hash", request_hash)
+    _check_hash("detail hash", detail_hash)
+    struct_hash = keccak256(
+        ERROR_TYPEHASH
+        + channel_id.to_bytes(32, "big")
+        + request_hash
+        + code.to_bytes(32, "big")
+        + detail_hash
     )
     return typed_digest(separator, struct_hash)
 

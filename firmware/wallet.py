@@ -140,6 +140,11 @@ class Wallet:
         digest = eip712.receipt_digest(self.separator, channel, cumulative, request_hash, data_hash)
         return self._signed_by(address, digest, signature)
 
+    def error_signed_by(self, address, channel, request_hash, code, detail_hash, signature):
+        """Whether the provider at the 20-byte address signed this error response."""
+        digest = eip712.error_digest(self.separator, channel, request_hash, code, detail_hash)
+        return self._signed_by(address, digest, signature)
+
     def catalog_signed_by(self, address, seq, valid_from, valid_until, products_hash,
                           signature):
         digest = eip712.catalog_digest(self.separator, seq, valid_from, valid_until, products_hash)

@@ -30,9 +30,10 @@ from nanotoll.protocol.messages import (  # noqa: E402
     decode_catalog,
     decode_request,
     decode_response,
-    error_response,
+    detail_hash,
     request_hash,
     sign_catalog,
+    sign_error,
     sign_receipt,
 )
 from nanotoll.protocol.signing import SECP256K1_N, address_of, sign_compact  # noqa: E402
@@ -255,9 +256,17 @@ def build_messages() -> dict[str, Any]:
         ProtocolError(ErrorCode.UNDERPAID, "increment 1000 below price 1500"),
         ProtocolError(ErrorCode.MALFORMED, "trailing-bytes: 1 bytes after the item"),
     ]
+    # An error answers the request whose hash it signs: the last request above, or for
+    # MALFORMED that request with a byte appended (it names no channel: channel 0).
     for request_id, error in enumerate(errors, start=10):
-        out.append(message(f"error {error.code.name}", "response",
-                           error_response(request_id, error).encode()))
+        answered = encoded + b"\x00" if error.code == ErrorCode.MALFORMED else encoded
+        channel = 0 if error.code == ErrorCode.MALFORMED else 77
+        response = sign_error(provider_key, separator, request_id, error, channel,
+                              request_hash(answered))
+        out.append(message(f"error {error.code.name}", "response", response.encode(),
+                           signer=address_of(provider_key),
+                           digest=hx(response.error_digest(separator)),
+                           detail_hash=hx(detail_hash(error.detail))))
     return {
         "version": 1,
         "chain_id": chain,
@@ -325,6 +334,13 @@ def invalid_messages(valid: dict[str, Any]) -> list[dict[str, str]]:
          malformed),
         ("error STALE_VOUCHER", "STALE_VOUCHER detail a voucher of channel 0", (3, 1),
          bytes(4) + bytes(range(1, 73)), malformed),
+        ("error UNDERPAID", "error body without its signature (two elements)", (3,),
+         ["underpaid", None], malformed),
+        ("error UNDERPAID", "error channel true", (3, 2), True, malformed),
+        ("error UNDERPAID", "error channel 2^32", (3, 2), 1 << 32, malformed),
+        ("error UNDERPAID", "error request hash of 31 bytes", (3, 3), bytes(31), malformed),
+        ("error UNDERPAID", "error signature of 63 bytes", (3, 4), bytes(63), malformed),
+        ("error UNDERPAID", "error signature null", (3, 4), None, malformed),
         ("catalog", "version true", (0,), True, malformed),
         ("catalog", "unit price true", (5, 0, 1), True, malformed),
         ("catalog", "product name in capitals", (5, 0, 0), "Weather", malformed),

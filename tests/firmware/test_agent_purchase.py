@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.agent_helpers import POLICY, PROVIDER_KEY, Device, FakeGateway
 from eth_utils import keccak
+from support.agent_helpers import POLICY, PROVIDER_KEY, Device, FakeGateway
 
 PRICE = 1500
 
@@ -150,8 +150,7 @@ def test_malformed_and_oversized_responses_sign_nothing_new(
 
 
 def test_unknown_error_code_charges_nothing(gateway: FakeGateway, device: Device) -> None:
-    from nanotoll.protocol import cbor
-    gateway.overrides = [lambda rid: cbor.dumps([1, rid, 99, ["from the future", None]])]
+    gateway.overrides = [lambda rid: gateway.error_bytes(rid, 99, "from the future")]
     rc, lines, _ = device.buy(2)
     rows = purchases(lines)
     assert rows[0]["error"] == "UNKNOWN_99" and rows[1]["ok"]
@@ -159,10 +158,8 @@ def test_unknown_error_code_charges_nothing(gateway: FakeGateway, device: Device
 
 
 def test_error_codes_map_to_clear_errors(gateway: FakeGateway, device: Device) -> None:
-    from nanotoll.protocol import cbor
-
     def reply(code: int):
-        return lambda rid: cbor.dumps([1, rid, code, [f"code {code}", None]])
+        return lambda rid: gateway.error_bytes(rid, code, f"code {code}")
 
     codes = [15, 31, 11, 13, 14, 4, 3, 10]
     gateway.overrides = [reply(code) for code in codes]

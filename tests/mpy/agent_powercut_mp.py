@@ -110,6 +110,12 @@ class Provider:
         sig = secp256k1.sign(PROVIDER_KEY, digest)
         self.catalog = cbor.dumps([1, PROVIDER, 1, 0, 2**40, products, sig])
 
+    def error(self, rid, code, message, detail, rhash):
+        # signed, as the device acts on no other error (docs/protocol.md 3.2)
+        digest = eip712.error_digest(SEP, CHANNEL, rhash, code, keccak256(cbor.dumps(detail)))
+        sig = secp256k1.sign(PROVIDER_KEY, digest)
+        return cbor.dumps([1, rid, code, [message, detail, CHANNEL, rhash, sig]])
+
     def handle(self, raw):
         req = cbor.loads(raw, 512)
         rid, voucher = req[1], req[6]
@@ -120,9 +126,9 @@ class Provider:
             self.replays += 1
             return self.response
         if cum <= self.highest:
-            return cbor.dumps([1, rid, 16, ["stale", self.voucher]])
+            return self.error(rid, 16, "stale", self.voucher, rhash)
         if cum - self.highest < PRICE:
-            return cbor.dumps([1, rid, 14, ["underpaid", None]])
+            return self.error(rid, 14, "underpaid", None, rhash)
         data = b"weather %d" % cum
         dhash = keccak256(data)
         sig = secp256k1.sign(PROVIDER_KEY, eip712.receipt_digest(SEP, CHANNEL, cum, rhash, dhash))

@@ -40,8 +40,7 @@ def on_catalog(agent, payload):
 
 
 def on_response(agent, payload, request):
-    agent._waiting = 1
-    agent._response = None
+    agent._expect(request)
     agent._on_response(payload)
     if agent._response is None:
         return "refused"

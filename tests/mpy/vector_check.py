@@ -114,6 +114,13 @@ def check_message(separator, vector):
         digest = eip712.receipt_digest(separator, channel, amount, request_hash, data_hash)
         expect("digest", digest, unhex(vector["digest"]))
         expect("receipt signer", hexaddr(secp256k1.recover_address(digest, signature)), signer)
+    elif kind == "response":
+        _, detail, channel, request_hash, signature = value[3]
+        detail_hash = keccak256(cbor.dumps(detail))
+        expect("detail_hash", detail_hash, unhex(vector["detail_hash"]))
+        digest = eip712.error_digest(separator, channel, request_hash, value[2], detail_hash)
+        expect("digest", digest, unhex(vector["digest"]))
+        expect("error signer", hexaddr(secp256k1.recover_address(digest, signature)), signer)
     return problems.found
 
 

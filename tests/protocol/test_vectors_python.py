@@ -9,7 +9,12 @@ import pytest
 from eth_utils import keccak
 from nanotoll.protocol import cbor
 from nanotoll.protocol.errors import ProtocolError
-from nanotoll.protocol.messages import decode_catalog, decode_request, decode_response
+from nanotoll.protocol.messages import (
+    decode_catalog,
+    decode_request,
+    decode_response,
+    detail_hash,
+)
 from support.vector_check import VECTORS_DIR, check_voucher, load
 
 VOUCHERS = load(VECTORS_DIR / "vouchers.json")["vouchers"]
@@ -66,6 +71,11 @@ def test_message_vector(message: dict[str, Any]) -> None:
             assert "0x" + response.receipt.digest(separator).hex() == message["digest"]
             assert response.receipt.signer(separator) == message["signer"]
             assert keccak(response.data) == response.receipt.data_hash
+        else:
+            assert "0x" + response.error_digest(separator).hex() == message["digest"]
+            provider = bytes.fromhex(message["signer"][2:])
+            response.verify_error(separator, provider)
+            assert "0x" + detail_hash(response.detail).hex() == message["detail_hash"]
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c["name"])

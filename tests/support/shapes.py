@@ -22,7 +22,12 @@ from typing import Any
 
 from eth_utils import keccak
 from nanotoll.protocol import cbor
-from nanotoll.protocol.eip712 import catalog_digest, domain_separator, receipt_digest
+from nanotoll.protocol.eip712 import (
+    catalog_digest,
+    domain_separator,
+    error_digest,
+    receipt_digest,
+)
 from nanotoll.protocol.errors import ErrorCode
 from nanotoll.protocol.signing import address_of, sign_compact
 from nanotoll.protocol.voucher import sign
@@ -254,7 +259,8 @@ def error_response_template(code: ErrorCode) -> list[Any]:
         detail = sign(DEVICE_KEY, SEPARATOR, CHANNEL, 3000).pack()
     elif code == ErrorCode.PRICE_CHANGED:
         detail = 4
-    return [1, REQUEST_ID, int(code), [f"{code.name.lower()} here", detail]]
+    body = [f"{code.name.lower()} here", detail, CHANNEL, keccak(request_bytes()), b""]
+    return _signed("response", [1, REQUEST_ID, int(code), body], None)
 
 
 def products(count: int = 3, description: str = "nowcast") -> list[list[Any]]:
@@ -310,7 +316,20 @@ def _signed(kind: str, tree: Any, keep: Path | None) -> Any:
                                                                request_hash, data_hash))
                      if fits else _signature_for_kind(kind))
         return _put(tree, (3, 1), _put(receipt, (4,), signature))
+    if kind == "response" and _is_error_shape(tree) and keep != (3, 4):
+        code, (_, detail, channel, request_hash, _) = tree[2], tree[3]
+        try:
+            digest = error_digest(SEPARATOR, channel, request_hash, code,
+                                  keccak(encode(detail)))
+        except (ValueError, TypeError):  # a field out of its type: any signature does
+            return _put(tree, (3, 4), _signature_for_kind(kind))
+        return _put(tree, (3, 4), sign_compact(PROVIDER_KEY, digest))
     return tree
+
+
+def _is_error_shape(tree: Any) -> bool:
+    return (isinstance(tree, list) and len(tree) == 4 and tree[2] != 0
+            and isinstance(tree[3], list) and len(tree[3]) == 5)
 
 
 def _is32(value: Any) -> bool:
@@ -376,6 +395,9 @@ def _error_fields(code: ErrorCode) -> list[Field]:
         Field("request_id", (1,), uint_rule(0, 2**32 - 1), binding=True),
         Field("message", (3, 0), text_rule(max_chars=200)),
         Field("detail", (3, 1), detail_rule),
+        Field("error channel_id", (3, 2), uint_rule(0, 2**32 - 1), binding=True),
+        Field("error request_hash", (3, 3), bytes_rule(32), binding=True),
+        Field("error signature", (3, 4), bytes_rule(64), binding=True),
     ]
 
 

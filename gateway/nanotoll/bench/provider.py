@@ -22,11 +22,11 @@ from ..protocol.messages import (
     Product,
     Response,
     decode_request,
-    error_response,
     sign_catalog,
+    sign_error,
     sign_receipt,
 )
-from ..protocol.signing import address_of
+from ..protocol.signing import Signer, address_of
 from ..protocol.topics import catalog_topic, request_filter, response_topic
 
 CHAIN_ID = 31337
@@ -73,6 +73,7 @@ class ReferenceProvider:
     publish_on_price_changed: bool = True
     # raw replies used instead of the rules, one per request: f(request id) -> bytes
     overrides: list[Any] = field(default_factory=list)
+    answering: bytes = b""  # the request an override answers (error_bytes signs for it)
     log: list[tuple[int, int, int]] = field(default_factory=list)  # (request id, cum, code)
     book: ChannelBook = field(default_factory=ChannelBook)
     received: list[bytes] = field(default_factory=list)  # every request payload, in order
@@ -138,15 +139,24 @@ class ReferenceProvider:
         if response is not None:
             client.publish(response_topic(self.prov_hex, device), response, qos=1)
 
+    def error_bytes(self, request_id: int, code: int, message: str, detail: Any = None
+                    ) -> bytes:
+        """An error response of any code (one the protocol does not know too), signed by
+        this provider for the request an override is answering."""
+        rhash = keccak(self.answering)
+        digest = eip712.error_digest(SEPARATOR, self.channel, rhash, code,
+                                     keccak(cbor.dumps(detail)))
+        signature = Signer(PROVIDER_KEY).sign(digest)
+        return cbor.dumps([1, request_id, code, [message, detail, self.channel, rhash,
+                                                 signature]])
+
     def handle(self, raw: bytes, device: str) -> bytes | None:
-        request_id = 0
+        request_id = channel_id = 0
         try:
-            try:
-                req = decode_request(raw)
-            except ProtocolError:
-                raise
-            request_id = req.request_id
+            req = decode_request(raw)
+            request_id, channel_id = req.request_id, req.voucher.channel_id
             if self.overrides:
+                self.answering = bytes(raw)
                 return self.overrides.pop(0)(request_id)
             if self.busy_first > 0:
                 self.busy_first -= 1
@@ -193,4 +203,5 @@ class ReferenceProvider:
             return response
         except ProtocolError as exc:
             self.log.append((request_id, -1, int(exc.code)))
-            return error_response(request_id, exc).encode()
+            return sign_error(PROVIDER_KEY, SEPARATOR, request_id, exc, channel_id,
+                              keccak(raw)).encode()

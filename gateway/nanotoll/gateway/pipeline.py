@@ -34,7 +34,8 @@ from typing import Any
 from ..ledger import AcceptItem, AcceptStatus, ChannelRecord, Ledger, LedgerError
 from ..logevent import event
 from ..protocol.errors import ErrorCode, ProtocolError
-from ..protocol.messages import error_response, peek_request_id
+from ..protocol.keccak import keccak256
+from ..protocol.messages import decode_request, peek_request_id
 from ..protocol.topics import reply_segment, response_topic
 from .metrics import Metrics
 from .records import RecordCache
@@ -100,7 +101,8 @@ class Pipeline:
                  logger: logging.Logger | None = None) -> None:
         self.rules = rules
         self.ledger = ledger
-        self._answerer = Answerer(ReceiptSigner(secret, rules.separator))
+        self._signer = ReceiptSigner(secret, rules.separator)
+        self._answerer = Answerer(self._signer)
         self.metrics = metrics or Metrics()
         self._clock = clock
         self._log = logger or logging.getLogger("nanotoll.gateway")
@@ -280,10 +282,27 @@ class Pipeline:
     # ------------------------------------------------------------ outcomes --
 
     def _error(self, job: Job, exc: ProtocolError) -> Outcome:
-        request_id = (job.verified.request.request_id if job.verified is not None
-                      else peek_request_id(job.payload))
+        """Every error response is made and signed here (docs/protocol.md 3.2)."""
+        if job.verified is not None:
+            request = job.verified.request
+            request_id, channel_id = request.request_id, request.voucher.channel_id
+            request_hash = job.verified.request_hash
+        else:
+            request_id, channel_id = self._named_by(job.payload)
+            request_hash = keccak256(job.payload)
         job.fields["message"] = exc.message
-        return Outcome(job.reply_to, error_response(request_id, exc).encode(), exc.code)
+        response = self._signer.error(request_id, exc, channel_id, request_hash)
+        return Outcome(job.reply_to, response.encode(), exc.code)
+
+    @staticmethod
+    def _named_by(payload: bytes) -> tuple[int, int]:
+        """(request id, channel id) of a request refused before its rules passed: the
+        channel when it decodes (rules 3-5 refuse decoded requests), else 0."""
+        try:
+            request = decode_request(payload)
+        except ProtocolError:
+            return peek_request_id(payload), 0
+        return request.request_id, request.voucher.channel_id
 
     def _internal(self, job: Job, exc: Exception) -> Outcome:
         self._log.exception("request failed")

@@ -1,4 +1,5 @@
-"""EIP-712 hashing for the nanotoll domain: vouchers, receipts, catalogs and policies.
+"""EIP-712 hashing for the nanotoll domain: vouchers, receipts, error receipts, catalogs
+and policies.
 
 Everything here is pure hashing; keys and signatures live in ``signing``.
 """
@@ -15,6 +16,7 @@ VOUCHER_TYPE = "Voucher(uint32 channelId,uint64 cumulativeAmount)"
 RECEIPT_TYPE = (
     "Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
 )
+ERROR_TYPE = "ErrorReceipt(uint32 channelId,bytes32 requestHash,uint16 code,bytes32 detailHash)"
 CATALOG_TYPE = "Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
 POLICY_TYPE = (
     "Policy(uint32 channelId,uint64 seq,uint64 deposit,uint64 budget,uint64 expiry,"
@@ -25,11 +27,13 @@ POLICY_TYPE = (
 DOMAIN_TYPEHASH = keccak256(DOMAIN_TYPE.encode())
 VOUCHER_TYPEHASH = keccak256(VOUCHER_TYPE.encode())
 RECEIPT_TYPEHASH = keccak256(RECEIPT_TYPE.encode())
+ERROR_TYPEHASH = keccak256(ERROR_TYPE.encode())
 CATALOG_TYPEHASH = keccak256(CATALOG_TYPE.encode())
 POLICY_TYPEHASH = keccak256(POLICY_TYPE.encode())
 
 MAX_CHANNEL_ID = (1 << 32) - 1
 MAX_AMOUNT = (1 << 64) - 1
+MAX_ERROR_CODE = (1 << 16) - 1
 
 
 def _word(value: int) -> bytes:
@@ -102,6 +106,23 @@ def receipt_digest(
         raise ValueError("request and data hashes have 32 bytes each")
     struct_hash = keccak256(
         RECEIPT_TYPEHASH + _word(channel_id) + _word(cumulative) + request_hash + data_hash
+    )
+    return typed_digest(separator, struct_hash)
+
+
+def error_digest(
+    separator: bytes, channel_id: int, request_hash: bytes, code: int, detail_hash: bytes
+) -> bytes:
+    """The digest of the provider's error receipt; ``channel_id`` 0 stands for a request
+    that did not decode far enough to name its channel."""
+    if not _is_integer(channel_id) or not 0 <= channel_id <= MAX_CHANNEL_ID:
+        raise ValueError(f"error channel id must be in 0..{MAX_CHANNEL_ID}, got {channel_id!r}")
+    if not _is_integer(code) or not 1 <= code <= MAX_ERROR_CODE:
+        raise ValueError(f"error code must be in 1..{MAX_ERROR_CODE}, got {code!r}")
+    if len(request_hash) != 32 or len(detail_hash) != 32:
+        raise ValueError("request and detail hashes have 32 bytes each")
+    struct_hash = keccak256(
+        ERROR_TYPEHASH + _word(channel_id) + request_hash + _word(code) + detail_hash
     )
     return typed_digest(separator, struct_hash)
 

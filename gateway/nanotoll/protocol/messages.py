@@ -17,7 +17,15 @@ from typing import Any
 
 from . import PROTOCOL_VERSION, cbor
 from .cbor import CBORError, encode_head, read_uint_head
-from .eip712 import MAX_AMOUNT, catalog_digest, check_amount, check_channel_id, receipt_digest
+from .eip712 import (
+    MAX_AMOUNT,
+    MAX_CHANNEL_ID,
+    catalog_digest,
+    check_amount,
+    check_channel_id,
+    error_digest,
+    receipt_digest,
+)
 from .errors import ErrorCode, ProtocolError
 from .keccak import keccak256
 from .signing import SignatureError, Signer, recover_address, recover_signer
@@ -262,7 +270,9 @@ def _decode_receipt(value: Any) -> Receipt:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """[1, request_id, 0, [data, receipt]] or [1, request_id, code, [message, detail]]"""
+    """[1, request_id, 0, [data, receipt]] or
+    [1, request_id, code, [message, detail, channel_id, request_hash, signature]]: an error
+    is the provider's error receipt over (channel_id, request_hash, code, detail)."""
 
     request_id: int
     code: ErrorCode
@@ -270,14 +280,27 @@ class Response:
     receipt: Receipt | None = None
     message: str = ""
     detail: Any = None
+    channel_id: int = 0  # an error's: 0 when the request named no channel
+    request_hash: bytes = b""  # an error's: keccak256 of the request it answers
+    signature: bytes = b""  # an error's: the provider's, over error_digest
 
     def encode(self) -> bytes:
         if self.code == ErrorCode.OK:
             if self.receipt is None:
                 raise ValueError("a successful response carries a receipt")
             return _encode_ok_response(self.request_id, self.data, self.receipt)
-        body = [self.message, self.detail]
+        body = [self.message, self.detail, self.channel_id, self.request_hash, self.signature]
         return cbor.dumps([PROTOCOL_VERSION, self.request_id, int(self.code), body])
+
+    def error_digest(self, separator: bytes) -> bytes:
+        return error_digest(separator, self.channel_id, self.request_hash, int(self.code),
+                            detail_hash(self.detail))
+
+    def verify_error(self, separator: bytes, provider: bytes) -> None:
+        """Raise SignatureError unless ``provider`` (20 bytes) signed this error."""
+        signer = recover_signer(self.error_digest(separator), self.signature)
+        if signer != provider:
+            raise SignatureError(f"error signed by 0x{signer.hex()}, not the provider")
 
 
 _OK_START = encode_head(4, 4) + encode_head(0, PROTOCOL_VERSION)
@@ -298,9 +321,20 @@ def _encode_ok_response(request_id: int, data: bytes, receipt: Receipt) -> bytes
     ))
 
 
-def error_response(request_id: int, error: ProtocolError) -> Response:
+def detail_hash(detail: Any) -> bytes:
+    """keccak256 of the detail's CBOR (``null`` included): what an error receipt signs."""
+    return keccak256(cbor.dumps(detail))
+
+
+def sign_error(key: Signer | bytes, separator: bytes, request_id: int, error: ProtocolError,
+               channel_id: int, request_hash_: bytes) -> Response:
+    """The provider's signed answer ``error`` to the request whose hash is given."""
+    signer = key if isinstance(key, Signer) else Signer(key)
+    digest = error_digest(separator, channel_id, request_hash_, int(error.code),
+                          detail_hash(error.detail))
     return Response(request_id, error.code, message=error.message[:MAX_ERROR_MESSAGE],
-                    detail=error.detail)
+                    detail=error.detail, channel_id=channel_id, request_hash=request_hash_,
+                    signature=signer.sign(digest))
 
 
 def decode_response(data: bytes) -> Response:
@@ -308,8 +342,9 @@ def decode_response(data: bytes) -> Response:
     _, request_id, code, body = fields
     _uint(request_id, "request id", MAX_REQUEST_ID)
     _uint(code, "code", 255)
-    if not isinstance(body, list) or len(body) != 2:
-        raise _fail("response body must be an array of 2")
+    size = 2 if code == ErrorCode.OK else 5
+    if not isinstance(body, list) or len(body) != size:
+        raise _fail(f"response body must be an array of {size}")
     try:
         error_code = ErrorCode(code)
     except ValueError as exc:
@@ -321,7 +356,10 @@ def decode_response(data: bytes) -> Response:
     if not isinstance(body[0], str) or len(body[0]) > MAX_ERROR_MESSAGE:
         raise _fail(f"error message must be text of at most {MAX_ERROR_MESSAGE} characters")
     _check_detail(error_code, body[1])
-    return Response(request_id, error_code, message=body[0], detail=body[1])
+    channel_id = _uint(body[2], "error channel id", MAX_CHANNEL_ID)
+    return Response(request_id, error_code, message=body[0], detail=body[1],
+                    channel_id=channel_id, request_hash=_bytes(body[3], 32, "request hash"),
+                    signature=_bytes(body[4], 64, "error signature"))
 
 
 def _check_detail(code: ErrorCode, detail: Any) -> None:
@@ -449,9 +487,10 @@ __all__ = [
     "decode_catalog",
     "decode_request",
     "decode_response",
-    "error_response",
+    "detail_hash",
     "peek_request_id",
     "request_hash",
     "sign_catalog",
+    "sign_error",
     "sign_receipt",
 ]

@@ -1,8 +1,10 @@
-"""Receipts: the provider's signature over what it served, with its key parsed once."""
+"""Receipts: the provider's signature over what it served, or over the error it answered,
+with its key parsed once."""
 
 from __future__ import annotations
 
-from ...protocol.messages import Receipt, sign_receipt
+from ...protocol.errors import ProtocolError
+from ...protocol.messages import Receipt, Response, sign_error, sign_receipt
 from ...protocol.signing import Signer
 
 
@@ -17,3 +19,10 @@ class ReceiptSigner:
                 ) -> Receipt:
         return sign_receipt(self._signer, self.separator, channel_id, cumulative,
                             request_hash, data)
+
+    def error(self, request_id: int, error: ProtocolError, channel_id: int,
+              request_hash: bytes) -> Response:
+        """The error response to a request, signed so that a device can tell it from one
+        that anybody else with rights on its response topic published."""
+        return sign_error(self._signer, self.separator, request_id, error, channel_id,
+                          request_hash)
