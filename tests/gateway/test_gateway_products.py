@@ -17,7 +17,8 @@ from nanotoll.gateway.config import ConfigError
 from nanotoll.gateway.offer import Offer
 from nanotoll.gateway.pipeline import Pipeline
 from nanotoll.gateway.rules import Rules
-from nanotoll.gateway.serve import BUILTINS, ProductLoadError, ProviderContext
+from nanotoll.gateway.serve import BUILTINS, GuardedProduct, ProductLoadError, ProviderContext
+from nanotoll.gateway.serve.base import ProductContext
 from nanotoll.gateway.serve.loader import ProductSpec, load_product
 from nanotoll.gateway.serve.params import Param, check_params
 from nanotoll.ledger.sqlite import SQLiteLedger
@@ -26,7 +27,7 @@ from nanotoll.protocol.errors import ErrorCode, ProtocolError
 from nanotoll.protocol.messages import decode_response
 from support.gateway_support import PROVIDER_KEY, Device, hex_address, make_config
 from support.pipeline_rig import NOW, state
-from support.sample_products import Echo, Hangs
+from support.sample_products import Echo, Hangs, NotBytes, Raises
 
 SAMPLES = "support.sample_products"
 
@@ -127,11 +128,23 @@ def test_a_plugin_that_fails_to_load_is_named(tmp_path: Path, kind: str, named: 
     assert named in str(caught.value)
 
 
-def test_the_builtins_load_through_the_same_loader() -> None:
+def test_the_builtins_load_through_the_same_loader_and_run_inline() -> None:
     for kind in BUILTINS:
         loaded = load_product(ProductSpec(kind, kind), bytes(32), lambda d: bytes(64))
         assert loaded.price > 0 and loaded.provider.plugin.params
+        assert loaded.provider.inline
         loaded.provider.close()
+    plugin = load_product(ProductSpec("echo", f"{SAMPLES}:Echo"), bytes(32), lambda d: d)
+    assert not plugin.provider.inline
+    plugin.provider.close()
+
+
+@pytest.mark.parametrize("plugin_class", [Raises, NotBytes])
+def test_inline_failures_are_provider_error_too(plugin_class: type[Echo]) -> None:
+    guarded = GuardedProduct("x", plugin_class(ProductContext("x")), inline=True)
+    with pytest.raises(ProtocolError) as caught:
+        guarded.serve({"n": 1}, NOW, bytes(20))
+    assert caught.value.code == ErrorCode.PROVIDER_ERROR
 
 
 def test_a_config_without_price_or_with_bad_options_is_refused(tmp_path: Path) -> None:

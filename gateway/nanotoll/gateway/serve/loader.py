@@ -107,7 +107,8 @@ def load_product(spec: ProductSpec, separator: bytes, sign: Callable[[bytes], by
         raise ProductLoadError(f"product {spec.name} (kind {spec.kind}): "
                                f"{type(exc).__name__}: {exc}") from exc
     return LoadedProduct(spec.name, price, description,
-                         GuardedProduct(spec.name, plugin, spec.timeout))
+                         GuardedProduct(spec.name, plugin, spec.timeout,
+                                        inline=spec.kind in BUILTINS))
 
 
 def load_products(specs: Iterable[ProductSpec], separator: bytes,
