@@ -38,6 +38,7 @@ from .servers.process import (
     LOOPBACK,
     ManagedProcess,
     ServiceError,
+    free_port,
     port_in_use,
     sigterm_as_interrupt,
     stop_process,
@@ -142,8 +143,73 @@ def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
         client.disconnect()
 
 
+def _find_provider(w3: Any, provider: Any, config_path: Path, escrow: str, broker: Mosquitto,
+                   credentials: Credentials, out: TextIO) -> tuple[str, str]:
+    """Register the provider in the identity registry, then find it as a device's owner
+    would: from its agent reference alone, checked against its file and its catalog.
+    Returns (agent reference, the provider address found)."""
+    from dataclasses import replace
+    from urllib.parse import urlsplit
+
+    from .gateway.config import load_config
+    from .identity.discovery import discover
+    from .identity.errors import IdentityError
+    from .identity.provider_file import agent_uri
+    from .identity.reference import AgentReference
+    from .identity.register import register_agent
+    from .identity.registry import IdentityRegistryClient
+    from .identity.retained import BrokerEndpoint, read_retained
+
+    config = load_config(config_path)
+    registry = config.identity.identity_registry
+    assert registry is not None
+    try:
+        outcome = register_agent(IdentityRegistryClient(w3, registry), provider,
+                                 agent_uri(config), provider.key, provider.address,
+                                 int(w3.eth.get_block("latest")["timestamp"]))
+        reference = AgentReference(config.chain.chain_id, registry, outcome.agent_id)
+        # The URI's path only: the demo prints the host:port of the two servers it
+        # starts, and nothing else of that form (tests read them from its output).
+        _say(out, f"provider registered as ERC-8004 agent {reference} (file at the "
+                  f"gateway's {urlsplit(outcome.agent_uri).path})")
+
+        def read_catalog(endpoint: BrokerEndpoint, topic: str) -> bytes | None:
+            # The catalog is readable only with a role: the device's credentials.
+            return read_retained(replace(endpoint, ca_file=str(broker.ca_file),
+                                         username=credentials.username,
+                                         password=credentials.password), topic)
+
+        found = discover(w3, reference, escrow, read_catalog)
+    except IdentityError as exc:
+        raise DemoError(f"discovering the provider: {exc}") from exc
+    _say(out, f"owner discovered provider {found.wallet} from {reference}: file, wallet and "
+              f"catalog seq {found.catalog.seq} agree")
+    return str(reference), found.wallet
+
+
+def _rate_provider(w3: Any, reference: str, payer: Any, redeem_tx: str, escrow: str,
+                   provider: str, reputation_registry: str, endpoint: str,
+                   out: TextIO) -> None:
+    """The payer rates the provider with the redeem that paid it, then reads the summary
+    (from what the demo knows: its gateway, and so its registration file, has stopped)."""
+    from .identity.errors import IdentityError
+    from .identity.feedback import check_payment, give_feedback
+    from .identity.reference import parse_agent_reference
+    from .identity.registry import ReputationRegistryClient
+
+    agent = parse_agent_reference(reference)
+    reputation = ReputationRegistryClient(w3, reputation_registry)
+    try:
+        proof = check_payment(w3, escrow, redeem_tx, payer.address, provider)
+        give_feedback(reputation, payer, agent.agent_id, 100, proof, endpoint)
+    except IdentityError as exc:
+        raise DemoError(f"rating the provider: {exc}") from exc
+    _say(out, f"owner rated agent {reference} 100 with redeem {redeem_tx}: "
+              f"{reputation.summary(agent.agent_id).text()}")
+
+
 def _write_gateway_config(path: Path, broker: Mosquitto, rpc_url: str, escrow: str,
-                          chain_id: int, provider: str) -> None:
+                          chain_id: int, provider: str, identity: str = "") -> None:
     assert broker.site is not None
     path.write_text(
         "# written by nanotoll demo\n"
@@ -155,6 +221,7 @@ def _write_gateway_config(path: Path, broker: Mosquitto, rpc_url: str, escrow: s
         "confirmations = 1\npoll_interval = 0.1\n\n"
         '[ledger]\nurl = "sqlite:///ledger.db"\n\n'
         '[log]\nlevel = "INFO"\n\n'
+        f"{identity}"
         "[catalog]\nseq = 1\n"
         f'[[catalog.products]]\nname = "weather"\nprice = {WEATHER_PRICE}\n'
         'description = "nowcast for a position, altitude and time"\n'
@@ -253,6 +320,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
     from .chain.client import EscrowClient
     from .gateway.commands import settle_now
     from .gateway.config import load_config
+    from .identity.registry import deploy_registries
     from .servers.anvil import Anvil
 
     keep = workdir is not None
@@ -272,13 +340,12 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
             escrow = EscrowClient.deploy(w3, deployer)
             _say(out, f"escrow {escrow.address}, stablecoin {escrow.token_address}")
 
+            registries = deploy_registries(w3, deployer)
+            _say(out, f"ERC-8004 registries: identity {registries.identity}, reputation "
+                      f"{registries.reputation}")
+
             address = device.init_key()
             _say(out, f"device made its key; address {address}")
-            escrow.mint(deployer, payer.address, DEPOSIT)
-            expiry = int(w3.eth.get_block("latest")["timestamp"]) + CHANNEL_LIFETIME
-            channel_id, _ = escrow.open_channel(payer, address, provider.address, DEPOSIT,
-                                                expiry)
-            _say(out, f"channel {channel_id} funded with {DEPOSIT:,} units by {payer.address}")
 
             provider_hex = provider.address[2:].lower()
             broker = stack.enter_context(Mosquitto(port=broker_port, workdir=root / "broker",
@@ -290,16 +357,27 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
             modem = stack.enter_context(UartBridge(broker.host, broker.port,
                                                    ca_file=str(broker.ca_file)))
             gateway_config = root / "gateway.toml"
-            _write_gateway_config(gateway_config, broker, chain.rpc_url, escrow.address,
-                                  chain.chain_id, provider_hex)
+            _write_gateway_config(
+                gateway_config, broker, chain.rpc_url, escrow.address, chain.chain_id,
+                provider_hex,
+                f"[metrics]\nport = {free_port()}\n\n[identity]\n"
+                f'identity_registry = "{registries.identity}"\n'
+                f'reputation_registry = "{registries.reputation}"\n'
+                'name = "nanotoll demo weather"\n\n')
             gateway = stack.enter_context(
                 GatewayProcess(gateway_config, provider.key, root / "gateway"))
             _wait_for_catalog(broker, provider.address, gateway, credentials)
             _say(out, f"gateway serving provider {provider.address}")
+            reference, found = _find_provider(w3, provider, gateway_config, escrow.address,
+                                              broker, credentials, out)
+            escrow.mint(deployer, payer.address, DEPOSIT)
+            expiry = int(w3.eth.get_block("latest")["timestamp"]) + CHANNEL_LIFETIME
+            channel_id, _ = escrow.open_channel(payer, address, found, DEPOSIT, expiry)
+            _say(out, f"channel {channel_id} funded with {DEPOSIT:,} units by {payer.address}")
 
             device.config.update({
                 "chain_id": chain.chain_id, "escrow": escrow.address,
-                "provider": provider.address, "channel": channel_id,
+                "provider": found, "channel": channel_id,
                 # The TLS modem on loopback; the credentials go in the device's CONNECT.
                 "broker": {"host": LOOPBACK, "port": modem.port,
                            "username": credentials.username,
@@ -326,6 +404,10 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
             report.redeem_gas = settlement.gas_used
             report.settled_on_chain = escrow.channel(channel_id).paid
             report.provider_balance_change = escrow.balance_of(provider.address) - balance_before
+            if report.redeem_transactions:
+                _rate_provider(w3, reference, payer, report.redeem_transactions[0],
+                               escrow.address, found, registries.reputation,
+                               f"mqtts://{broker.host}:{broker.port}", out)
             _say(out, f"settled in {time.monotonic() - started:.1f} s; logs in {root}")
     except (DemoError, ServiceError) as exc:
         _say(out, f"failed: {exc}")

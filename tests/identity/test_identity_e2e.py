@@ -141,8 +141,8 @@ def test_the_gateway_serves_its_file_on_the_web_and_retained(world: dict[str, An
                                                              agent: str) -> None:
     ref = parse_agent_reference(agent)
     url = f"http://127.0.0.1:{world['web_port']}{WELL_KNOWN_PATH}"
-    # The gateway finds its agent id in the registry on its own (at most every few
-    # seconds while it has none): no config edit after registering.
+    # The gateway finds its agent id in the registry on its own: no config edit after
+    # registering.
     deadline = time.monotonic() + 15
     while True:
         with urllib.request.urlopen(url, timeout=10) as got:

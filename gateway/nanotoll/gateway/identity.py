@@ -3,9 +3,10 @@ and retained MQTT message) and a JSON summary for the operator page (agent id, i
 registry, the reputation registry's feedback summary).
 
 The agent id comes from [identity] agent_id or, when that is 0, from the identity
-registry: the agent whose agentWallet is the provider's key; the chain is read only when a page
-is asked for, and a node that does not answer leaves the id out rather than failing the
-page.
+registry: the agent whose agentWallet is the provider's key. The chain is read only when a
+page is asked for, and the registry's events at most once per block (the file is public:
+asking often must not make the gateway read the chain often); a node that does not
+answer leaves the id out rather than failing the page.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,22 +25,17 @@ from ..protocol.messages import Catalog
 from .config import GatewayConfig
 
 SUMMARY_PATH = "/identity.json"
-# Seconds between registry look-ups while no agent id is known: the file is public, and
-# each look-up reads the registry's events, so asking often must not make us read often.
-LOOKUP_EVERY = 5.0
 
 
 class IdentityDocuments:
     def __init__(self, config: GatewayConfig, provider: str,
-                 catalog: Callable[[], Catalog], clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 catalog: Callable[[], Catalog]) -> None:
         self.config = config
         self.provider = provider
         self._catalog = catalog
-        self._clock = clock
         self._lock = threading.Lock()
         self._agent_id = config.identity.agent_id
-        self._looked_at: float | None = None
+        self._looked_at: int | None = None  # the block of the last look-up
         self._w3: Any = None
 
     def routes(self) -> dict[str, Callable[[], bytes]]:
@@ -59,13 +54,14 @@ class IdentityDocuments:
         with self._lock:
             if self._agent_id or registry is None:
                 return self._agent_id
-            now = self._clock()
-            if self._looked_at is not None and now - self._looked_at < LOOKUP_EVERY:
-                return 0
-            self._looked_at = now
         try:
             from ..identity.registry import IdentityRegistryClient
 
+            head = int(self._web3().eth.block_number)
+            with self._lock:
+                if head == self._looked_at:
+                    return 0
+                self._looked_at = head
             ids = IdentityRegistryClient(self._web3(), registry).agents_with_wallet(
                 self.provider)
         except Exception:  # the node is down or the registry is not there: no id yet
