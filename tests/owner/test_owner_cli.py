@@ -116,3 +116,26 @@ def test_errors_say_which_and_what_to_do(owner: dict[str, Any], anvil: Anvil, tm
     assert "cannot reach the node" in _error(capsys, ["channel", "list", "--rpc-url",
                                                       "http://127.0.0.1:9", "--escrow",
                                                       owner["payee"].address])
+
+
+def test_open_a_fleet_from_a_file_and_reclaim_it(owner: dict[str, Any], anvil: Anvil,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    client, base = owner["client"], owner["base"]
+    signers = tmp_path / "fleet.txt"
+    signers.write_text("# three drones\n" + "\n".join(device(i) for i in range(3)) + "\n")
+    opened = _json(capsys, ["channel", "open", *base, "--signers-file", str(signers),
+                            "--payee", owner["payee"].address, "--token",
+                            client.token_address, "--deposit", "700", "--lifetime", "3600",
+                            "--approve", "--json"])
+    assert opened["channels"] == [1, 2, 3]
+    assert [client.channel(i).signer for i in (1, 2, 3)] == [device(i) for i in range(3)]
+    assert "expires at" in _error(capsys, ["channel", "reclaim", "1-3", *base])
+    anvil.increase_time(3700)
+    before = client.balance_of(owner["payer"].address)
+    reclaimed = _json(capsys, ["channel", "reclaim", "1-3", *base, "--json"])
+    assert len(reclaimed["transactions"]) == 3
+    assert client.balance_of(owner["payer"].address) - before == 3 * 700
+    rows = _json(capsys, ["channel", "list", *base, "--payer", owner["payer"].address,
+                          "--json"])
+    assert [row["state"] for row in rows] == ["reclaimed"] * 3
