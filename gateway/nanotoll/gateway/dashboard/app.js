@@ -114,4 +114,27 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+// The provider's ERC-8004 agent and its feedback: read from the chain by the gateway, so
+// asked for less often than the figures.
+const IDENTITY_POLL_MS = 10000;
+
+function agentLine(identity) {
+  if (!identity.agentId) return "no ERC-8004 agent";
+  const fb = identity.feedback;
+  const rated = !fb ? "" : fb.count === 0 ? " · no feedback yet"
+    : ` · feedback ${fb.count}, mean ${(fb.value / 10 ** fb.decimals).toFixed(fb.decimals)}`;
+  return `agent ${identity.agentRegistry}/${identity.agentId}${rated}`;
+}
+
+async function pollIdentity() {
+  try {
+    const answer = await fetch("/identity.json", { cache: "no-store" });
+    if (answer.ok) text("agent", agentLine(await answer.json()));
+  } catch (error) {
+    text("agent", `agent unknown: ${error}`);
+  }
+  setTimeout(pollIdentity, IDENTITY_POLL_MS);
+}
+
 poll();
+pollIdentity();
