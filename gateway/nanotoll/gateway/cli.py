@@ -66,6 +66,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
+    from .config import ConfigError
     from .reload import check_config, find_gateways, signal_reload
     from .serve import ProductLoadError
 
@@ -74,7 +75,7 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     except ProductLoadError as exc:
         print(f"nanotoll: {args.config}: refused, nothing reloaded: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # ConfigError: the file's own message
+    except ConfigError as exc:  # its message names the file and the key
         print(f"nanotoll: refused, nothing reloaded: {exc}", file=sys.stderr)
         return 2
     pids = [args.pid] if args.pid else find_gateways(args.config)

@@ -16,6 +16,7 @@ from ..protocol.messages import Catalog
 from .catalog import build_catalog
 from .config import CatalogConfig
 from .serve import LoadedProduct, Provider, ProviderContext, close_products, load_configured
+from .serve.params import describe_schema
 
 
 class Offer:
@@ -47,8 +48,6 @@ class Offer:
 
     def describe(self) -> list[dict[str, object]]:
         """Each product's name, kind, price and params schema (the dashboard's API)."""
-        from .serve.params import describe_schema
-
         kinds = {p.name: p.kind for p in self.config.products}
         return [{"name": name, "kind": kinds[name], "price": product.price,
                  "description": product.description,
