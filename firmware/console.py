@@ -161,6 +161,7 @@ async def buy_loop(agent, opts, product, board):
     summary["device"] = device.checksum_address(agent.wallet.address)
     summary["mqtt_connects"] = agent.client.connects
     summary["mqtt_retransmits"] = agent.client.retransmits
+    summary["unverified"] = agent.unverified  # responses ignored: not the provider's word
     out(summary)
     return 0 if failed == 0 else 1
 
