@@ -384,3 +384,25 @@ def test_deploy_registries_prints_the_config_lines(world: dict[str, Any],
     reputation = ReputationRegistryClient(world["chain"].w3, out["reputation_registry"])
     assert reputation.identity_registry() == out["identity_registry"]
     assert Path(world["config"]).exists()
+
+
+def test_show_and_register_refuse_clearly(world: dict[str, Any],
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    chain, registry = world["chain"], world["registries"].identity
+    rc = main(["provider", "show", "--provider", f"eip155:{chain.chain_id}:{registry}/999",
+               "--rpc-url", chain.rpc_url])
+    assert rc == 1 and "agent 999 is not registered" in capsys.readouterr().err
+    no_code = world["escrow"].token_address  # a contract, but no identity registry
+    rc = main(["provider", "show", "--provider", f"eip155:{chain.chain_id}:{no_code}/1",
+               "--rpc-url", chain.rpc_url])
+    assert rc == 1 and "does not answer as an identity registry" in capsys.readouterr().err
+    rc = main(["provider", "show", "--provider", "eip155:31337:0x12/1"])
+    assert rc == 1 and "not an agent reference" in capsys.readouterr().err
+    bare = world["workdir"] / "bare.toml"
+    text = world["config"].read_text()
+    start = text.index("[identity]\n")
+    bare.write_text(text[:start] + text[text.index("\n\n", start) + 2:])
+    monkeypatch.setenv("NANOTOLL_PROVIDER_KEY", world["provider"].key.hex())
+    rc = main(["provider", "register", "--config", str(bare)])
+    assert rc == 1 and "[identity] identity_registry is not set" in capsys.readouterr().err

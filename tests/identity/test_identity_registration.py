@@ -8,6 +8,7 @@ import contextlib
 import http.server
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path

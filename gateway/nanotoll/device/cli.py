@@ -40,11 +40,15 @@ def _discovered(args: argparse.Namespace) -> None:
     if not args.provider.startswith("eip155:"):
         args.broker = args.broker or DEFAULT_BROKER
         return
+    from ..broker.site import BrokerSite
     from ..identity.discovery import discover_at
     from ..identity.errors import IdentityError
 
+    # A broker folder gives the CA a TLS broker is checked with (reading its catalog
+    # still needs a client the broker lets read it).
+    ca = str(BrokerSite(Path(args.broker_folder)).ca_file) if args.broker_folder else None
     try:
-        found = discover_at(args.rpc_url, args.provider, args.escrow)
+        found = discover_at(args.rpc_url, args.provider, args.escrow, broker_ca=ca)
     except IdentityError as exc:
         raise DeviceError(f"provider {args.provider} refused: {exc}") from None
     _say(f"provider {args.provider}: {found.wallet}, broker {found.registration.broker_url}, "

@@ -13,6 +13,7 @@
 - :mod:`.show`: the report ``provider show`` prints.
 - :mod:`.cli`: the ``nanotoll provider`` commands.
 
-It builds on the protocol and the chain; the gateway imports it (for the file it
-serves), never the reverse, except the config type the provider's tools read.
+It builds on the protocol and the chain. The gateway imports it for the file it serves;
+the provider's tools here read the gateway's config (``provider_file``, ``cli``) and
+nothing else of the gateway.
 """

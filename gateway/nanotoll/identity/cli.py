@@ -119,14 +119,15 @@ def _reference(args: argparse.Namespace) -> tuple[Any, str, str | None]:
         raise IdentityError(f"{config.source}: [identity] identity_registry is not set")
     agent_id = identity.agent_id
     if not agent_id:
-        owner = os.environ.get(AGENT_OWNER_KEY_ENV)
-        from eth_account import Account
+        from ..protocol.signing import address_of
 
-        owned = IdentityRegistryClient(_web3(config.chain.rpc_url), identity.identity_registry
-                                       ).agents_of(Account.from_key(owner or secret).address)
-        if not owned:
-            raise IdentityError("the provider has no agent yet: nanotoll provider register")
-        agent_id = owned[0]
+        # As the gateway finds it: the agent whose wallet is the provider key.
+        found = IdentityRegistryClient(_web3(config.chain.rpc_url), identity.identity_registry
+                                       ).agents_with_wallet(address_of(secret))
+        if not found:
+            raise IdentityError("no agent has the provider key as its wallet yet: "
+                                "nanotoll provider register")
+        agent_id = found[0]
     return (AgentReference(config.chain.chain_id, identity.identity_registry, agent_id),
             config.chain.rpc_url, args.reputation or identity.reputation_registry)
 
