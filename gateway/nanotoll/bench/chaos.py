@@ -7,7 +7,8 @@ run`` with a durable SQLite ledger, a stable client id and a settlement policy t
 redeeming during the run. The load generator is this process: pre-signed vouchers, one
 request out per device, the same bytes sent again when no answer came (what a device
 does). The kill points are drawn from a seeded generator over the count of acknowledged
-purchases, so a faster or slower machine sees the same kills land mid-stream; every other
+purchases (a kill that is due holds new purchases back until it is done), so a faster or
+slower machine sees the same kills land mid-stream; every other
 kill also waits (at most :data:`ARMED_AT_MOST` s) for a redeem in flight.
 
 After each kill the gateway is started again at once. Its settlement stall is the time
@@ -19,9 +20,9 @@ gateway stops, ``settle now`` redeems the rest, and the figures are:
 does not hold), ``double_charges`` (units accepted beyond a channel's highest voucher, in
 purchases), ``settled_equals_paid`` (for every channel: acknowledged = ledger = on-chain
 paid), ``max_settlement_stall_s`` (and ``stalls_measured``: restarts that found an open
-settlement), ``max_restart_s`` (a restart to the gateway's ready line: the part of a stall
-that is the process starting), ``settlements`` (redeem transactions the gateway made),
-``refusals`` (answers other than OK and BUSY), ``resends``, ``seconds``.
+settlement), ``max_restart_s`` (a restart to the gateway's ready line; the settle worker
+starts before that line, so a stall may end first), ``settlements`` (redeem transactions
+the gateway made), ``refusals`` (answers other than OK and BUSY), ``resends``, ``seconds``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import queue
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,25 @@ class _Device:
 class _Stall:
     restarted: float  # monotonic time the restart began
     open_ids: set[int]  # settlements open at the kill
+
+
+class _Restart(threading.Thread):
+    """``gateway.start()`` beside the load: settlement may resume before the gateway's
+    ready line, and the stall is watched meanwhile."""
+
+    def __init__(self, gateway: GatewayProcess) -> None:
+        super().__init__(name="chaos-restart", daemon=True)
+        self.gateway = gateway
+        self.began = time.monotonic()
+        self.ready: float | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.gateway.start()
+            self.ready = time.monotonic()
+        except BaseException as exc:  # handed to the bench's thread
+            self.error = exc
 
 
 def check_chaos(purchases: int, kills: int, devices: int) -> None:
@@ -223,21 +244,27 @@ def _drive(fleet: list[_Device], port: int, gateway: GatewayProcess, ledger_path
     done = resends = refusals = kills = 0
     stalls: list[float] = []
     restarts: list[float] = []  # seconds from each restart to the gateway's ready line
+    restart: _Restart | None = None
     armed: float | None = None  # when the next kill's purchase count was reached
     stall: _Stall | None = None
     load = _Load(port, fleet)
     deadline = time.monotonic() + timeout
     try:
         gateway.start()
-        while done < total or stall is not None:
+        while done < total or stall is not None or restart is not None:
             now = time.monotonic()
             if now > deadline:
                 raise RuntimeError(f"chaos run: {done} of {total} purchases within "
                                    f"{timeout:.0f} s")
+            # A kill that is due holds new purchases back (outstanding ones go on), so
+            # each kill lands at its purchase count however long the one before took.
+            kill_due = kills < len(kill_at) and done >= kill_at[kills]
             for device in fleet:
                 if device.acknowledged >= len(device.requests) or now < device.resend_at:
                     continue
                 if device.sent_at is None:
+                    if kill_due:
+                        continue
                     load.send(device, now)
                 elif now - device.sent_at > RESEND_AFTER:
                     resends += 1
@@ -263,10 +290,15 @@ def _drive(fleet: list[_Device], port: int, gateway: GatewayProcess, ledger_path
                     topic, payload = load.answers.get_nowait()
                 except queue.Empty:
                     topic = ""
+            if restart is not None and not restart.is_alive():
+                if restart.error is not None or restart.ready is None:
+                    raise RuntimeError(f"the gateway did not restart: {restart.error}")
+                restarts.append(restart.ready - restart.began)
+                restart = None
             if stall is not None and not stall.open_ids & _open_settlements(ledger_path):
                 stalls.append(time.monotonic() - stall.restarted)
                 stall = None
-            if stall is None and kills < len(kill_at) and done >= kill_at[kills]:
+            if stall is None and restart is None and kill_due:
                 armed = now if armed is None else armed
                 # Every other kill waits (a while at most) for a redeem in flight, so that
                 # the stall after a restart is measured often, not only by chance.
@@ -279,10 +311,9 @@ def _drive(fleet: list[_Device], port: int, gateway: GatewayProcess, ledger_path
                     kills += 1
                     armed = None
                     open_ids = _open_settlements(ledger_path)
-                    restarted = time.monotonic()
-                    gateway.start()
-                    restarts.append(time.monotonic() - restarted)
-                    stall = _Stall(restarted, open_ids) if open_ids else None
+                    restart = _Restart(gateway)
+                    restart.start()
+                    stall = _Stall(restart.began, open_ids) if open_ids else None
         gateway.terminate()
     finally:
         gateway.stop()
