@@ -11,27 +11,26 @@ object (provider, escrow, chain id, products). docs/operator.md shows a whole fi
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from eth_utils.address import is_address, to_checksum_address
 
+from ..protocol.messages import PRODUCT_NAME
 from .errors import IdentityError
 from .reference import parse_registry_name, registry_name
 
 REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
 MQTT_SERVICE = "MQTT"
 WALLET_SERVICE = "agentWallet"
-# Reputation is what this project's registries give; the escrow's signed vouchers are the
-# "crypto-economic" guarantee the ERC names.
-SUPPORTED_TRUST = ("reputation", "crypto-economic")
+# Only reputation: the ERC's "crypto-economic" and "tee-attestation" name validations
+# through its validation registry, which this project does not implement.
+SUPPORTED_TRUST = ("reputation",)
 WELL_KNOWN_PATH = "/.well-known/agent-registration.json"
 PLAIN_PATH = "/agent-registration.json"
 MAX_REGISTRATION_BYTES = 64 * 1024
 _BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
-_PRODUCT = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +163,7 @@ def parse_registration(data: bytes) -> Registration:
         if not isinstance(item, dict):
             raise IdentityError("registration file: nanotoll.products holds a non-object")
         name = _field(item, "name", str, "nanotoll.products[].")
-        if not _PRODUCT.fullmatch(name):
+        if not PRODUCT_NAME.fullmatch(name):
             raise IdentityError(f"registration file: product name {name!r}")
         products.append(ProductEntry(name, _field(item, "unitPrice", int, f"products.{name}."),
                                      _field(item, "description", str, f"products.{name}.")))
