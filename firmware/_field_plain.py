@@ -27,16 +27,8 @@ def mul_small(dst, a, k):
     _put(dst, _get(a) * k % _P)
 
 
-def is_zero(a):
-    return 1 if _get(a) % _P == 0 else 0
-
-
 def copy(dst, a):
     W[dst << 5:(dst + 1) << 5] = W[a << 5:(a + 1) << 5]
-
-
-def load(dst, src, offset):
-    W[dst << 5:(dst + 2) << 5] = src[offset:offset + 64]
 
 
 def comb_digits(out, k, shape):

@@ -8,7 +8,7 @@
 # slot s is bytes 32*s .. 32*s+31, a number below 2^256 as 16 little-endian
 # limbs of 16 bits. Functions take slot numbers. Results are below 2^256 and
 # congruent mod p, but not always below p (secp256k1.py reads them back as
-# integers and reduces them there; is_zero() knows both forms of zero).
+# integers and reduces them there; its _is_zero() knows both forms of zero).
 # Slots 0 and 1 hold the 512-bit product inside mul(), so no operand may be there.
 #
 # Why limbs of 16 bits: viper has no 32x32->64 multiply, and a 16x16 product
@@ -181,27 +181,6 @@ def mul_small(dst: uint, a: uint, k: uint):
 
 
 @micropython.viper
-def is_zero(a: uint) -> int:
-    # 1 when slot a holds 0 or p, the two representations of zero, else 0.
-    x = ptr16(uint(ptr8(W)) + (a << 5))
-    bits = 0
-    i = 0
-    while i < 16:
-        bits |= x[i]
-        i += 1
-    if bits == 0:
-        return 1
-    bits = (x[0] ^ 0xFC2F) | (x[1] ^ 0xFFFF) | (x[2] ^ 0xFFFE)
-    i = 3
-    while i < 16:
-        bits |= x[i] ^ 0xFFFF
-        i += 1
-    if bits == 0:
-        return 1
-    return 0
-
-
-@micropython.viper
 def copy(dst: uint, a: uint):
     base = uint(ptr8(W))
     r = ptr32(base + (dst << 5))
@@ -214,18 +193,6 @@ def copy(dst: uint, a: uint):
     r[5] = x[5]
     r[6] = x[6]
     r[7] = x[7]
-
-
-@micropython.viper
-def load(dst: uint, src: ptr8, offset: uint):
-    # slots dst and dst + 1 = the 64 bytes of src at offset (a table entry: x, y),
-    # byte by byte: a table read in place from flash need not be word-aligned
-    r = ptr8(uint(ptr8(W)) + (dst << 5))
-    s = ptr8(uint(src) + offset)
-    i = 0
-    while i < 64:
-        r[i] = s[i]
-        i += 1
 
 
 @micropython.viper

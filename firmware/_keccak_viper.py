@@ -7,127 +7,80 @@
 # One buffer of 32-bit words (filled by keccak.py): lane (x, y) of the state at
 # words 2 (x + 5 y) (low half) and 2 (x + 5 y) + 1 (high half), little-endian so
 # that the state's first 200 bytes are its bytes; words 50..99 the lanes after rho
-# and pi (B), 100..109 the column parities (C), 110..119 theta's D, 120..167 the
-# round constants, low then high half. Values are kept within 32 bits where they
-# are shifted right, so the code is exact on 64-bit viper (unix port) as well:
-# stores into ptr32 drop the rest.
+# and pi (B); 100..113 the column parities C[4], C[0..4], C[0] (each column's
+# neighbours at fixed offsets); 114..123 theta's D; 124..125 the round's
+# constant; 126..173 the 24 round constants, low then high half; then, from byte
+# 696, rho and pi's walk: per lane 1..24 four bytes (word of the low half to
+# rotate, word of the high half, word of the destination in B, rotation mod 32;
+# a rotation by 32 or more swaps the halves). Values are kept within 32 bits where
+# they are shifted right, so the code is exact on 64-bit viper (unix port) as
+# well: stores into ptr32 drop the rest.
 #
-# Why a round is written out lane by lane (theta's XOR and chi row by row): every
-# index is then a constant, which viper turns into one load or store with an
-# immediate offset, instead of index arithmetic on locals that live in memory
-# (all but three do). The round loop stays out of the round so that no branch in
-# it spans the whole body (armv6m's branches reach 2 KB).
+# On a board the native code is copied into the heap at import, even from ROMFS:
+# so the round is loops over rows and lanes, with the loops' pointer in a
+# register (r, once the round's constant is set aside) and every other index a
+# constant offset from it, rather than written out lane by lane.
 import micropython
 
 
 @micropython.viper
 def _round(b: ptr32, r: uint):
+    b[124] = b[126 + 2 * r]
+    b[125] = b[127 + 2 * r]
     # theta: column parities C, then D[x] = C[x - 1] ^ (C[x + 1] rotated by 1),
     # XORed into each row
-    b[100] = uint(b[0]) ^ uint(b[10]) ^ uint(b[20]) ^ uint(b[30]) ^ uint(b[40])
-    b[101] = uint(b[1]) ^ uint(b[11]) ^ uint(b[21]) ^ uint(b[31]) ^ uint(b[41])
-    b[102] = uint(b[2]) ^ uint(b[12]) ^ uint(b[22]) ^ uint(b[32]) ^ uint(b[42])
-    b[103] = uint(b[3]) ^ uint(b[13]) ^ uint(b[23]) ^ uint(b[33]) ^ uint(b[43])
-    b[104] = uint(b[4]) ^ uint(b[14]) ^ uint(b[24]) ^ uint(b[34]) ^ uint(b[44])
-    b[105] = uint(b[5]) ^ uint(b[15]) ^ uint(b[25]) ^ uint(b[35]) ^ uint(b[45])
-    b[106] = uint(b[6]) ^ uint(b[16]) ^ uint(b[26]) ^ uint(b[36]) ^ uint(b[46])
-    b[107] = uint(b[7]) ^ uint(b[17]) ^ uint(b[27]) ^ uint(b[37]) ^ uint(b[47])
-    b[108] = uint(b[8]) ^ uint(b[18]) ^ uint(b[28]) ^ uint(b[38]) ^ uint(b[48])
-    b[109] = uint(b[9]) ^ uint(b[19]) ^ uint(b[29]) ^ uint(b[39]) ^ uint(b[49])
-    b[110] = uint(b[108]) ^ ((uint(b[102]) << 1) | (uint(b[103]) >> 31))
-    b[111] = uint(b[109]) ^ ((uint(b[103]) << 1) | (uint(b[102]) >> 31))
-    b[112] = uint(b[100]) ^ ((uint(b[104]) << 1) | (uint(b[105]) >> 31))
-    b[113] = uint(b[101]) ^ ((uint(b[105]) << 1) | (uint(b[104]) >> 31))
-    b[114] = uint(b[102]) ^ ((uint(b[106]) << 1) | (uint(b[107]) >> 31))
-    b[115] = uint(b[103]) ^ ((uint(b[107]) << 1) | (uint(b[106]) >> 31))
-    b[116] = uint(b[104]) ^ ((uint(b[108]) << 1) | (uint(b[109]) >> 31))
-    b[117] = uint(b[105]) ^ ((uint(b[109]) << 1) | (uint(b[108]) >> 31))
-    b[118] = uint(b[106]) ^ ((uint(b[100]) << 1) | (uint(b[101]) >> 31))
-    b[119] = uint(b[107]) ^ ((uint(b[101]) << 1) | (uint(b[100]) >> 31))
+    r = uint(0)
+    while r < uint(10):
+        b[102 + r] = uint(b[r]) ^ uint(b[10 + r]) ^ uint(b[20 + r]) ^ uint(b[30 + r]) ^ uint(b[40 + r])
+        r += 1
+    b[100] = b[110]
+    b[101] = b[111]
+    b[112] = b[102]
+    b[113] = b[103]
+    r = uint(0)
+    while r < uint(10):
+        b[114 + r] = uint(b[100 + r]) ^ ((uint(b[104 + r]) << 1) | (uint(b[105 + r]) >> 31))
+        b[115 + r] = uint(b[101 + r]) ^ ((uint(b[105 + r]) << 1) | (uint(b[104 + r]) >> 31))
+        r += 2
     base = uint(b)
-    y = uint(0)
-    while y < uint(200):
-        row = ptr32(base + y)
-        row[0] = uint(row[0]) ^ uint(b[110])
-        row[1] = uint(row[1]) ^ uint(b[111])
-        row[2] = uint(row[2]) ^ uint(b[112])
-        row[3] = uint(row[3]) ^ uint(b[113])
-        row[4] = uint(row[4]) ^ uint(b[114])
-        row[5] = uint(row[5]) ^ uint(b[115])
-        row[6] = uint(row[6]) ^ uint(b[116])
-        row[7] = uint(row[7]) ^ uint(b[117])
-        row[8] = uint(row[8]) ^ uint(b[118])
-        row[9] = uint(row[9]) ^ uint(b[119])
-        y += 40
-    # rho and pi: B[y, 2x + 3y] = A[x, y] rotated by ROT[x][y]
-    b[50] = uint(b[0])
-    b[51] = uint(b[1])
-    b[70] = (uint(b[2]) << 1) | (uint(b[3]) >> 31)
-    b[71] = (uint(b[3]) << 1) | (uint(b[2]) >> 31)
-    b[90] = (uint(b[5]) << 30) | (uint(b[4]) >> 2)
-    b[91] = (uint(b[4]) << 30) | (uint(b[5]) >> 2)
-    b[60] = (uint(b[6]) << 28) | (uint(b[7]) >> 4)
-    b[61] = (uint(b[7]) << 28) | (uint(b[6]) >> 4)
-    b[80] = (uint(b[8]) << 27) | (uint(b[9]) >> 5)
-    b[81] = (uint(b[9]) << 27) | (uint(b[8]) >> 5)
-    b[82] = (uint(b[11]) << 4) | (uint(b[10]) >> 28)
-    b[83] = (uint(b[10]) << 4) | (uint(b[11]) >> 28)
-    b[52] = (uint(b[13]) << 12) | (uint(b[12]) >> 20)
-    b[53] = (uint(b[12]) << 12) | (uint(b[13]) >> 20)
-    b[72] = (uint(b[14]) << 6) | (uint(b[15]) >> 26)
-    b[73] = (uint(b[15]) << 6) | (uint(b[14]) >> 26)
-    b[92] = (uint(b[17]) << 23) | (uint(b[16]) >> 9)
-    b[93] = (uint(b[16]) << 23) | (uint(b[17]) >> 9)
-    b[62] = (uint(b[18]) << 20) | (uint(b[19]) >> 12)
-    b[63] = (uint(b[19]) << 20) | (uint(b[18]) >> 12)
-    b[64] = (uint(b[20]) << 3) | (uint(b[21]) >> 29)
-    b[65] = (uint(b[21]) << 3) | (uint(b[20]) >> 29)
-    b[84] = (uint(b[22]) << 10) | (uint(b[23]) >> 22)
-    b[85] = (uint(b[23]) << 10) | (uint(b[22]) >> 22)
-    b[54] = (uint(b[25]) << 11) | (uint(b[24]) >> 21)
-    b[55] = (uint(b[24]) << 11) | (uint(b[25]) >> 21)
-    b[74] = (uint(b[26]) << 25) | (uint(b[27]) >> 7)
-    b[75] = (uint(b[27]) << 25) | (uint(b[26]) >> 7)
-    b[94] = (uint(b[29]) << 7) | (uint(b[28]) >> 25)
-    b[95] = (uint(b[28]) << 7) | (uint(b[29]) >> 25)
-    b[96] = (uint(b[31]) << 9) | (uint(b[30]) >> 23)
-    b[97] = (uint(b[30]) << 9) | (uint(b[31]) >> 23)
-    b[66] = (uint(b[33]) << 13) | (uint(b[32]) >> 19)
-    b[67] = (uint(b[32]) << 13) | (uint(b[33]) >> 19)
-    b[86] = (uint(b[34]) << 15) | (uint(b[35]) >> 17)
-    b[87] = (uint(b[35]) << 15) | (uint(b[34]) >> 17)
-    b[56] = (uint(b[36]) << 21) | (uint(b[37]) >> 11)
-    b[57] = (uint(b[37]) << 21) | (uint(b[36]) >> 11)
-    b[76] = (uint(b[38]) << 8) | (uint(b[39]) >> 24)
-    b[77] = (uint(b[39]) << 8) | (uint(b[38]) >> 24)
-    b[78] = (uint(b[40]) << 18) | (uint(b[41]) >> 14)
-    b[79] = (uint(b[41]) << 18) | (uint(b[40]) >> 14)
-    b[98] = (uint(b[42]) << 2) | (uint(b[43]) >> 30)
-    b[99] = (uint(b[43]) << 2) | (uint(b[42]) >> 30)
-    b[68] = (uint(b[45]) << 29) | (uint(b[44]) >> 3)
-    b[69] = (uint(b[44]) << 29) | (uint(b[45]) >> 3)
-    b[88] = (uint(b[47]) << 24) | (uint(b[46]) >> 8)
-    b[89] = (uint(b[46]) << 24) | (uint(b[47]) >> 8)
-    b[58] = (uint(b[48]) << 14) | (uint(b[49]) >> 18)
-    b[59] = (uint(b[49]) << 14) | (uint(b[48]) >> 18)
+    r = base
+    while r < base + 200:
+        ptr32(r)[0] = uint(ptr32(r)[0]) ^ uint(b[114])
+        ptr32(r)[1] = uint(ptr32(r)[1]) ^ uint(b[115])
+        ptr32(r)[2] = uint(ptr32(r)[2]) ^ uint(b[116])
+        ptr32(r)[3] = uint(ptr32(r)[3]) ^ uint(b[117])
+        ptr32(r)[4] = uint(ptr32(r)[4]) ^ uint(b[118])
+        ptr32(r)[5] = uint(ptr32(r)[5]) ^ uint(b[119])
+        ptr32(r)[6] = uint(ptr32(r)[6]) ^ uint(b[120])
+        ptr32(r)[7] = uint(ptr32(r)[7]) ^ uint(b[121])
+        ptr32(r)[8] = uint(ptr32(r)[8]) ^ uint(b[122])
+        ptr32(r)[9] = uint(ptr32(r)[9]) ^ uint(b[123])
+        r += 40
+    # rho and pi: B[y, 2x + 3y] = A[x, y] rotated by ROT[x][y], along the walk
+    b[50] = b[0]
+    b[51] = b[1]
+    r = base + 696
+    while r < base + 792:
+        b[ptr8(r)[2]] = (uint(b[ptr8(r)[0]]) << uint(ptr8(r)[3])) | (uint(b[ptr8(r)[1]]) >> (32 - uint(ptr8(r)[3])))
+        b[ptr8(r)[2] + 1] = (uint(b[ptr8(r)[1]]) << uint(ptr8(r)[3])) | (uint(b[ptr8(r)[0]]) >> (32 - uint(ptr8(r)[3])))
+        r += 4
     # chi, row by row: A[x, y] = B[x, y] ^ (~B[x + 1, y] & B[x + 2, y]); iota
-    y = uint(0)
-    while y < uint(200):
-        row = ptr32(base + y)
-        src = ptr32(base + 200 + y)
-        row[0] = uint(src[0]) ^ (~uint(src[2]) & uint(src[4]))
-        row[1] = uint(src[1]) ^ (~uint(src[3]) & uint(src[5]))
-        row[2] = uint(src[2]) ^ (~uint(src[4]) & uint(src[6]))
-        row[3] = uint(src[3]) ^ (~uint(src[5]) & uint(src[7]))
-        row[4] = uint(src[4]) ^ (~uint(src[6]) & uint(src[8]))
-        row[5] = uint(src[5]) ^ (~uint(src[7]) & uint(src[9]))
-        row[6] = uint(src[6]) ^ (~uint(src[8]) & uint(src[0]))
-        row[7] = uint(src[7]) ^ (~uint(src[9]) & uint(src[1]))
-        row[8] = uint(src[8]) ^ (~uint(src[0]) & uint(src[2]))
-        row[9] = uint(src[9]) ^ (~uint(src[1]) & uint(src[3]))
-        y += 40
-    b[0] = uint(b[0]) ^ uint(b[120 + 2 * r])
-    b[1] = uint(b[1]) ^ uint(b[121 + 2 * r])
+    r = base
+    while r < base + 200:
+        ptr32(r)[0] = uint(ptr32(r)[50]) ^ (~uint(ptr32(r)[52]) & uint(ptr32(r)[54]))
+        ptr32(r)[1] = uint(ptr32(r)[51]) ^ (~uint(ptr32(r)[53]) & uint(ptr32(r)[55]))
+        ptr32(r)[2] = uint(ptr32(r)[52]) ^ (~uint(ptr32(r)[54]) & uint(ptr32(r)[56]))
+        ptr32(r)[3] = uint(ptr32(r)[53]) ^ (~uint(ptr32(r)[55]) & uint(ptr32(r)[57]))
+        ptr32(r)[4] = uint(ptr32(r)[54]) ^ (~uint(ptr32(r)[56]) & uint(ptr32(r)[58]))
+        ptr32(r)[5] = uint(ptr32(r)[55]) ^ (~uint(ptr32(r)[57]) & uint(ptr32(r)[59]))
+        ptr32(r)[6] = uint(ptr32(r)[56]) ^ (~uint(ptr32(r)[58]) & uint(ptr32(r)[50]))
+        ptr32(r)[7] = uint(ptr32(r)[57]) ^ (~uint(ptr32(r)[59]) & uint(ptr32(r)[51]))
+        ptr32(r)[8] = uint(ptr32(r)[58]) ^ (~uint(ptr32(r)[50]) & uint(ptr32(r)[52]))
+        ptr32(r)[9] = uint(ptr32(r)[59]) ^ (~uint(ptr32(r)[51]) & uint(ptr32(r)[53]))
+        r += 40
+    b[0] = uint(b[0]) ^ uint(b[124])
+    b[1] = uint(b[1]) ^ uint(b[125])
+
 
 @micropython.viper
 def permute(state):

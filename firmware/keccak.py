@@ -8,40 +8,53 @@
 
 _RATE = const(136)  # bytes absorbed per permutation for a 256-bit output
 
-_ROUND_CONSTANTS = (
-    0x0000000000000001, 0x0000000000008082, 0x800000000000808A, 0x8000000080008000,
-    0x000000000000808B, 0x0000000080000001, 0x8000000080008081, 0x8000000000008009,
-    0x000000000000008A, 0x0000000000000088, 0x0000000080008009, 0x000000008000000A,
-    0x000000008000808B, 0x800000000000008B, 0x8000000000008089, 0x8000000000008003,
-    0x8000000000008002, 0x8000000000000080, 0x000000000000800A, 0x800000008000000A,
-    0x8000000080008081, 0x8000000000008080, 0x0000000080000001, 0x8000000080008008,
-)
+# The round constants in Keccak's compact form: bit j of byte i is bit 2^j - 1 of
+# round i's constant (no other bits are ever set). Bytes, not 64-bit integers:
+# on a 32-bit board each such integer would be a big int kept in the heap.
+_RC_BITS = b"\x01\x1a\x5e\x70\x1f\x21\x79\x55\x0e\x0c\x35\x26\x3f\x4f\x5d\x53\x52\x48\x16\x66\x79\x58\x21\x74"
 
-# rho and pi as one walk over the lanes: (rotation, destination lane) pairs,
-# starting from lane 1; each destination receives the previous lane rotated.
-_RHO_PI = bytes((
-    1, 10, 3, 7, 6, 11, 10, 17, 15, 18, 21, 3, 28, 5, 36, 16,
-    45, 8, 55, 21, 2, 24, 14, 4, 27, 15, 41, 23, 56, 19, 8, 13,
-    25, 12, 43, 2, 62, 20, 18, 14, 39, 22, 61, 9, 20, 6, 44, 1,
+# The rotation of each lane (x + 5 y) in rho.
+_ROTATIONS = bytes((
+    0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39,
+    41, 45, 15, 21, 8, 18, 2, 61, 56, 14,
 ))
 
-_ZERO_STATE = bytes(200)
+
+def _round_constant(i, out, at):
+    # round i's constant as 8 little-endian bytes into out[at:at + 8]
+    bits = _RC_BITS[i]
+    for j in range(7):
+        if bits >> j & 1:
+            position = (1 << j) - 1
+            out[at + (position >> 3)] |= 1 << (position & 7)
+
 
 try:
     from _keccak_viper import permute as _permute_native, xor_into as _xor_native
 
-    # the state in bytes 0..199, then the permutation's scratch lanes and, from byte
-    # 480, the round constants (the word layout is in _keccak_viper.py)
-    _state = bytearray(672)
+    # the state in bytes 0..199, the permutation's scratch, the round constants from
+    # byte 504 and rho and pi's walk from byte 696 (the layout is in _keccak_viper.py)
+    _state = bytearray(792)
     for _i in range(24):
-        _state[480 + 8 * _i:488 + 8 * _i] = _ROUND_CONSTANTS[_i].to_bytes(8, "little")
-    del _i
+        _round_constant(_i, _state, 504 + 8 * _i)
+    for _i in range(1, 25):
+        _x, _n = _i % 5, _ROTATIONS[_i]
+        _at = 696 + 4 * (_i - 1)
+        # the halves swap when rotating by 32 or more
+        _state[_at] = 2 * _i + (_n >= 32)
+        _state[_at + 1] = 2 * _i + (_n < 32)
+        _state[_at + 2] = 50 + 2 * (_i // 5 + 5 * ((2 * _x + 3 * (_i // 5)) % 5))
+        _state[_at + 3] = _n & 31
+    del _i, _x, _n, _at
 
     def _permute():
         _permute_native(_state)
 
     def _absorb(chunk):
         _xor_native(_state, chunk, len(chunk))
+
+    def _clear():
+        _xor_native(_state, _state, 200)  # x ^ x: no 200 bytes of zeros kept for it
 
 except (ImportError, SyntaxError, ValueError, NotImplementedError):
     # No native emitter (or a .mpy built for another architecture): plain Python
@@ -52,6 +65,7 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError):
     def _permute():
         lanes = [int.from_bytes(_state[8 * i:8 * i + 8], "little") for i in range(25)]
         parity = [0] * 5
+        constant = bytearray(8)
         for rnd in range(24):
             for x in range(5):
                 parity[x] = lanes[x] ^ lanes[x + 5] ^ lanes[x + 10] ^ lanes[x + 15] ^ lanes[x + 20]
@@ -60,12 +74,11 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError):
                 d = parity[(x + 4) % 5] ^ (((right << 1) | (right >> 63)) & _MASK64)
                 for y in range(x, 25, 5):
                     lanes[y] ^= d
-            carried = lanes[1]
-            for i in range(0, 48, 2):
-                n, j = _RHO_PI[i], _RHO_PI[i + 1]
-                moved = lanes[j]
-                lanes[j] = ((carried << n) | (carried >> (64 - n))) & _MASK64
-                carried = moved
+            moved = lanes[:]
+            for i in range(1, 25):
+                x, y, n = i % 5, i // 5, _ROTATIONS[i]
+                lane = moved[i]
+                lanes[y + 5 * ((2 * x + 3 * y) % 5)] = ((lane << n) | (lane >> (64 - n))) & _MASK64
             for y in range(0, 25, 5):
                 a0, a1, a2, a3, a4 = lanes[y:y + 5]
                 lanes[y] = a0 ^ (~a1 & a2)
@@ -73,7 +86,9 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError):
                 lanes[y + 2] = a2 ^ (~a3 & a4)
                 lanes[y + 3] = a3 ^ (~a4 & a0)
                 lanes[y + 4] = a4 ^ (~a0 & a1)
-            lanes[0] ^= _ROUND_CONSTANTS[rnd]
+            constant[:] = bytes(8)
+            _round_constant(rnd, constant, 0)
+            lanes[0] ^= int.from_bytes(constant, "little")
         for i in range(25):
             _state[8 * i:8 * i + 8] = lanes[i].to_bytes(8, "little")
 
@@ -81,12 +96,15 @@ except (ImportError, SyntaxError, ValueError, NotImplementedError):
         for i in range(len(chunk)):
             _state[i] ^= chunk[i]
 
+    def _clear():
+        _state[:] = bytes(200)
+
 
 def keccak256(data):
     """Keccak-256 of a bytes-like object, as 32 bytes."""
     view = memoryview(data)
     state = _state
-    state[:200] = _ZERO_STATE
+    _clear()
     start = 0
     end = len(view)
     while end - start >= _RATE:

@@ -103,7 +103,6 @@ _mul = _fe.mul
 _sub = _fe.sub
 _mul_small = _fe.mul_small
 _copy = _fe.copy
-_is_zero = _fe.is_zero
 
 # The work buffer, with room for the RAM comb's table, allocated here at import,
 # while the heap is still in one piece (later, 4,608 contiguous bytes may no
@@ -132,6 +131,18 @@ def _get(slot):
 
 def _put(slot, value):
     _work[slot << 5:(slot + 1) << 5] = value.to_bytes(32, "little")
+
+
+# The two forms of zero a slot can hold (0 and p), as its bytes. Compared in Python:
+# on a board native code is copied into the heap, and this runs about twice a point
+# addition, so a viper version would save little time for the room it takes.
+_ZERO_SLOT = bytes(32)
+_P_SLOT = P.to_bytes(32, "little")
+
+
+def _is_zero(slot):
+    value = _work[slot << 5:(slot + 1) << 5]
+    return value == _ZERO_SLOT or value == _P_SLOT
 
 
 def inverse(a, m):
@@ -253,7 +264,10 @@ class _Comb:
         if self.table is None:
             return self.start + 2 * e
         if self.in_place:
-            _fe.load(_EX, self.table, self.start + (e << 6))
+            # a slice of the table's memoryview: the 64 bytes are copied from flash
+            # without an intermediate buffer (and need no word alignment there)
+            at = self.start + (e << 6)
+            _work[_EX << 5:(_EY + 1) << 5] = self.table[at:at + 64]
         else:
             self.table.seek(self.start + (e << 6))
             self.table.readinto(memoryview(_work)[_EX << 5:(_EY + 1) << 5])
