@@ -138,7 +138,8 @@ def test_corrupt_image_is_reported_and_the_board_boots(tmp_path: Path, image: Pa
 
 def test_flash_romfs_deploys_with_mpremote(mosquitto: Any, artifacts: Any) -> None:
     """`nanotoll device flash --romfs` on the emulated board: mpremote romfs deploy
-    writes the partition through vfs.rom_ioctl; /lib keeps no modules."""
+    writes the partition through vfs.rom_ioctl, G's comb table beside the modules;
+    /lib keeps no modules."""
     from nanotoll.device.flash import flash, flash_romfs
     from nanotoll.device.sim import BoardSim
 
@@ -151,9 +152,11 @@ def test_flash_romfs_deploys_with_mpremote(mosquitto: Any, artifacts: Any) -> No
         flash_romfs(sim.pty, SPEC, artifacts, said.append, reset=False)
         assert any("romfs deploy" in line for line in said), said
         with Repl(sim.pty) as repl:
-            where = repl.exec_json("import os, json, agent\n"
-                                   "print(json.dumps([agent.__file__, os.listdir('/lib')]))")
-        assert where == ["/rom/agent.mpy", [".nanotoll-files"]]
+            where = repl.exec_json("import os, json, agent, secp256k1\n"
+                                   "print(json.dumps([agent.__file__, os.listdir('/lib'),\n"
+                                   "    secp256k1.use_table('/rom/g.tbl', rebuild=False)]))")
+        # G's comb table went into the image, and the board signs with it in place
+        assert where == ["/rom/agent.mpy", [".nanotoll-files"], "ok"]
         said.clear()
         flash_romfs(sim.pty, SPEC, artifacts, said.append, reset=False)
         assert any("already holds this image" in line for line in said), said

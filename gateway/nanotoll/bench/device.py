@@ -36,17 +36,14 @@ after one warm-up voucher, with the timer-read overhead subtracted.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ..device.image import firmware_files
-from ..device.manifest import FIRMWARE_DIR, read_manifest
+from ..device.image import comb_table, firmware_files
+from ..device.manifest import read_manifest
 from ..device.qemu import ROMFS_ADDR, BoardError, QemuBoard
-from ..servers.tools import micropython_binary
 
 TICK_INSTRUCTIONS = 40  # 25 MHz timer against 1 GHz of -icount shift=0 virtual time
 # What the measured calls need: the voucher signer and the CBOR encoder.
@@ -182,17 +179,6 @@ def measure_min_heap(board: QemuBoard, files: dict[str, bytes], modules: tuple[s
         else:
             low = middle
     return best
-
-
-def comb_table(folder: Path) -> Path:
-    """The flash comb table for G, written by the firmware's own secp256k1.write_table
-    under the unix port (the same bytes on every board)."""
-    path = folder / "g.tbl"
-    env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
-    subprocess.run([micropython_binary(), "-c",
-                    f"import secp256k1; secp256k1.write_table({str(path)!r})"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    return path
 
 
 def _measure_vouchers(board: QemuBoard, rounds: int, table: str) -> tuple[dict[str, int], float]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .boards import MANIFEST_DEST, BoardSpec
-from .image import mpy_cross, mpy_cross_command, romfs_image
+from .image import COMB_TABLE_NAME, comb_table, mpy_cross, mpy_cross_command, romfs_image
 from .repl import BoardExecError, DeviceError, Repl
 
 INSTALLED_LIST = "/lib/.nanotoll-files"  # what the last flash installed, one JSON list
@@ -312,6 +312,14 @@ def build_romfs(modules: list[Artifact]) -> bytes:
     return romfs_image({a.dest[len("/lib/"):]: a.data for a in modules})
 
 
+def comb_table_artifact() -> Artifact:
+    """G's flash comb table as the image's g.tbl (/rom/g.tbl on the board, which signs
+    with it in place; wallet.use_tables checks it at boot)."""
+    with tempfile.TemporaryDirectory(prefix="nanotoll-table-") as tmp:
+        path = comb_table(Path(tmp))
+        return Artifact(path, "/lib/" + COMB_TABLE_NAME, path.read_bytes())
+
+
 def romfs_deploy_command(port: str, image: Path) -> list[str]:
     """mpremote 1.25's ROMFS deploy of a built image (a path ending in .img) to ROMFS
     partition 0 of the board at port; it unmounts /rom, writes and finishes the partition."""
@@ -323,8 +331,8 @@ def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
                 run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
                 ) -> FlashResult:
     modules, rest = split_romfs(artifacts)
-    image = build_romfs(modules)
-    digest = hashlib.sha256(image).hexdigest()
+    table = comb_table_artifact()
+    image = build_romfs([*modules, table])
     with Repl(port) as repl:
         info = repl.info()
         info.check(spec)
@@ -334,10 +342,22 @@ def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
             f"the board at {port} has no ROMFS partition (vfs.rom_ioctl): flash a MicroPython "
             "1.25 image built with one (ESP32: partitions-4MiB-romfs.csv; rp2: "
             "MICROPY_HW_ROMFS_BYTES) or flash without --romfs")
+    files = [*modules, table]
     if len(image) > rom["size"]:
-        raise DeviceError(f"the ROMFS image ({len(image):,} bytes) is larger than the board's "
-                          f"ROMFS partition ({rom['size']:,} bytes). Nothing was written.")
-    say(f"flash: ROMFS image of {len(modules)} modules, {len(image):,} bytes, for a "
+        # without the table the board builds it in its comb_tables folder at first boot
+        files = modules
+        image = build_romfs(files)
+        if len(image) > rom["size"]:
+            raise DeviceError(f"the ROMFS image ({len(image):,} bytes) is larger than the "
+                              f"board's ROMFS partition ({rom['size']:,} bytes). Nothing was "
+                              "written.")
+        say(f"flash: G's comb table ({len(table.data):,} bytes) does not fit in the ROMFS "
+            "partition beside the modules: the board builds it in its comb_tables folder")
+        with Repl(port) as repl:
+            rom = repl.exec_json(_ROMFS_QUERY.format(n=len(image)))
+    digest = hashlib.sha256(image).hexdigest()
+    held = f"{len(modules)} modules" + (" and G's comb table" if table in files else "")
+    say(f"flash: ROMFS image of {held}, {len(image):,} bytes, for a "
         f"{rom['size'] // 1024} KiB partition")
     if rom["sha256"] == digest:
         say("flash: the ROMFS partition already holds this image (same sha256)")
@@ -363,11 +383,11 @@ def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
         names = set(repl.exec_json("import os, json\ntry:\n    print(json.dumps("
                                    "os.listdir('/rom')))\nexcept OSError:\n"
                                    "    print('[]')"))
-        missing = [a.dest[len("/lib/"):] for a in modules if a.dest[len("/lib/"):] not in names]
+        missing = [a.dest[len("/lib/"):] for a in files if a.dest[len("/lib/"):] not in names]
         if missing:
             raise DeviceError("after a soft reset the board does not show /rom/"
                               + ", /rom/".join(missing) + ": its ROMFS did not mount")
-        say(f"flash: /rom holds the {len(modules)} modules")
+        say(f"flash: /rom holds the {held}")
         if reset:
             repl.soft_reset()
             result.reset = True

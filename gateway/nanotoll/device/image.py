@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..servers.tools import REPO_ROOT
+from ..servers.tools import REPO_ROOT, micropython_binary
 from .manifest import FIRMWARE_DIR
 
 
@@ -61,3 +61,17 @@ def firmware_files(modules: Iterable[str], extra: Iterable[Path] = (),
                            check=True, capture_output=True)
             files[out.name] = out.read_bytes()
     return files, ".mpy from mpy-cross -march=armv7m -O3"
+
+
+COMB_TABLE_NAME = "g.tbl"  # where the firmware looks for it: /rom/g.tbl (wallet.use_tables)
+
+
+def comb_table(folder: Path) -> Path:
+    """The flash comb table for G (folder/g.tbl), written by the firmware's own
+    secp256k1.write_table under the unix port: the same bytes on every board."""
+    path = folder / COMB_TABLE_NAME
+    env = dict(os.environ, MICROPYPATH=str(FIRMWARE_DIR))
+    subprocess.run([micropython_binary(), "-c",
+                    f"import secp256k1; secp256k1.write_table({str(path)!r})"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    return path
