@@ -25,7 +25,8 @@ def catalog_topic(provider: str) -> str:
 
 def registration_topic(provider: str) -> str:
     """Where the provider's gateway publishes its ERC-8004 registration file (JSON),
-    retained: the same document its web listener serves."""
+    retained: the document its web listener serves, as it was when the gateway
+    connected."""
     return f"{ROOT}/{provider}/agent"
 
 
