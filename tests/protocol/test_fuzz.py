@@ -59,3 +59,21 @@ def test_lower_runs_and_unknown_targets_are_refused() -> None:
         run_fuzz_bench(runs=10, targets=["nope"])
     with pytest.raises(ValueError, match="at least 1"):
         run_fuzz_bench(runs=0)
+
+
+def test_an_escrow_log_with_an_oversized_byte_string_is_a_format_error() -> None:
+    """A Redeemed log whose items claim 2^64 bytes: eth_abi raises OverflowError, which
+    the decoder turns into its own refusal like any other malformed log."""
+    from nanotoll.chain.eventlog import EscrowEventDecoder, LogFormatError
+
+    decoder = EscrowEventDecoder()
+    data = b"".join(word.to_bytes(32, "big") for word in (0, 64, 2**64))  # total, offset, length
+    refused = 0
+    for topic in decoder.topics:  # every event: anything but LogFormatError fails the test
+        log = {"topics": [bytes.fromhex(topic[2:]), bytes(32)], "data": data,
+               "blockNumber": 1, "blockHash": bytes(32), "logIndex": 0}
+        try:
+            decoder.decode(log)
+        except LogFormatError:
+            refused += 1
+    assert refused >= 1  # Redeemed's items

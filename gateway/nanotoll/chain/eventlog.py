@@ -143,7 +143,10 @@ class EscrowEventDecoder:
                                      index, paid=item.cumulative)
                         for item in decode_redeemed_items(bytes(values["items"]))]
             channel_id = int.from_bytes(topics[1], "big")
-        except (DecodingError, KeyError, IndexError, TypeError, ValueError) as exc:
+        # OverflowError: eth_abi's answer to a byte string (Redeemed's items) whose length
+        # or offset does not fit an index.
+        except (DecodingError, KeyError, IndexError, TypeError, ValueError, OverflowError
+                ) as exc:
             raise LogFormatError(f"{spec.kind.value} log does not decode: {exc}") from exc
         change = ChannelEvent(spec.kind, channel_id, block, block_hash, index)
         if spec.kind is EventKind.TOPPED_UP:
