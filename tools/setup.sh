@@ -10,7 +10,14 @@
 #   npm       node_modules via `npm ci`                  (keyed by package*.json)
 #   mpy-src   MicroPython source from Debian's source package, kept in the
 #             download cache ($NANOTOLL_CACHE, default .toolchain/cache)
+#   mbedtls-src mbedTLS 3 source from Debian's source package (the unix port's TLS;
+#             Debian 12's libmbedtls-dev is 2.28, which MicroPython 1.25 cannot use)
 #   mpy-*     mpy-cross, unix port, qemu MPS2_AN385 port (keyed by version+flags)
+#   mpy-unix  the unix port with TLS (mbedTLS in lib/mbedtls, boards/unix/manifest.py
+#             frozen: asyncio and ssl), built in .toolchain/unix/build and renamed
+#             into place as .toolchain/unix/micropython, so a running test never
+#             sees half a binary. Outside CI, without the mbedTLS source it builds
+#             without TLS and says so; under CI=true that is a failure.
 #   mpy-board the emulated nanotoll board: the qemu port with BOARD_DIR=boards/qemu_mps2
 #             (keyed by the board files' hash) -> .toolchain/qemu-nanotoll/firmware.elf
 #   paths     stable links under .toolchain/bin and .toolchain/qemu
@@ -50,15 +57,25 @@ MPY_ORIG=micropython_${MPY_VERSION}+ds.orig.tar.xz
 MPY_DIR=$TC/micropython-$MPY_VERSION
 MPY_DL=$CACHE/micropython-$MPY_VERSION
 MPY_MANIFEST=$TC/manifest-asyncio.py
-MPY_UNIX_FLAGS=(MICROPY_PY_BTREE=0 MICROPY_PY_FFI=0 MICROPY_PY_SSL=0
-  MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0)
+MPY_UNIX_FLAGS=(MICROPY_PY_BTREE=0 MICROPY_PY_FFI=0 MICROPY_SSL_AXTLS=0)
+MPY_UNIX_TLS=(MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1)
+MPY_UNIX_NO_TLS=(MICROPY_PY_SSL=0 MICROPY_SSL_MBEDTLS=0)
+UNIX_MANIFEST=$ROOT/boards/unix/manifest.py
+UNIX_OUT=$TC/unix
+# mbedTLS as Debian 13 ships it (MicroPython 1.25 wants mbedTLS 3).
+MBEDTLS_VERSION=3.6.6
+MBEDTLS_ORIG=mbedtls_${MBEDTLS_VERSION}.orig.tar.bz2
+MBEDTLS_DL=$CACHE/mbedtls-$MBEDTLS_VERSION
 MPY_QEMU_BOARD=MPS2_AN385
 # Bump when the build recipe below changes, so finished builds are redone.
 MPY_RECIPE=2
+# The same for the unix port alone.
+UNIX_RECIPE=3
 # The emulated board's build inputs (boards/qemu_mps2 also holds Python for the board).
 BOARD_DIR=$ROOT/boards/qemu_mps2
 BOARD_OUT=$TC/qemu-nanotoll
 MPY_SMOKE='import asyncio, hashlib, struct, json, binascii, os, time, socket, select; print(1)'
+TLS_SMOKE='import ssl, tls; ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); print(1)'
 
 mkdir -p "$TC" "$LOGS" "$CACHE"
 
@@ -132,6 +149,7 @@ step() {
 }
 
 as_root() { [[ ${NANOTOLL_FAKE_EUID:-$EUID} -eq 0 ]]; }
+in_ci() { [[ ${CI:-} == true ]]; }
 
 # ------------------------------------------------------------------ steps --
 
@@ -297,26 +315,21 @@ debian_uri() {
   echo "$uri"
 }
 
-# sha256 of the orig tarball as listed in the downloaded .dsc
-dsc_sha256() {
-  awk -v f="$MPY_ORIG" '/^Checksums-Sha256:/ {on = 1; next} /^[^ ]/ {on = 0}
-    on && $3 == f {print $1}' "$MPY_DL"/micropython_"$MPY_VERSION"+ds-*.dsc 2>/dev/null | head -n1
-}
-
-mpy_src_ok() {
+# orig_ok DIR ORIG: DIR holds ORIG with the sha256 that DIR's .dsc lists for it.
+orig_ok() {
   local want
-  want=$(dsc_sha256)
-  [[ -n $want && -f $MPY_DL/$MPY_ORIG ]] &&
-    [[ "$(sha256sum "$MPY_DL/$MPY_ORIG" | awk '{print $1}')" == "$want" ]]
+  want=$(awk -v f="$2" '/^Checksums-Sha256:/ {on = 1; next} /^[^ ]/ {on = 0}
+    on && $3 == f {print $1}' "$1"/*.dsc 2>/dev/null | head -n1)
+  [[ -n $want && -f $1/$2 ]] &&
+    [[ "$(sha256sum "$1/$2" | awk '{print $1}')" == "$want" ]]
 }
 
-step_mpy_src() {
-  if mpy_src_ok; then
-    note "${MPY_DL#"$ROOT"/}"
-    cached
-    return 0
-  fi
-  local uri apt_dir
+mpy_src_ok() { orig_ok "$MPY_DL" "$MPY_ORIG"; }
+
+# fetch_source PACKAGE DIR: `apt-get source --download-only PACKAGE` into DIR from a
+# private deb-src list for $MPY_SUITE on this machine's own Debian mirror.
+fetch_source() {
+  local pkg=$1 dir=$2 uri apt_dir
   uri=$(debian_uri)
   [[ -n $uri ]] ||
     fail "no Debian mirror URI found in /etc/apt/sources.list.d/debian.sources or sources.list." \
@@ -325,7 +338,7 @@ step_mpy_src() {
     fail "/usr/share/keyrings/debian-archive-keyring.gpg is missing." \
       "apt-get install -y debian-archive-keyring"
   apt_dir=$CACHE/apt-$MPY_SUITE
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$MPY_DL"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dir"
   printf 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
     "$uri" "$MPY_SUITE" >"$apt_dir/sources.list"
   local opts=(
@@ -339,10 +352,19 @@ step_mpy_src() {
   apt-get "${opts[@]}" update ||
     fail "apt-get update of the private $MPY_SUITE deb-src list failed." \
       "Check that $uri serves '$MPY_SUITE' (see the log), then re-run 'make setup'."
-  rm -f "$MPY_DL"/micropython_*
-  (cd "$MPY_DL" && apt-get "${opts[@]}" source --download-only micropython) ||
-    fail "'apt-get source --download-only micropython' failed." \
-      "See the log; Debian $MPY_SUITE must still carry micropython $MPY_VERSION."
+  rm -f "$dir/${pkg}"_*
+  (cd "$dir" && apt-get "${opts[@]}" source --download-only "$pkg") ||
+    fail "'apt-get source --download-only $pkg' failed." \
+      "See the log; Debian $MPY_SUITE must still carry $pkg."
+}
+
+step_mpy_src() {
+  if mpy_src_ok; then
+    note "${MPY_DL#"$ROOT"/}"
+    cached
+    return 0
+  fi
+  fetch_source micropython "$MPY_DL"
   [[ -f $MPY_DL/$MPY_ORIG ]] ||
     fail "Debian $MPY_SUITE no longer ships $MPY_ORIG (got: $(cd "$MPY_DL" && echo *))." \
       "Update MPY_VERSION in tools/setup.sh to the version Debian now has, and test it."
@@ -390,23 +412,83 @@ step_mpy_cross() {
   echo "$key" >"$stamp"
 }
 
-step_mpy_unix() {
-  write_manifest
-  local key stamp=$MPY_DIR/.nanotoll-built-unix bin=$MPY_DIR/ports/unix/build-standard/micropython
-  key="$(cat "$MPY_DIR/.nanotoll-unpacked") r$MPY_RECIPE unix ${MPY_UNIX_FLAGS[*]} $(sha "$MPY_MANIFEST")"
-  if [[ -x $bin ]] && stamp_is "$stamp" "$key"; then
+mbedtls_src_ok() { orig_ok "$MBEDTLS_DL" "$MBEDTLS_ORIG"; }
+
+step_mbedtls_src() {
+  if mbedtls_src_ok; then
+    note "${MBEDTLS_DL#"$ROOT"/}"
     cached
     return 0
   fi
-  rm -f "$stamp"
-  rm -rf "$MPY_DIR/ports/unix/build-standard"
-  make -C "$MPY_DIR/ports/unix" -j"$JOBS" FROZEN_MANIFEST="$MPY_MANIFEST" "${MPY_UNIX_FLAGS[@]}"
+  # A subshell, so that outside CI a failed fetch ends here and not the set-up.
+  if ! (fetch_source mbedtls "$MBEDTLS_DL" && mbedtls_src_ok); then
+    in_ci &&
+      fail "no mbedTLS $MBEDTLS_VERSION source ($MBEDTLS_ORIG, checked against its .dsc) from Debian $MPY_SUITE." \
+        "See the log; if Debian moved on, set MBEDTLS_VERSION in tools/setup.sh to its version and test it."
+    note "not available: the unix port is built without TLS (see the log)"
+    return 0
+  fi
+  note "downloaded"
+}
+
+# Puts Debian's mbedTLS source where MicroPython's build looks for it (lib/mbedtls,
+# an empty folder in the +ds tarball); redone only when that source changes.
+unpack_mbedtls() {
+  local key dest=$MPY_DIR/lib/mbedtls tmp=$MPY_DIR/lib/.mbedtls.$$
+  key="$(sha "$MBEDTLS_DL/$MBEDTLS_ORIG")"
+  stamp_is "$dest/.nanotoll-unpacked" "$key" && return 0
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  tar -xjf "$MBEDTLS_DL/$MBEDTLS_ORIG" -C "$tmp" --strip-components=1
+  echo "$key" >"$tmp/.nanotoll-unpacked"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+}
+
+step_mpy_unix() {
+  local tls=with flags key build=$UNIX_OUT/build bin=$UNIX_OUT/micropython
+  local stamp=$UNIX_OUT/.nanotoll-built
+  if ! mbedtls_src_ok; then
+    in_ci &&
+      fail "the mbedTLS $MBEDTLS_VERSION source is missing ($MBEDTLS_DL): the unix port would have no TLS." \
+        "Run 'tools/setup.sh mbedtls-src' and read .toolchain/logs/mbedtls_src.log."
+    tls=without
+  fi
+  if [[ $tls == with ]]; then
+    flags=("${MPY_UNIX_FLAGS[@]}" "${MPY_UNIX_TLS[@]}")
+  else
+    flags=("${MPY_UNIX_FLAGS[@]}" "${MPY_UNIX_NO_TLS[@]}")
+  fi
+  key="$(cat "$MPY_DIR/.nanotoll-unpacked") u$UNIX_RECIPE ${flags[*]}"
+  key="$key $(sha "$UNIX_MANIFEST" "$ROOT/boards/unix/frozen/ssl.py")"
+  [[ $tls == with ]] && key="$key $(sha "$MBEDTLS_DL/$MBEDTLS_ORIG")"
+  if [[ -x $bin ]] && stamp_is "$stamp" "$key"; then
+    note "$tls TLS"
+    cached
+    return 0
+  fi
+  [[ $tls == with ]] && unpack_mbedtls
+  # Built beside the binary in use and renamed over it once it passed its checks:
+  # tests running now keep the old one until then.
+  rm -rf "$build"
+  mkdir -p "$UNIX_OUT"
+  make -C "$MPY_DIR/ports/unix" -j"$JOBS" BUILD="$build" FROZEN_MANIFEST="$UNIX_MANIFEST" \
+    "${flags[@]}"
   local out
-  out=$("$bin" -c "$MPY_SMOKE" 2>&1) || true
+  out=$("$build/micropython" -c "$MPY_SMOKE" 2>&1) || true
   [[ $out == 1 ]] ||
     fail "the new unix micropython failed its import check: $out" \
       "See the log; the build flags are MPY_UNIX_FLAGS in tools/setup.sh."
+  if [[ $tls == with ]]; then
+    out=$("$build/micropython" -c "$TLS_SMOKE" 2>&1) || true
+    [[ $out == 1 ]] ||
+      fail "the new unix micropython has no working ssl: $out" \
+        "See the log; ssl is boards/unix/frozen/ssl.py over the tls module (MPY_UNIX_TLS)."
+  fi
+  cp "$build/micropython" "$UNIX_OUT/.micropython.new"
+  mv -f "$UNIX_OUT/.micropython.new" "$bin"
   echo "$key" >"$stamp"
+  note "$tls TLS"
 }
 
 step_mpy_qemu() {
@@ -467,14 +549,16 @@ link() {
     return 0
   fi
   mkdir -p "$(dirname "$1")"
-  ln -sfn "$2" "$1"
+  # A new link renamed over the old: whoever opens NAME meanwhile finds one or the other.
+  ln -sfn "$2" "$1.new"
+  mv -fT "$1.new" "$1"
   echo "changed $1 -> $2"
 }
 
 step_paths() {
   local m=../micropython-$MPY_VERSION changes
   changes=$(
-    link "$TC/bin/micropython" "$m/ports/unix/build-standard/micropython"
+    link "$TC/bin/micropython" "../unix/micropython"
     link "$TC/bin/mpy-cross" "$m/mpy-cross/build/mpy-cross"
     link "$TC/qemu/firmware.elf" "$m/ports/qemu/build-$MPY_QEMU_BOARD/firmware.elf"
     link "$TC/bin/anvil" "../../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
@@ -507,6 +591,7 @@ STEPS=(
   "stubs:micropython stubs"
   "npm:npm packages"
   "mpy-src:micropython $MPY_VERSION source"
+  "mbedtls-src:mbedtls $MBEDTLS_VERSION source"
   "mpy-unpack:micropython unpack"
   "mpy-cross:mpy-cross"
   "mpy-unix:micropython unix port"

@@ -42,6 +42,20 @@ def _littlefs() -> str:
     return binary
 
 
+def _tls() -> str:
+    """The unix port with ssl and tls (make setup builds it with mbedTLS from Debian's
+    source): returns the binary."""
+    binary = _micropython()
+    probe = subprocess.run(
+        [binary, "-c", "import ssl, tls; ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); print(1)"],
+        capture_output=True, text=True, timeout=30, check=False)
+    if probe.stdout.strip() != "1":
+        raise Missing(f"tls: the MicroPython unix port at {binary} has no ssl/tls "
+                      f"({(probe.stderr.strip().splitlines() or ['no output'])[-1]}); "
+                      f"{SETUP} builds it with mbedTLS")
+    return binary
+
+
 def _mpy_cross() -> str:
     from nanotoll.device.image import mpy_cross
 
@@ -139,6 +153,7 @@ def _chromium() -> str:
 PARTS: dict[str, Callable[[], str]] = {
     "micropython": _micropython,
     "littlefs": _littlefs,
+    "tls": _tls,
     "mpy-cross": _mpy_cross,
     "qemu": _qemu,
     "qemu-board": _qemu_board,
