@@ -39,6 +39,7 @@ _MAX_AMOUNT = (1 << 64) - 1
 _BUSY_WAIT_MS = const(500)
 _CATALOG_ASK_MS = const(1000)  # first wait before asking the broker for the catalog again
 _CATALOG_ASK_MAX_MS = const(8000)
+_REFUSED_KEPT = const(16)  # forged responses to the request in flight remembered
 _BLANK_VOUCHER = bytes(76)
 
 
@@ -143,6 +144,7 @@ class Agent:
         self._response_event = asyncio.Event()
         self._waiting = -1
         self._request_hash = None  # of the request in flight, and its cumulative amount
+        self._refused = []  # keys of the responses to it that did not verify
         self._cumulative = 0
         self._response = None
         self._lock = asyncio.Lock()
@@ -314,11 +316,8 @@ class Agent:
                 and isinstance(sig, bytes) and len(sig) == 64
                 and dhash == W.keccak256(data)):
             return "receipt does not match the request"
-        try:
-            ok = self.wallet.receipt_signed_by(self.provider, ch, cum, rhash, dhash, sig)
-        except (ValueError, TypeError):  # a MemoryError is not a bad receipt
-            ok = False
-        return "" if ok else "receipt does not verify"
+        return self._verified(W.dumps(receipt), "receipt", self.wallet.receipt_signed_by,
+                              self.provider, ch, cum, rhash, dhash, sig)
 
     def _verify_error(self, code, body):
         """"" when body is [message, detail, channel, request hash, signature] signed by
@@ -330,12 +329,27 @@ class Agent:
             return "error does not answer the request"
         if not isinstance(sig, bytes) or len(sig) != 64:
             return "error signature shape"
+        detail_hash = W.keccak256(W.dumps(detail))
+        return self._verified(W.dumps([code, detail_hash, ch, sig]), "error signature",
+                              self.wallet.error_signed_by, self.provider, ch, rhash, code,
+                              detail_hash, sig)
+
+    def _verified(self, signed, what, check, *args):
+        # A flood of copies costs one verification per request: `signed` holds all that
+        # decides the check (request hash aside, fixed for the request in flight).
+        key = W.keccak256(signed)
+        if key in self._refused:
+            return what + " refused before"
         try:
-            ok = self.wallet.error_signed_by(self.provider, ch, rhash, code,
-                                             W.keccak256(W.dumps(detail)), sig)
-        except (ValueError, TypeError):
+            ok = check(*args)
+        except (ValueError, TypeError):  # a MemoryError is not a bad signature
             ok = False
-        return "" if ok else "error signature does not verify"
+        if ok:
+            return ""
+        if len(self._refused) >= _REFUSED_KEPT:
+            self._refused.pop(0)
+        self._refused.append(key)
+        return what + " does not verify"
 
     # ------------------------------------------------------------------ purchase
 
@@ -490,6 +504,7 @@ class Agent:
         self._cumulative = int.from_bytes(fields[6][4:12], "big")
         self._response = None
         self._response_event.clear()
+        self._refused = []
         self._waiting = fields[1]
         return fields[1]
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 from nanotoll.bench.provider import SEPARATOR, addr_hex
-from support.agent_helpers import DEVICE_KEY, Device, FakeGateway
+from support.agent_helpers import DEVICE_KEY, POLICY, Device, FakeGateway
 from support.spoofer import Spoofer
 
 PRICE = 1500
 SPOOF_SECONDS = float(os.environ.get("NANOTOLL_SPOOF_SECONDS", "15"))
+DEPOSIT = 10**9  # enough for a minute of purchases at full speed and more
 
 
 @pytest.fixture
@@ -51,9 +52,12 @@ def test_spoofed_errors_receipts_and_catalogs_change_nothing(
     assert proc.stdout is not None
     first = proc.stdout.readline()  # bought with the provider's catalog, verified and held
     assert json.loads(first)["ok"], first
+    # the provider leaves the next three requests unanswered (the device re-sends each a
+    # second later): the forgeries are all the device hears meanwhile
+    gateway.drop_first = 3
     with _spoofer(mosquitto, gateway) as spoofer:
         out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, out + err
     lines = [json.loads(first)] + [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     rows = _purchases(lines)
     assert [x["ok"] and x["receipt_verified"] for x in rows] == [True] * 6
@@ -77,7 +81,9 @@ def _read_lines(stream: Any, out: queue.Queue[tuple[float, dict[str, Any]]],
 
 def test_a_spoofed_stretch_costs_no_purchase_and_full_speed_after(
         gateway: FakeGateway, tmp_path: Path, mosquitto) -> None:
-    device = Device(tmp_path / "dev", mosquitto.port)
+    gateway.deposit = DEPOSIT
+    device = Device(tmp_path / "dev", mosquitto.port,
+                    policy={**POLICY, "deposit": DEPOSIT, "budget": DEPOSIT})
     proc = device.popen("--buy", "weather", "--count", "1000000")
     lines: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
     every: list[dict[str, Any]] = []
@@ -103,8 +109,10 @@ def test_a_spoofed_stretch_costs_no_purchase_and_full_speed_after(
     assert spoofer.sent > 0 and len(during) > 0
     assert [x for x in every if not x["ok"]] == []  # no purchase lost to the attack
     base = statistics.median(x["ms"] for x in before)
-    # full speed again at once: no back-off, refresh or resync was left behind
-    assert statistics.median(x["ms"] for x in after) <= max(3 * base, base + 30), (before, after)
+    # full speed again at once: what a forged claim could leave behind costs half a second
+    # or more a purchase (a BUSY wait, a catalog asked again, a request re-sent); the
+    # margin below it is for a machine shared with other work
+    assert statistics.median(x["ms"] for x in after) <= base + 200, (before, after)
     # A device that boots needs the provider's catalog, which the forged one replaced on
     # the broker (an attacker's right that this anonymous broker grants): put it back.
     gateway.publish_catalog()
@@ -122,3 +130,23 @@ def test_a_spoofed_stretch_costs_no_purchase_and_full_speed_after(
                       "ms_median_during": statistics.median(x["ms"] for x in during),
                       "ms_median_after": statistics.median(x["ms"] for x in after),
                       "charged": gateway.book.charged}))
+
+
+def test_a_late_newer_catalog_is_looked_for_until_it_arrives(
+        gateway: FakeGateway, tmp_path: Path, mosquitto) -> None:
+    device = Device(tmp_path / "dev", mosquitto.port, timeout_ms=15000)
+    assert device.buy(1)[0] == 0
+    gateway.publish_on_price_changed = False
+    gateway.set_price("weather", 2000, publish=False)  # the provider's signed word: seq 2
+    proc = device.popen("--buy", "weather", "--count", "1")
+    deadline = time.monotonic() + 30
+    while 17 not in [code for _, _, code in gateway.log] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.5)  # the device holds seq 1 and keeps asking for seq 2 meanwhile
+    gateway.publish_catalog()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    row = _purchases([json.loads(x) for x in out.splitlines() if x.startswith("{")])[0]
+    assert row["ok"] and row["price"] == 2000
+    assert [code for _, _, code in gateway.log] == [0, 17, 0]
+    assert gateway.book.charged == PRICE + 2000
