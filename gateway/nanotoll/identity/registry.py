@@ -3,6 +3,7 @@ agent wallet's EIP-712 proof (contracts/src/erc8004/README.md has both contracts
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,8 @@ class IdentityRegistryClient:
 
     def agents_of(self, owner: str) -> list[int]:
         """The ids ``owner`` registered and still owns, oldest first."""
-        logs = self.contract.events.Registered().get_logs(
-            from_block=0, argument_filters={"owner": to_checksum_address(owner)})
+        logs = self._logs(lambda: self.contract.events.Registered().get_logs(
+            from_block=0, argument_filters={"owner": to_checksum_address(owner)}))
         ids = sorted({int(log["args"]["agentId"]) for log in logs})
         return [i for i in ids if self.owner_of(i) == to_checksum_address(owner)]
 
@@ -116,11 +117,20 @@ class IdentityRegistryClient:
         ``MetadataSet`` events every wallet change emits)."""
         wallet = to_checksum_address(wallet)
         raw = bytes.fromhex(wallet[2:])
-        logs = self.contract.events.MetadataSet().get_logs(from_block=0)
+        logs = self._logs(lambda: self.contract.events.MetadataSet().get_logs(from_block=0))
         ids = sorted({int(log["args"]["agentId"]) for log in logs
                       if log["args"]["metadataKey"] == "agentWallet"
                       and bytes(log["args"]["metadataValue"]) == raw})
         return [i for i in ids if self.agent_wallet(i) == wallet]
+
+    def _logs(self, read: Callable[[], Any]) -> Any:
+        """The registry's logs since block 0: fine on a development chain; a public
+        node may refuse the range, and then the agent id has to be given."""
+        try:
+            return read()
+        except Exception as exc:
+            raise IdentityError(f"cannot read the events of {self.address} from block 0 "
+                                f"({exc}): set [identity] agent_id") from None
 
     def register(self, owner: LocalAccount, agent_uri: str) -> tuple[int, TxReceipt]:
         receipt = self._send(owner, self.contract.functions.register(agent_uri))
