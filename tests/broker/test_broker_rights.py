@@ -186,6 +186,9 @@ def test_an_owner_publishes_only_its_devices_policy(broker: Mosquitto,
         assert owner.publish(refused).getName() == "Not authorized", refused
     assert owner.subscribe(topics.response_topic(PROVIDER, DEVICE)).getName() == \
         "Not authorized"
+    # the provider's public documents, which discovery checks before provisioning
+    for readable in (topics.catalog_topic(PROVIDER), topics.registration_topic(PROVIDER)):
+        assert not owner.subscribe(readable).is_failure, readable
     threading.Event().wait(0.3)
     assert device.received == [topics.policy_topic(PROVIDER, DEVICE)]
 

@@ -78,8 +78,14 @@ def gateway_acls(provider: str) -> list[Acl]:
 
 
 def owner_acls(provider: str, devices: Iterable[str]) -> list[Acl]:
-    """Each of the owner's devices' policy topics, out; nothing in."""
-    return [acl("publishClientSend", policy_topic(provider, device)) for device in devices]
+    """Each of the owner's devices' policy topics, out; the provider's public documents
+    in (the signed catalog and its ERC-8004 registration, which discovery checks before
+    a device is provisioned); nothing else."""
+    return [
+        *(acl("publishClientSend", policy_topic(provider, device)) for device in devices),
+        *_receives(catalog_topic(provider)),
+        *_receives(registration_topic(provider)),
+    ]
 
 
 def admin_acls() -> list[Acl]:
