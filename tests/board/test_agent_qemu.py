@@ -3,6 +3,9 @@
 The firmware goes to the board as .mpy files; its MQTT link is UART1 (the same
 mqtt.py code path as TCP, through StreamLink), carried by the host's UART bridge
 (nanotoll.device.bridge) to a real mosquitto and a provider on the CPython reference.
+The broker is the secure one: the bridge makes the TLS connection for the board, as a
+cellular modem with TLS offload does, and the board logs in with its own credentials;
+the provider connects with TLS as its gateway client.
 """
 
 from __future__ import annotations
@@ -21,27 +24,30 @@ from support.agent_helpers import (
     FakeGateway,
     addr_hex,
 )
+from support.secure_broker import secure_broker
 from support.tools import require
 
 PRICE = 1500
 
 
 @pytest.fixture
-def board_setup(mosquitto, tmp_path):
+def board_setup(tmp_path):
     require("qemu")
-    config = {
-        "key": DEVICE_KEY.hex(), "chain_id": CHAIN_ID, "escrow": "0x" + ESCROW.hex(),
-        "channel": 1, "provider": "0x" + addr_hex(PROVIDER_KEY), "policy": POLICY,
-        "state_dir": "/ram/state", "keepalive": 5, "timeout_ms": 20000, "resend_ms": 3000,
-        "clock": int(time.time()),
-    }
-    stage(tmp_path / "stage", config)
-    with FakeGateway(mosquitto.port) as gateway, \
-            UartBridge("127.0.0.1", mosquitto.port) as bridge, \
-            AgentBoard(bridge.port) as board:
-        board.deploy_folder(tmp_path / "stage")
-        board.import_modules(tmp_path / "stage")
-        yield board, gateway, bridge
+    with secure_broker(tmp_path / "broker") as (broker, login):
+        config = {
+            "key": DEVICE_KEY.hex(), "chain_id": CHAIN_ID, "escrow": "0x" + ESCROW.hex(),
+            "channel": 1, "provider": "0x" + addr_hex(PROVIDER_KEY), "policy": POLICY,
+            "state_dir": "/ram/state", "keepalive": 5, "timeout_ms": 20000,
+            "resend_ms": 3000, "clock": int(time.time()),
+            "broker": {"username": login.username, "password": login.password},
+        }
+        stage(tmp_path / "stage", config)
+        with FakeGateway.on_secure_broker(broker) as gateway, \
+                UartBridge(broker.host, broker.port, ca_file=str(broker.ca_file)) as bridge, \
+                AgentBoard(bridge.port) as board:
+            board.deploy_folder(tmp_path / "stage")
+            board.import_modules(tmp_path / "stage")
+            yield board, gateway, bridge
 
 
 def test_purchases_over_uart_on_the_emulated_board(board_setup) -> None:

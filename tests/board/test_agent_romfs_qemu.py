@@ -19,6 +19,7 @@ from nanotoll.device.boards import BOARDS, MANIFEST_DEST
 from nanotoll.device.qemu import ROMFS_ADDR, romfs_loader
 from nanotoll.device.repl import DeviceError, Repl
 from support.agent_helpers import CHAIN_ID, DEVICE_KEY, ESCROW, POLICY, PROVIDER_KEY, addr_hex
+from support.secure_broker import secure_broker
 from support.tools import require
 
 ROMFS_HEADER = b"\xd2\xcd\x31"  # 0x80|'R', 0x80|'M', '1'
@@ -84,26 +85,31 @@ def test_image_and_deploy_command(artifacts: Any, image: Path) -> None:
 
 
 @pytest.fixture
-def board_in_romfs(mosquitto: Any, image: Path, artifacts: Any) -> Iterator[tuple[Any, Repl]]:
+def board_in_romfs(tmp_path: Path, image: Path, artifacts: Any
+                   ) -> Iterator[tuple[Any, Repl, dict[str, str]]]:
+    """The board on the secure broker: its bridge makes the TLS connection (a modem's
+    TLS offload) and the board logs in with its own client; the provider with TLS."""
     from nanotoll.bench.provider import ReferenceProvider
     from nanotoll.device.flash import flash, split_romfs
     from nanotoll.device.sim import BoardSim
 
     _need_board()
-    with ReferenceProvider(mosquitto.port, deposit=POLICY["deposit"]) as gateway, \
-            BoardSim(mosquitto.host, mosquitto.port, romfs=image) as sim, \
+    with secure_broker(tmp_path / "broker") as (broker, login), \
+            ReferenceProvider.on_secure_broker(broker, deposit=POLICY["deposit"]) as gateway, \
+            BoardSim(broker.host, broker.port, romfs=image, ca_file=broker.ca_file) as sim, \
             Repl(sim.pty) as repl:
         flash(repl, SPEC, split_romfs(artifacts)[1], lambda message: None, reset=False)
-        yield gateway, repl
+        yield gateway, repl, {"username": login.username, "password": login.password}
 
 
-def test_purchases_with_the_firmware_in_romfs(board_in_romfs: tuple[Any, Repl]) -> None:
+def test_purchases_with_the_firmware_in_romfs(
+        board_in_romfs: tuple[Any, Repl, dict[str, str]]) -> None:
     import json
 
     from nanotoll.device.provision import CONFIG_FILE, buy
 
-    gateway, repl = board_in_romfs
-    repl.write_file(CONFIG_FILE, json.dumps(_config()).encode())
+    gateway, repl, login = board_in_romfs
+    repl.write_file(CONFIG_FILE, json.dumps({**_config(), "broker": login}).encode())
     where = repl.exec_json("import os, json, sys, agent, board\n"
                            "print(json.dumps([sys.path, agent.__file__, board.__file__, "
                            "os.listdir('/lib')]))")

@@ -27,7 +27,7 @@ from ..protocol.messages import (
     sign_receipt,
 )
 from ..protocol.signing import Signer, address_of
-from ..protocol.topics import catalog_topic, request_filter, response_topic
+from ..protocol.topics import catalog_topic, request_filter, response_topic, shared_subscription
 
 CHAIN_ID = 31337
 ESCROW = bytes.fromhex("95c62b7bca32875bad1194eb8c6a158277366fd9")
@@ -77,6 +77,11 @@ class ReferenceProvider:
     log: list[tuple[int, int, int]] = field(default_factory=list)  # (request id, cum, code)
     book: ChannelBook = field(default_factory=ChannelBook)
     received: list[bytes] = field(default_factory=list)  # every request payload, in order
+    # A secure broker's login (nanotoll.broker): its CA (PEM) for TLS, and the
+    # provider's gateway client; None on the plain anonymous broker.
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = None
 
     def __post_init__(self) -> None:
         import paho.mqtt.client as mqtt
@@ -88,16 +93,40 @@ class ReferenceProvider:
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"refprovider-{self.port}",
             protocol=mqtt.MQTTv311, clean_session=True,
         )
+        if self.ca_file is not None:
+            self._client.tls_set(ca_certs=self.ca_file)
+        if self.username is not None:
+            self._client.username_pw_set(self.username, self.password)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # set when the request subscription is answered
+        self._refused = ""  # why the broker refused the login or the subscription
+
+    @classmethod
+    def on_secure_broker(cls, broker: Any, **knobs: Any) -> ReferenceProvider:
+        """One on ``broker``, a secure servers.mosquitto.Mosquitto started with this
+        provider among its ``providers``: TLS checked against its CA, logged in as the
+        provider's gateway client, with its rights and no others."""
+        from ..broker.site import gateway_username
+
+        if broker.site is None:
+            raise RuntimeError("the broker is the anonymous one: start it with secure=True")
+        provider = addr_hex(PROVIDER_KEY)
+        return cls(broker.port, ca_file=str(broker.ca_file),
+                   username=gateway_username(provider),
+                   password=broker.site.gateway_password(provider), **knobs)
 
     # ------------------------------------------------------------------ life cycle
     def __enter__(self) -> ReferenceProvider:
         self._client.connect("127.0.0.1", self.port, keepalive=10)
         self._client.loop_start()
-        if not self._connected.wait(10):
-            raise RuntimeError("the reference provider could not connect to the broker")
+        if not self._connected.wait(10) or self._refused:
+            self._client.loop_stop()
+            raise RuntimeError(f"the reference provider could not connect to the broker "
+                               f"127.0.0.1:{self.port} as {self.username or 'anonymous'}"
+                               f"{' with TLS' if self.ca_file else ''}: "
+                               f"{self._refused or 'no answer in 10 s'}")
         self.publish_catalog()
         return self
 
@@ -106,7 +135,21 @@ class ReferenceProvider:
         self._client.disconnect()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(request_filter(self.prov_hex), qos=1)
+        if reason.is_failure:
+            self._refused = f"login refused: {reason}"
+            self._connected.set()
+            return
+        # The gateway's client on the secure broker may take requests only through the
+        # provider's shared subscription, as the gateway does.
+        topic = shared_subscription(self.prov_hex) if self.username is not None \
+            else request_filter(self.prov_hex)
+        client.subscribe(topic, qos=1)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any,
+                      props: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self._refused = f"request subscription refused: {', '.join(refused)}"
         self._connected.set()
 
     def catalog_bytes(self, seq: int | None = None, key: bytes = PROVIDER_KEY) -> bytes:

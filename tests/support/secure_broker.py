@@ -1,0 +1,36 @@
+"""The secure broker for device tests (TLS, a client per party, topic rights), set up as
+``nanotoll broker init`` and ``device provision`` leave it for the test keys of
+support.agent_helpers: the provider's gateway client exists, and the device has its own
+client. ``ReferenceProvider.on_secure_broker`` logs the provider in."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nanotoll.bench.provider import DEVICE_KEY, PROVIDER_KEY, addr_hex
+from nanotoll.broker.clients import Credentials, add_device
+from nanotoll.servers.mosquitto import Mosquitto
+
+from support.tools import require
+
+
+@contextmanager
+def secure_broker(workdir: Path, *, device_key: bytes = DEVICE_KEY
+                  ) -> Iterator[tuple[Mosquitto, Credentials]]:
+    """A running secure mosquitto and the device's login on it."""
+    require("mosquitto")
+    provider = addr_hex(PROVIDER_KEY)
+    with Mosquitto(workdir=workdir, secure=True, providers=[provider]) as broker:
+        with broker.admin() as admin:
+            login = add_device(admin, provider, addr_hex(device_key))
+        yield broker, login
+
+
+def ca_der(broker: Mosquitto, path: Path) -> Path:
+    """The broker's CA written to ``path`` in DER, as a device keeps it."""
+    assert broker.ca_file is not None, "the anonymous broker has no CA"
+    path.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+    return path
