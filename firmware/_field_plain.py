@@ -27,10 +27,6 @@ def mul_small(dst, a, k):
     _put(dst, _get(a) * k % _P)
 
 
-def copy(dst, a):
-    W[dst << 5:(dst + 1) << 5] = W[a << 5:(a + 1) << 5]
-
-
 def comb_digits(out, k, shape):
     # see comb_digits() in _field_viper.py
     teeth, blocks, span = shape & 0xFF, (shape >> 8) & 0xFF, shape >> 16

@@ -181,21 +181,6 @@ def mul_small(dst: uint, a: uint, k: uint):
 
 
 @micropython.viper
-def copy(dst: uint, a: uint):
-    base = uint(ptr8(W))
-    r = ptr32(base + (dst << 5))
-    x = ptr32(base + (a << 5))
-    r[0] = x[0]
-    r[1] = x[1]
-    r[2] = x[2]
-    r[3] = x[3]
-    r[4] = x[4]
-    r[5] = x[5]
-    r[6] = x[6]
-    r[7] = x[7]
-
-
-@micropython.viper
 def comb_digits(out: ptr8, k: ptr8, shape: uint):
     # The digits of a fixed-base comb (secp256k1.py's _Comb; shape = teeth |
     # blocks << 8 | span << 16) for the scalar k in little-endian bytes (long

@@ -102,7 +102,6 @@ _A2 = const(0x114CA50F7A8E2F3F657C1108D9D44CFD8)
 _mul = _fe.mul
 _sub = _fe.sub
 _mul_small = _fe.mul_small
-_copy = _fe.copy
 
 # The work buffer, with room for the RAM comb's table, allocated here at import,
 # while the heap is still in one piece (later, 4,608 contiguous bytes may no
@@ -133,16 +132,20 @@ def _put(slot, value):
     _work[slot << 5:(slot + 1) << 5] = value.to_bytes(32, "little")
 
 
-# The two forms of zero a slot can hold (0 and p), as its bytes. Compared in Python:
-# on a board native code is copied into the heap, and this runs about twice a point
-# addition, so a viper version would save little time for the room it takes.
-_ZERO_SLOT = bytes(32)
+# Copies and zero checks of slots are done in Python: on a board native code is
+# copied into the heap, and these run a few times a point addition at most, so
+# viper versions would save little time for the room they take.
+_ZERO_SLOT = bytes(32)  # the two forms of zero a slot can hold, as its bytes
 _P_SLOT = P.to_bytes(32, "little")
 
 
 def _is_zero(slot):
     value = _work[slot << 5:(slot + 1) << 5]
     return value == _ZERO_SLOT or value == _P_SLOT
+
+
+def _copy(dst, src):
+    _work[dst << 5:(dst + 1) << 5] = _work[src << 5:(src + 1) << 5]
 
 
 def inverse(a, m):
