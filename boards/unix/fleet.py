@@ -306,4 +306,6 @@ def main(argv):
     return asyncio.run(run(plan))
 
 
-sys.exit(main(sys.argv))
+# Imported (the emulated boards' fleet runs run() itself): nothing starts.
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
