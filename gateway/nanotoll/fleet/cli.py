@@ -9,6 +9,7 @@ from typing import Any
 
 from .options import (
     CHAOS_EVENTS,
+    PROVIDER_MODES,
     FleetError,
     FleetOptions,
     parse_chaos,
@@ -31,7 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         per_process=args.per_process, rpc_url=args.rpc_url, broker=args.broker,
         timeout_ms=args.timeout_ms, warmup=args.warmup, settle_threshold=args.settle_threshold,
-        settle_interval=args.settle_interval, net_faults=net_faults)
+        settle_interval=args.settle_interval, net_faults=net_faults,
+        provider=args.provider)
     return Fleet(options).run()
 
 
@@ -76,6 +78,11 @@ def add_fleet_commands(commands: Any) -> None:
                           "loss=0.1,dup=0.1 (both directions), up.KEY or down.KEY for one "
                           "(up: device to broker), delay=P with delay_ms=MS, reorder=P, "
                           "seed=N")
+    run.add_argument("--provider", choices=PROVIDER_MODES, default="address",
+                     help="address: devices are told the provider's address; agent: the "
+                          "provider registers as an ERC-8004 agent in registries deployed on "
+                          "the fleet's chain and the fleet finds it from its agent reference "
+                          "(eip155:CHAIN:REGISTRY/AGENT_ID) before any channel is opened")
     run.add_argument("--run-dir", default=None,
                      help="where records, logs and the summary go (runs/fleet-TIME)")
     run.add_argument("--per-process", type=int, default=0,

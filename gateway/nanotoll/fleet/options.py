@@ -13,6 +13,7 @@ from ..servers.tools import REPO_ROOT
 from .netfaults import NetFaults, NetFaultsError, parse_net_faults
 
 CHAOS_EVENTS = ("broker-restart", "gateway-kill", "top-up")
+PROVIDER_MODES = ("address", "agent")  # how devices learn their provider: --provider
 MAX_DEVICES = 5000
 MAX_GATEWAYS = 8
 MAX_DURATION = 3600.0
@@ -53,6 +54,9 @@ class FleetOptions:
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     allow_overload: bool = False  # the bench measures past the estimate on purpose
     net_faults: NetFaults | None = None  # devices reach the broker through a fault proxy
+    # address: devices are told the provider's address; agent: it registers as an
+    # ERC-8004 agent and the fleet provisions from what discovery finds (fleet/identity.py)
+    provider: str = "address"
 
     @property
     def total_rate(self) -> float:
@@ -179,6 +183,9 @@ def validate(options: FleetOptions) -> None:
         problems.append(f"--gateways must be in 1..{MAX_GATEWAYS}, got {options.gateways}")
     if not 0 <= options.warmup <= 600:
         problems.append(f"--warmup must be in 0..600 seconds, got {options.warmup}")
+    if options.provider not in PROVIDER_MODES:
+        problems.append(f"--provider must be one of {', '.join(PROVIDER_MODES)}, got "
+                        f"{options.provider!r}")
     if options.per_process < 0:
         problems.append("--per-process must be 0 (automatic) or more")
     if options.timeout_ms < 1000:

@@ -1,11 +1,13 @@
 """``nanotoll fleet run``: bring everything up, run the devices, settle, check.
 
-Order: validate (nothing started yet) → anvil and the escrow → mosquitto → the ledger
-(a PostgreSQL server when asked) → every device makes its key → ``openMany`` in chunks →
-G gateway processes on the shared subscription, each with its own fixed client id → the
-MicroPython processes connect their agents → go → purchases at the rate, with a live
-progress line and the chaos events → the devices stop and report their records → the
-gateways stop → ``settle now`` → devices vs ledger vs chain → the run directory.
+Order: validate (nothing started yet) → anvil and the escrow (and, with ``--provider
+agent``, the ERC-8004 registries) → mosquitto → the ledger (a PostgreSQL server when
+asked) → every device makes its key → G gateway processes on the shared subscription,
+each with its own fixed client id → with ``--provider agent``, the provider registers
+and is discovered (a refusal stops the run here) → ``openMany`` in chunks to the
+provider → the MicroPython processes connect their agents → go → purchases at the rate,
+with a live progress line and the chaos events → the devices stop and report their
+records → the gateways stop → ``settle now`` → devices vs ledger vs chain → the run directory.
 
 Every process started here belongs to an ExitStack: an error, Ctrl-C or SIGTERM stops
 them all.
@@ -234,6 +236,8 @@ class Fleet:
         from ..servers.anvil import Anvil
         from ..servers.gateway import GatewayProcess, gateway_toml
         from ..servers.mosquitto import Mosquitto
+        from ..servers.process import free_port
+        from .identity import identity_tables, register_and_discover
 
         o = self.options
         t_start = time.monotonic()
@@ -241,7 +245,7 @@ class Fleet:
             "options": {"devices": o.devices, "rate": o.rate, "duration": o.duration,
                         "gateways": o.gateways, "ledger": o.ledger, "chaos": list(o.chaos),
                         "processes": o.processes(), "timeout_ms": o.timeout_ms,
-                        "warmup": o.warmup,
+                        "warmup": o.warmup, "provider": o.provider,
                         "settle_threshold": o.settle_threshold,
                         "settle_interval": o.settle_interval, "cores": o.cores,
                         "net_faults": o.net_faults.describe() if o.net_faults else None},
@@ -274,6 +278,13 @@ class Fleet:
             fund(account.address)
         escrow = EscrowClient.deploy(w3, deployer)
         self.say(f"chain {rpc_url} (id {chain_id}); escrow {escrow.address}")
+        registries = None
+        if o.provider == "agent":
+            from ..identity.registry import deploy_registries
+
+            registries = deploy_registries(w3, deployer)
+            self.say(f"ERC-8004 registries: identity {registries.identity}, reputation "
+                     f"{registries.reputation}")
 
         # broker ----------------------------------------------------------------------
         # Ours is the secure broker: TLS, a client per party, topic rights. The gateways
@@ -310,6 +321,44 @@ class Fleet:
         if broker is not None:
             self._enrol(broker, provider_hex, slots)
 
+        # gateways ----------------------------------------------------------------------
+        gateways: list[GatewayProcess] = []
+        configs: list[Path] = []
+        for i in range(o.gateways):
+            config = self.work / f"gateway-{i + 1}.toml"
+            config.write_text(gateway_toml(
+                mqtt_host=broker_host, mqtt_port=broker_port, rpc_url=rpc_url,
+                escrow=escrow.address, chain_id=chain_id, ledger_url=ledger_url,
+                client_id=CLIENT_ID.format(i + 1),
+                extra={"mqtt": _gateway_login(broker, provider_hex),
+                       "chain": {"poll_interval": 0.2},
+                       "settlement": {"threshold": o.settle_threshold,
+                                      "interval": o.settle_interval, "check_every": 2.0},
+                       "log": {"level": "WARNING"},
+                       **(identity_tables(registries, free_port())
+                          if registries is not None and i == 0 else {})}))
+            configs.append(config)
+            gateway = GatewayProcess(config, bytes(provider.key),
+                                     workdir=self.work / f"gateway-{i + 1}")
+            stack.enter_context(gateway)
+            gateways.append(gateway)
+        self.say(f"{o.gateways} gateway(s) up: client ids "
+                 f"{', '.join(CLIENT_ID.format(i + 1) for i in range(o.gateways))}")
+
+        provider_address = provider.address
+        if registries is not None:
+            agent = register_and_discover(
+                w3, provider, configs[0], escrow.address,
+                login=(slots[0].username, slots[0].password) if slots[0].username else None,
+                ca_file=str(broker.ca_file) if broker is not None else None)
+            provider_address = agent.provider
+            self.summary["identity"] = agent.as_dict()
+            if proxy is None and device_port == broker_port:
+                # on the gateway's listener (not the fault proxy or the plain one)
+                device_broker.update(host=agent.broker_host, port=agent.broker_port)
+            self.say(f"provider discovered from {agent.reference}: {agent.provider}, broker "
+                     f"{agent.as_dict()['broker']}, catalog seq {agent.catalog_seq}")
+
         # channels: one payer funds the fleet with openMany --------------------------
         t0 = time.monotonic()
         deposit = o.deposit()
@@ -321,7 +370,7 @@ class Fleet:
         for first in range(0, o.devices, OPEN_MANY_CHUNK):
             chunk = slots[first:first + OPEN_MANY_CHUNK]
             ids, receipt = escrow.open_many(
-                payer, [ChannelSpec(s.address, provider.address, deposit, expiry)
+                payer, [ChannelSpec(s.address, provider_address, deposit, expiry)
                         for s in chunk], approve=False)
             if len(ids) != len(chunk):
                 raise FleetError(f"openMany opened {len(ids)} channels for {len(chunk)}")
@@ -339,31 +388,9 @@ class Fleet:
         self.say(f"{o.devices} channels opened in {open_txs} openMany transaction(s), "
                  f"{open_gas // o.devices:,} gas per channel, {deposit:,} units each")
 
-        # gateways ----------------------------------------------------------------------
-        gateways: list[GatewayProcess] = []
-        configs: list[Path] = []
-        for i in range(o.gateways):
-            config = self.work / f"gateway-{i + 1}.toml"
-            config.write_text(gateway_toml(
-                mqtt_host=broker_host, mqtt_port=broker_port, rpc_url=rpc_url,
-                escrow=escrow.address, chain_id=chain_id, ledger_url=ledger_url,
-                client_id=CLIENT_ID.format(i + 1),
-                extra={"mqtt": _gateway_login(broker, provider_hex),
-                       "chain": {"poll_interval": 0.2},
-                       "settlement": {"threshold": o.settle_threshold,
-                                      "interval": o.settle_interval, "check_every": 2.0},
-                       "log": {"level": "WARNING"}}))
-            configs.append(config)
-            gateway = GatewayProcess(config, bytes(provider.key),
-                                     workdir=self.work / f"gateway-{i + 1}")
-            stack.enter_context(gateway)
-            gateways.append(gateway)
-        self.say(f"{o.gateways} gateway(s) up: client ids "
-                 f"{', '.join(CLIENT_ID.format(i + 1) for i in range(o.gateways))}")
-
         # devices connect --------------------------------------------------------------
         common = {"chain_id": chain_id, "escrow": escrow.address,
-                  "provider": provider.address,
+                  "provider": provider_address,
                   "broker": device_broker,
                   "policy": {"deposit": deposit, "budget": deposit,
                              "max_unit_price": max(PRICES.values()), "expiry": expiry},
