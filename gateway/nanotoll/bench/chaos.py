@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..nodelay import no_delay
+
 if TYPE_CHECKING:
     from ..servers.gateway import GatewayProcess
 
@@ -130,6 +132,7 @@ class _Load:
             [(d.response_topic, 1) for d in devices])
         self.client.on_subscribe = lambda *_: ready.put(True)
         self.client.on_message = lambda c, u, m: self.answers.put((m.topic, bytes(m.payload)))
+        self.client.on_socket_open = no_delay
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)

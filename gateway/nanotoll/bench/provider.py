@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_utils import keccak
 
+from ..nodelay import no_delay
 from ..protocol import cbor, eip712
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import (
@@ -100,6 +101,7 @@ class ReferenceProvider:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_socket_open = no_delay
         self._connected = threading.Event()  # set when the request subscription is answered
         self._refused = ""  # why the broker refused the login or the subscription
 

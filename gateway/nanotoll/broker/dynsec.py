@@ -22,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from ..nodelay import no_delay
 from .rights import ADMIN_ROLE, CONTROL_TOPIC, DEFAULT_ACCESS, Acl, admin_acls
 
 # The plugin's own default. The passwords it guards are random 144-bit secrets made by
@@ -103,6 +104,7 @@ class DynsecAdmin:
             self._client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_socket_open = no_delay
         self._host, self._port = host, port
 
     def __enter__(self) -> DynsecAdmin:

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ..nodelay import no_delay
 from .errors import IdentityError
 
 # The broker sends a retained message right after the SUBACK; this long without one
@@ -36,6 +37,7 @@ def read_retained(broker: BrokerEndpoint, topic: str,
     refused: list[str] = []
     done = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.on_socket_open = no_delay
     if broker.username is not None:
         client.username_pw_set(broker.username, broker.password)
     if broker.tls:

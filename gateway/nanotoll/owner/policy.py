@@ -18,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
 from ..chain.client import EscrowClient
+from ..nodelay import no_delay
 from ..protocol.eip712 import domain_separator
 from ..protocol.policy import PolicyError, SignedPolicy, SpendingPolicy, decode_policy
 from ..protocol.signing import checksum_address
@@ -96,6 +97,7 @@ def _client(access: BrokerAccess) -> Any:
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.on_socket_open = no_delay
     if access.username is not None:
         client.username_pw_set(access.username, access.password)
     if access.ca_file is not None:
