@@ -39,6 +39,25 @@ class MQTTTimeout(MQTTError):
     pass
 
 
+def _link_error(link, exc):
+    """An error opening the link or in the TLS handshake, as an MQTTError naming the
+    broker (and its CA): the console's line then says which broker and credential."""
+    args = getattr(exc, "args", ())
+    if isinstance(exc, OSError) and args and isinstance(args[0], int):
+        code = args[0]
+        if code < 0:  # mbedTLS's error codes are negative
+            why = "TLS error -0x%04x" % -code
+        else:
+            import errno
+
+            why = getattr(errno, "errorcode", {}).get(code, "errno %d" % code)
+        if len(args) > 1:
+            why += " " + str(args[1])
+    else:  # mbedTLS's certificate checks raise ValueError with their findings
+        why = " ".join(str(exc).split()) or type(exc).__name__
+    return MQTTError("broker %s: %s" % (link.describe(), why))
+
+
 def no_delay(sock):
     """Turn Nagle's algorithm off where the port lets us; True if it did.
 
@@ -66,13 +85,22 @@ def no_delay(sock):
 
 
 class TcpLink:
-    """TCP (or TLS when the port has ssl: pass ssl=True or an SSLContext)."""
+    """TCP (or TLS when the port has ssl: pass ssl=True or an SSLContext; ``ca`` names
+    the CA file it trusts, for errors)."""
 
-    def __init__(self, host, port, ssl=None):
+    def __init__(self, host, port, ssl=None, ca=None):
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.ca = ca
         self.nodelay = False  # whether the last socket opened has Nagle off
+
+    def describe(self):
+        """The broker as errors name it: where, and with which CA for TLS."""
+        where = "%s:%s" % (self.host, self.port)
+        if not self.ssl:
+            return where
+        return where + (" (TLS, CA %s)" % self.ca if self.ca else " (TLS)")
 
     async def open(self):
         if self.ssl:
@@ -115,6 +143,9 @@ class StreamLink:
     def __init__(self, device, reset=None):
         self.device = device
         self.reset = reset  # optional callable run before each (re)connect
+
+    def describe(self):
+        return "on the serial link"
 
     async def open(self):
         if self.reset:
@@ -451,22 +482,30 @@ class MQTTClient:
             stream = await asyncio.wait_for_ms(self.link.open(), self.timeout_ms)
         except asyncio.TimeoutError:
             raise MQTTTimeout("link open")
+        except MQTTError:
+            raise
+        except Exception as exc:  # OSError: refused, unreachable
+            raise _link_error(self.link, exc)
         self._stream = stream
-        await self._send(self._connect_packet())
         try:
+            await self._send(self._connect_packet())  # TLS: the handshake happens here
             packet = await asyncio.wait_for_ms(  # type: ignore[var-annotated]
                 self._read_packet(), self.timeout_ms
             )
         except asyncio.TimeoutError:
             raise MQTTTimeout("no CONNACK")
+        except MQTTError:
+            raise
+        except Exception as exc:  # OSError, ValueError (certificate), EOFError
+            raise _link_error(self.link, exc)
         first, body = packet
         if first != _CONNACK or len(body) != 2:
             raise MQTTError("expected CONNACK, got 0x%02x" % first)
         if body[1]:
             code = body[1]
             why = _REFUSALS[code] if code < len(_REFUSALS) else "code %d" % code
-            raise MQTTError("broker refused client %s (user %s): %s"
-                            % (self.client_id, self.user, why))
+            raise MQTTError("broker refused client %s (user %s): %s, at %s"
+                            % (self.client_id, self.user, why, self.link.describe()))
         self.session_present = bool(body[0] & 1)
         self._last_rx = ticks_ms()
         self.connects += 1

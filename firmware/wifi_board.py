@@ -42,7 +42,8 @@ def network_up(cfg, timeout_ms=20000):
 
 def link(cfg):
     broker = cfg["broker"]
-    return TcpLink(broker["host"], broker.get("port", 1883), broker_tls(broker))
+    return TcpLink(broker["host"], broker.get("port", 1883), broker_tls(broker),
+                   broker.get("ca"))
 
 
 def storage(cfg):

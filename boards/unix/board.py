@@ -31,7 +31,7 @@ def network_up(cfg):
 def link(cfg):
     broker = cfg.get("broker", {})
     return TcpLink(broker.get("host", "127.0.0.1"), broker.get("port", 1883),
-                   broker_tls(broker))
+                   broker_tls(broker), broker.get("ca"))
 
 
 def _mkdirs(path):
