@@ -35,6 +35,7 @@
 #
 # Not re-entrant (one work buffer); nothing here awaits, so asyncio is fine.
 
+import gc
 from hashlib import sha256
 from micropython import const
 
@@ -495,7 +496,14 @@ def use_table(path, rebuild=True):
     _g_comb = comb
     _refused = None
     if _work is not None and len(_work) > _SLOTS << 5:
-        _work = bytearray(_SLOTS << 5)  # the RAM comb's room is no longer needed
+        # The RAM comb's room is no longer needed. The big buffer is collected before
+        # the small one is made, so that the small one fills the lowest hole rather
+        # than landing past the big one and leaving its room a hole between objects
+        # that live as long as the agent.
+        _work = None
+        _fe.W = None
+        gc.collect()
+        _work = bytearray(_SLOTS << 5)
         _fe.W = _work
     return status
 
