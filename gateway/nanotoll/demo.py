@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from coincurve import PrivateKey
 from eth_account import Account
 
 from .broker.clients import Credentials, add_device
 from .broker.site import gateway_username
 from .device.bridge import UartBridge
+from .nodelay import no_delay
 from .protocol.topics import catalog_topic
 from .servers.mosquitto import Mosquitto
 from .servers.process import (
@@ -126,6 +128,7 @@ def _wait_for_catalog(broker: Mosquitto, provider: str, gateway: GatewayProcess,
     seen = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = lambda *_: seen.set()
+    client.on_socket_open = no_delay
     client.username_pw_set(credentials.username, credentials.password)
     client.tls_set(ca_certs=str(broker.ca_file))
     client.connect(broker.host, broker.port)
@@ -378,6 +381,10 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
             device.config.update({
                 "chain_id": chain.chain_id, "escrow": escrow.address,
                 "provider": found, "channel": channel_id,
+                # receipts and catalogs verified against the provider's key (with comb
+                # tables the device builds in its folder at first boot), not recovered
+                "provider_key": "0x" + PrivateKey(provider.key).public_key.format(False)[1:].hex(),
+                "comb_tables": "tables",
                 # The TLS modem on loopback; the credentials go in the device's CONNECT.
                 "broker": {"host": LOOPBACK, "port": modem.port,
                            "username": credentials.username,
