@@ -35,8 +35,8 @@ BOARD = "qemu_mps2"
 # figures and their command are in docs/benchmarks.md): QEMU's resident memory, the
 # CPU it spends idle (its timer keeps waking the guest) and per purchase.
 BOARD_RSS_KIB = 64 * 1024
-BOARD_IDLE_CORES = 0.02
-BOARD_CPU_S_PER_PURCHASE = 0.25
+BOARD_IDLE_CORES = 0.05
+BOARD_CPU_S_PER_PURCHASE = 0.08
 # What the rest of the run (gateways, broker, anvil, the runner) is left of the cores.
 SPARE_CORES = 0.5
 DEVICE_DIR = "/d"  # the device's folder on the board's file system (key, state record)

@@ -9,6 +9,7 @@ from typing import Any
 
 from .options import (
     CHAOS_EVENTS,
+    DEVICE_BOARDS,
     PROVIDER_MODES,
     FleetError,
     FleetOptions,
@@ -33,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         per_process=args.per_process, rpc_url=args.rpc_url, broker=args.broker,
         timeout_ms=args.timeout_ms, warmup=args.warmup, settle_threshold=args.settle_threshold,
         settle_interval=args.settle_interval, net_faults=net_faults,
-        provider=args.provider)
+        provider=args.provider, board=args.board)
     return Fleet(options).run()
 
 
@@ -83,6 +84,11 @@ def add_fleet_commands(commands: Any) -> None:
                           "provider registers as an ERC-8004 agent in registries deployed on "
                           "the fleet's chain and the fleet finds it from its agent reference "
                           "(eip155:CHAIN:REGISTRY/AGENT_ID) before any channel is opened")
+    run.add_argument("--board", choices=DEVICE_BOARDS, default="unix",
+                     help="unix: the firmware under MicroPython's unix port, many agents a "
+                          "process; qemu_mps2: one emulated Cortex-M3 board (QEMU) per "
+                          "device, flashed with the firmware's ROMFS image, its key made on "
+                          "the board, its MQTT over the UART bridge")
     run.add_argument("--run-dir", default=None,
                      help="where records, logs and the summary go (runs/fleet-TIME)")
     run.add_argument("--per-process", type=int, default=0,

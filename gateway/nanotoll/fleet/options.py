@@ -14,6 +14,7 @@ from .netfaults import NetFaults, NetFaultsError, parse_net_faults
 
 CHAOS_EVENTS = ("broker-restart", "gateway-kill", "top-up")
 PROVIDER_MODES = ("address", "agent")  # how devices learn their provider: --provider
+DEVICE_BOARDS = ("unix", "qemu_mps2")  # --board: unix-port processes or emulated boards
 MAX_DEVICES = 5000
 MAX_GATEWAYS = 8
 MAX_DURATION = 3600.0
@@ -57,6 +58,7 @@ class FleetOptions:
     # address: devices are told the provider's address; agent: it registers as an
     # ERC-8004 agent and the fleet provisions from what discovery finds (fleet/identity.py)
     provider: str = "address"
+    board: str = "unix"  # unix: agents in unix-port processes; qemu_mps2: a QEMU board each
 
     @property
     def total_rate(self) -> float:
@@ -68,6 +70,8 @@ class FleetOptions:
 
     def processes(self) -> int:
         """How many MicroPython processes share the devices."""
+        if self.board != "unix":
+            return self.devices  # one emulated board per device
         if self.per_process > 0:
             return max(1, math.ceil(self.devices / self.per_process))
         # At least one per core, and at most 125 agents in one heap (GC pauses grow with it).
@@ -186,6 +190,13 @@ def validate(options: FleetOptions) -> None:
     if options.provider not in PROVIDER_MODES:
         problems.append(f"--provider must be one of {', '.join(PROVIDER_MODES)}, got "
                         f"{options.provider!r}")
+    if options.board not in DEVICE_BOARDS:
+        problems.append(f"--board must be one of {', '.join(DEVICE_BOARDS)}, got "
+                        f"{options.board!r}")
+    elif options.board != "unix" and options.devices >= 1 and options.rate > 0:
+        from .boards import capacity_problems
+
+        problems += capacity_problems(options.devices, options.rate, options.cores)
     if options.per_process < 0:
         problems.append("--per-process must be 0 (automatic) or more")
     if options.timeout_ms < 1000:

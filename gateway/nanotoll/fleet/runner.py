@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..servers.process import ServiceError, sigterm_as_interrupt
+from .boards import BoardGroup
 from .check import Verdict, check_fleet
 from .devices import DeviceGroup, DeviceSlot
 from .faultproxy import ACTIONS, FaultProxy, ProxyError
@@ -245,15 +246,20 @@ class Fleet:
             "options": {"devices": o.devices, "rate": o.rate, "duration": o.duration,
                         "gateways": o.gateways, "ledger": o.ledger, "chaos": list(o.chaos),
                         "processes": o.processes(), "timeout_ms": o.timeout_ms,
+                        "board": o.board,
                         "warmup": o.warmup, "provider": o.provider,
                         "settle_threshold": o.settle_threshold,
                         "settle_interval": o.settle_interval, "cores": o.cores,
                         "net_faults": o.net_faults.describe() if o.net_faults else None},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
+        kind = (f"{o.processes()} MicroPython processes" if o.board == "unix" else
+                f"{o.devices} emulated {o.board} boards (QEMU)")
         self.say(f"{o.devices} devices at {o.rate}/s each ({o.total_rate:,.1f} purchases/s) "
-                 f"for {o.duration:g} s; {o.gateways} gateway(s); {o.processes()} MicroPython "
-                 f"processes; run directory {self.run_dir}")
+                 f"for {o.duration:g} s; {o.gateways} gateway(s); {kind}; run directory "
+                 f"{self.run_dir}")
+        self.summary["device_kind"] = "unix-port MicroPython processes" if o.board == "unix" \
+            else f"emulated {o.board} boards (QEMU, flashed ROMFS image, UART bridge)"
 
         # chain ---------------------------------------------------------------------
         if o.rpc_url is None:
@@ -314,7 +320,13 @@ class Fleet:
 
         # devices make their keys ---------------------------------------------------
         slots = [DeviceSlot(i, self.work / "devices" / f"{i:05d}") for i in range(o.devices)]
-        group = stack.enter_context(DeviceGroup(slots, o.processes(), self.work / "mpy"))
+        group: DeviceGroup | BoardGroup
+        if o.board == "unix":
+            group = stack.enter_context(DeviceGroup(slots, o.processes(), self.work / "mpy"))
+        else:  # each board's UART bridge dials the broker, TLS with its CA when it has one
+            group = stack.enter_context(BoardGroup(
+                slots, self.work / "boards", (device_broker["host"], device_broker["port"]),
+                broker.ca_file if broker is not None and "ca" in device_broker else None))
         t0 = time.monotonic()
         group.init_keys({}, timeout=60 + o.devices * 0.2)
         self.say(f"{o.devices} devices made their keys in {time.monotonic() - t0:.1f} s")
@@ -546,7 +558,7 @@ class Fleet:
                                      if a != "packets" and n))
         self.say("fault proxy: " + "; ".join(parts))
 
-    def _wait_ready(self, group: DeviceGroup, timeout: float) -> None:
+    def _wait_ready(self, group: DeviceGroup | BoardGroup, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not all(p.ready for p in group.processes):
             for process in group.processes:
@@ -559,7 +571,8 @@ class Fleet:
             with contextlib.suppress(queue.Empty):
                 group.lines.get(timeout=0.2)
 
-    def _purchase_loop(self, group: DeviceGroup, gateways: list[Any], broker: Any,
+    def _purchase_loop(self, group: DeviceGroup | BoardGroup, gateways: list[Any],
+                       broker: Any,
                        ledger_url: str, roots: Callable[[], dict[str, list[int]]],
                        go_file: Path, meter: CpuMeter) -> dict[int, dict[str, Any]]:
         """Go, then collect purchase lines until every process is done; returns the
@@ -651,7 +664,7 @@ class Fleet:
                 int(entry["rec"]))
         return summaries
 
-    def _sample(self, ledger: Any, group: DeviceGroup,
+    def _sample(self, ledger: Any, group: DeviceGroup | BoardGroup,
                 roots: Callable[[], dict[str, list[int]]], meter: CpuMeter,
                 cpu_prev: dict[str, float], cpu_prev_t: float) -> dict[str, Any]:
         now = time.monotonic()
@@ -709,7 +722,8 @@ class Fleet:
                 + (f"  [{chaos}]" if chaos else ""))
         self.progress(text)
 
-    def _summarise(self, verdict: Verdict, slots: list[DeviceSlot], group: DeviceGroup
+    def _summarise(self, verdict: Verdict, slots: list[DeviceSlot],
+                   group: DeviceGroup | BoardGroup
                    ) -> None:
         live = self.live
         window = self.summary["phases"].get("purchasing_s") or self.options.duration
