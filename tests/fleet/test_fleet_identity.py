@@ -1,7 +1,7 @@
 """``fleet run --provider agent`` (issue 17): the fleet's provider registers as an
 ERC-8004 agent on the fleet's chain and the fleet provisions its devices from what
-discovery finds; a provider whose registration file names another escrow is refused
-before a channel is opened."""
+discovery finds; a provider whose registration file names another escrow, or an agent
+whose wallet points at another key's file, is refused before a channel is opened."""
 
 from __future__ import annotations
 
@@ -74,12 +74,14 @@ def provider_world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             chain_id=chain.chain_id, ledger_path=tmp_path / "ledger.db",
             extra=identity_tables(registries, free_port())))
         stack.enter_context(GatewayProcess(config, provider.key, tmp_path / "gw"))
-        yield {"w3": chain.w3, "provider": provider, "config": config,
+        yield {"chain": chain, "w3": chain.w3, "provider": provider, "config": config,
                "escrow": sold_for.address, "other_escrow": other.address,
                "broker_port": broker.port}
 
 
-def test_a_provider_for_another_escrow_is_refused(provider_world: dict[str, Any]) -> None:
+def test_a_provider_for_another_escrow_or_wallet_is_refused(
+        provider_world: dict[str, Any]) -> None:
+    from eth_account import Account
     from nanotoll.fleet.identity import register_and_discover
     from nanotoll.fleet.options import FleetError
 
@@ -88,6 +90,14 @@ def test_a_provider_for_another_escrow_is_refused(provider_world: dict[str, Any]
                                          f"{world['other_escrow']}"):
         register_and_discover(world["w3"], world["provider"], world["config"],
                               world["other_escrow"])
+    # Another key registers the gateway's file as its own agent (2), its own key the
+    # agentWallet: the file, made by the gateway's key, lists only the agents whose
+    # wallet that key is.
+    impostor = Account.create()
+    world["chain"].set_balance(impostor.address, 10**18)
+    with pytest.raises(FleetError, match=r"does not list agent eip155:\S+/2 in its "
+                                         "registrations"):
+        register_and_discover(world["w3"], impostor, world["config"], world["escrow"])
     # The same provider, checked against the escrow it sells for, is found.
     agent = register_and_discover(world["w3"], world["provider"], world["config"],
                                   world["escrow"])
