@@ -16,6 +16,13 @@ chain check), each in a temporary run directory:
    400/s in all, more than the machine holds), one gateway and then two gateways on one
    PostgreSQL ledger: ``gateways_1_purchases_per_s``, ``gateways_2_purchases_per_s``.
    The CPU of each part while the schedule runs says which is the bottleneck.
+6. 16 emulated boards (``--board qemu_mps2``: one QEMU mps2-an385 each, the flashed
+   firmware, its key made on the board, MQTT over the UART bridge): ``qemu_boards``,
+   their purchases per second, p99 and CPU and memory per board.
+
+``gateway_cpu_ms_per_purchase`` is the gateways' CPU per purchase at the 1,000-device
+run's steady 200/s; ``gateway_cpu_ms_per_purchase_saturation`` the same in run 4, where
+one gateway takes all it can.
 
 Memory one simulated device costs: MicroPython heap per agent (``gc.mem_alloc`` before
 and after building and connecting the agents of a process, divided by their number) and
@@ -44,6 +51,7 @@ from ..servers.tools import REPO_ROOT, micropython_binary
 RATE = 0.2  # one purchase per 5 s per device
 SATURATION_DEVICES = 200
 SATURATION_RATE = 2.0
+QEMU_BOARDS = 16
 # The gateway's default settlement: a channel is redeemed past 1.00 USD unredeemed or an
 # hour after its oldest voucher, so none falls due within these minutes; ``settle now``
 # at the end redeems everything. The "settling" run redeems every 20 s instead.
@@ -121,7 +129,9 @@ def run_fleet_bench() -> dict[str, Any]:
         two = _run("saturation-2-gateways", root, devices=SATURATION_DEVICES,
                    rate=SATURATION_RATE, duration=30, warmup=4, ledger="postgres",
                    gateways=2, allow_overload=True, **PRODUCTION_SETTLEMENT)
-    runs = (small, large, settling, one, two)
+        boards = _run("qemu-boards-16", root, devices=QEMU_BOARDS, board="qemu_mps2",
+                      rate=RATE, duration=60, warmup=10, **PRODUCTION_SETTLEMENT)
+    runs = (small, large, settling, one, two, boards)
     memory = large["memory"]
     per_process = -(-1000 // large["options"]["processes"])
     rss = memory["rss_kib_per_process_ready"]
@@ -161,6 +171,19 @@ def run_fleet_bench() -> dict[str, Any]:
         "gateways_2_ratio": round(g2 / g1, 2) if g1 else None,
         "bottleneck": _bottleneck(two),
         "gateway_cpu_ms_per_purchase": gateway_ms(large),
+        "gateway_cpu_ms_per_purchase_saturation": gateway_ms(one),
+        "gateway_cpu_ratio_200_to_saturation": round(gateway_ms(large) / gateway_ms(one), 2)
+        if gateway_ms(one) else None,
+        "qemu_boards": {
+            "boards": QEMU_BOARDS,
+            "purchases_per_s": boards["purchases"]["per_s"],
+            "target_per_s": boards["purchases"]["target_per_s"],
+            "p50_ms": boards["purchases"]["latency_ms"]["p50"],
+            "p99_ms": boards["purchases"]["latency_ms"]["p99"],
+            "device_cpu_ms_per_purchase": device_ms(boards),
+            "cpu_cores_boards": (boards.get("cpu_steady_cores") or {}).get("devices"),
+            "rss_kib_per_board": boards["memory"]["rss_kib_per_agent_ready"],
+        },
         "device_cpu_ms_per_purchase": device_ms(large),
         "cpu_cores_1000": large.get("cpu_steady_cores"),
         "heap_bytes_per_device": memory["heap_per_agent_connected_bytes"],
