@@ -20,6 +20,7 @@ import json
 import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -144,6 +145,16 @@ class Live:
         while self.window and self.window[0][0] < cut:
             self.window.pop(0)
         return [ms for _, ms in self.window]
+
+
+def _micropython_has_ssl() -> bool:
+    """Whether the devices' MicroPython can make TLS connections (make setup builds it
+    with mbedTLS; a build without the mbedTLS source has none)."""
+    from ..servers.tools import micropython_binary
+
+    probe = subprocess.run([micropython_binary(), "-c", "import ssl; print(1)"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    return probe.stdout.strip() == "1"
 
 
 def _gateway_login(broker: Any, provider_hex: str) -> dict[str, str]:
@@ -293,26 +304,40 @@ class Fleet:
                      f"{registries.reputation}")
 
         # broker ----------------------------------------------------------------------
-        # Ours is the secure broker: TLS, a client per party, topic rights. The gateways
-        # use TLS; the devices (this unix port has no ssl) log in with their own
-        # credentials on its plain loopback listener, under the same rights.
+        # Ours is the secure broker: TLS, a client per party, topic rights; gateways and
+        # devices connect with TLS and their own credentials, checking its CA. Only with
+        # --net-faults, or on a MicroPython built without ssl, do the devices log in on
+        # a plain loopback listener (same rights): the fault proxy cuts MQTT packets,
+        # which it cannot see inside TLS.
         broker: Mosquitto | None = None
         provider_hex = provider.address[2:].lower()
+        device_broker: dict[str, Any]
         if o.broker is None:
+            plain_devices = o.net_faults is not None or not _micropython_has_ssl()
             broker = stack.enter_context(Mosquitto(
-                workdir=self.work / "mosquitto", secure=True, plain_port=True,
+                workdir=self.work / "mosquitto", secure=True, plain_port=plain_devices,
                 providers=[provider_hex]))
             broker_host, broker_port = broker.host, broker.port
-            device_port = int(broker.plain_port or broker.port)
-            self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
-                     f"devices log in on its plain loopback listener, port {device_port}")
+            if broker.plain_port:
+                device_port = int(broker.plain_port)
+                device_broker = {"host": broker_host, "port": device_port}
+                self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
+                         f"devices log in on its plain loopback listener, port {device_port}")
+            else:
+                device_port = broker_port
+                device_broker = {"host": broker_host, "port": device_port,
+                                 "ca": str(self._device_ca(broker))}
+                self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
+                         "devices log in with TLS")
         else:
             broker_host, broker_port = o.broker_address()
             device_port = broker_port
+            device_broker = {"host": broker_host, "port": device_port}
             self.say(f"broker {broker_host}:{broker_port}")
         proxy = self._fault_proxy(stack, broker_host, device_port)
-        device_broker = {"host": broker_host, "port": device_port} if proxy is None \
-            else {"host": proxy.host, "port": proxy.port}
+        if proxy is not None:
+            device_broker = {"host": proxy.host, "port": proxy.port}
+        self.summary["device_transport"] = "tls" if "ca" in device_broker else "plain"
 
         # ledger ----------------------------------------------------------------------
         ledger_url, postgres_pid = self._ledger(stack)
@@ -513,6 +538,14 @@ class Fleet:
             pid = server.process.pid if server.process else None
             return server.url, pid
         return url, None
+
+    def _device_ca(self, broker: Any) -> Path:
+        """The broker's CA in DER, as the devices' mbedTLS reads it."""
+        import ssl
+
+        path = self.work / "broker_ca.der"
+        path.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+        return path.resolve()
 
     def _enrol(self, broker: Any, provider_hex: str, slots: list[DeviceSlot]) -> None:
         """A broker client for each device, its username its address."""
