@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +120,8 @@ def _eventlog_target() -> Target:
 
 
 def _config_target() -> Target:
+    import tomllib
+
     from ..gateway.config import ConfigError, parse_config
 
     base = Path(tempfile.gettempdir())
@@ -146,6 +147,7 @@ def build_target(name: str) -> Target:
 
 
 TARGETS = ("request", "response", "receipt", "catalog", "cbor", "eventlog", "config")
+LEANS_ON = {"eventlog": ("eth_abi",), "config": ("tomllib",)}
 # Longest input libFuzzer makes: a little over each message's size limit.
 MAX_LEN = {"request": 600, "response": 8300, "receipt": 400, "catalog": 2100, "cbor": 1200,
            "eventlog": 600, "config": 4000}
@@ -250,8 +252,9 @@ class _Worker:
 def _work(name: str, corpus: str, findings: str, libfuzzer_args: list[str]) -> None:
     import atheris  # type: ignore[import-untyped]
 
-    # Trace the branches of nanotoll's own modules, not of web3 and the rest.
-    with atheris.instrument_imports(include=["nanotoll"]):
+    # Trace the branches of nanotoll's own modules, and of the parser a target leans on
+    # (eth_abi under the event decoder, tomllib under the config), not of web3 and the rest.
+    with atheris.instrument_imports(include=["nanotoll", *LEANS_ON.get(name, ())]):
         worker = _Worker(build_target(name), Path(findings))
     atheris.Setup([sys.argv[0], *libfuzzer_args, corpus], worker)
     atheris.Fuzz()
