@@ -3,10 +3,10 @@
 anvil → test stablecoin and escrow → a device key made by the firmware itself → a funded
 channel → mosquitto with TLS, a client per party and topic rights (``nanotoll.broker``)
 → the gateway (its own process, TLS and its credentials) → the firmware under
-MicroPython's unix port buying weather N times with its own credentials → the gateway's
-settlement on-chain → a table. This unix port has no ``ssl``, so the device reaches the
-broker through a TLS modem on loopback (the emulated board's bridge), as a board with a
-cellular modem that offloads TLS does.
+MicroPython's unix port buying weather N times with its own credentials, over TLS checked
+against the broker's CA → the gateway's settlement on-chain → a table. On a MicroPython
+built without ``ssl`` the device reaches the broker through a TLS modem on loopback (the
+emulated board's bridge) instead, as a board with a cellular modem that offloads TLS does.
 
 Exit code 0 only when every purchase succeeded and what the chain settled equals what the
 device paid, the gateway accepted and the provider received. Every process started here
@@ -235,6 +235,25 @@ def _write_gateway_config(path: Path, broker: Mosquitto, rpc_url: str, escrow: s
     )
 
 
+def _device_link(stack: contextlib.ExitStack, device: Device, broker: Mosquitto,
+                 out: TextIO) -> dict[str, Any]:
+    """Where the device's config points its MQTT link: the broker itself over TLS, with
+    its CA in DER beside the config; without ssl, a TLS modem on loopback."""
+    import ssl
+
+    assert broker.ca_file is not None
+    if device.has_ssl():
+        ca = device.workdir / "broker_ca.der"
+        ca.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+        _say(out, f"the device connects with TLS, checking the broker against {ca.name}")
+        return {"host": broker.host, "port": broker.port, "ca": ca.name}
+    modem = stack.enter_context(UartBridge(broker.host, broker.port,
+                                           ca_file=str(broker.ca_file)))
+    _say(out, "this MicroPython has no ssl: the device reaches the broker through a TLS "
+              f"modem on {LOOPBACK}:{modem.port}")
+    return {"host": LOOPBACK, "port": modem.port}
+
+
 class Device:
     """The firmware under MicroPython's unix port, driven through boards/unix/main.py."""
 
@@ -251,6 +270,12 @@ class Device:
             capture_output=True, text=True, timeout=timeout, check=False,
             stdin=subprocess.DEVNULL,
         )
+
+    def has_ssl(self) -> bool:
+        """Whether this MicroPython can make TLS connections (make setup builds it so)."""
+        probe = subprocess.run([self.binary, "-c", "import ssl; print(1)"], capture_output=True,
+                               text=True, timeout=30, check=False, stdin=subprocess.DEVNULL)
+        return probe.stdout.strip() == "1"
 
     def init_key(self) -> str:
         """The device makes its own key and tells only its address."""
@@ -357,8 +382,7 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
             with broker.admin() as admin:
                 credentials = add_device(admin, provider_hex, address[2:].lower())
             _say(out, f"broker client {credentials.username} made for the device")
-            modem = stack.enter_context(UartBridge(broker.host, broker.port,
-                                                   ca_file=str(broker.ca_file)))
+            device_broker = _device_link(stack, device, broker, out)
             gateway_config = root / "gateway.toml"
             _write_gateway_config(
                 gateway_config, broker, chain.rpc_url, escrow.address, chain.chain_id,
@@ -385,9 +409,8 @@ def run_demo(purchases: int = 20, workdir: str | Path | None = None,
                 # tables the device builds in its folder at first boot), not recovered
                 "provider_key": "0x" + PrivateKey(provider.key).public_key.format(False)[1:].hex(),
                 "comb_tables": "tables",
-                # The TLS modem on loopback; the credentials go in the device's CONNECT.
-                "broker": {"host": LOOPBACK, "port": modem.port,
-                           "username": credentials.username,
+                # the credentials go in the device's CONNECT
+                "broker": {**device_broker, "username": credentials.username,
                            "password": credentials.password},
                 "policy": {"deposit": DEPOSIT, "budget": DEPOSIT,
                            "max_unit_price": WEATHER_PRICE, "expiry": expiry},
