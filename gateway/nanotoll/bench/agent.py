@@ -12,7 +12,8 @@ Used by tests/board/test_agent_qemu.py (purchases on the emulated board) and by
 boards/qemu_mps2 firmware: the headline figures with the .mpy modules in a ROMFS image
 run in place from the board's ROMFS partition, ``deployment: "romfs"``; the
 ``*_filesystem`` figures with the same .mpy files on littlefs, loaded into the heap).
-``latency_ms_p50_unix`` comes from the unix port against the real gateway (bench/latency.py).
+``latency_ms_p50_unix`` comes from the unix port against the real gateway (bench/latency.py),
+the ``*_heap_bytes_unix`` figures (what TLS holds of the heap) from bench/tls_heap.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..device.image import mpy_cross, mpy_cross_command
 from ..device.manifest import imported_names, read_manifest
 from ..device.qemu import BoardError, QemuBoard
 from .device import comb_table
+from .tls_heap import measure_tls_heap
 from .latency import run_unix_latency
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -364,8 +366,12 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
                 figures[deployment] = _bench_flashed(repl, setup, start, rounds, heap_step)
     rom, fs = figures["romfs"], figures["filesystem"]
     latency = run_unix_latency()
+    # The emulated board has no ssl (its bridge makes the TLS connection): what TLS
+    # holds of the heap is measured on the unix port.
+    tls = measure_tls_heap()
     return {
         **latency,
+        **tls,
         "instructions_per_purchase": rom["instructions"],
         "instructions_per_purchase_filesystem": fs["instructions"],
         "min_heap_bytes_purchase": rom["min_heap"],
