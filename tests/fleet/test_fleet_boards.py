@@ -65,10 +65,18 @@ def test_four_emulated_boards_with_chaos(tmp_path: Path) -> None:
     assert check["settled_equals_paid"] is True, check
     assert check["device_paid"] == check["ledger_accepted"] == check["chain_paid"] \
         == check["provider_received"] > 0
-    assert check["ok"] >= 4 * 10, check  # 4 boards × 0.5/s × 24 s, a few lost to chaos
-    events = [e["event"] for e in summary["events"]]
-    for name in ("broker_restart", "broker_back", "gateway_kill", "gateway_back"):
-        assert name in events, events
+    at = {e["event"]: e["t"] for e in summary["events"]}
+    for name in ("broker_restart", "broker_back", "top_up_done", "gateway_kill",
+                 "gateway_back"):
+        assert name in at, at
+    # A board hears of a broker restart only by the silence on its UART (its resends,
+    # then its keepalive) and skips the slots it missed meanwhile; so the check is that
+    # every board bought before the chaos and again after the last event.
+    rows = [json.loads(line) for line in (run_dir / "purchases.jsonl").open()]
+    for device in range(4):
+        times = [r["t"] for r in rows if r["device"] == device and r["result"] == "ok"]
+        assert any(t < at["broker_restart"] for t in times), (device, times)
+        assert any(t > at["gateway_back"] for t in times), (device, times)
     devices = [json.loads(line) for line in (run_dir / "devices.jsonl").open()]
     assert len(devices) == 4
     assert all(d["mqtt_connects"] >= 2 for d in devices), devices  # cut off and back
