@@ -31,8 +31,8 @@ from ..device.image import mpy_cross, mpy_cross_command
 from ..device.manifest import imported_names, read_manifest
 from ..device.qemu import BoardError, QemuBoard
 from .device import comb_table
-from .tls_heap import measure_tls_heap
 from .latency import run_unix_latency
+from .tls_heap import measure_tls_heap
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD_DIR = ROOT / "boards" / "qemu_mps2"
