@@ -211,7 +211,8 @@ def run_chaos_bench(purchases: int = 10_000, kills: int = 100, devices: int = 50
                                       "check_every": 0.25},
                        "log": {"level": "WARNING"}}))
             kill_at = sorted(rng.sample(range(1, purchases), kills))
-            gateway = GatewayProcess(config_path, provider_key, root / "gateway")
+            # A start waits long on a loaded machine; the figures say how long it took.
+            gateway = GatewayProcess(config_path, provider_key, root / "gateway", timeout=180)
             figures = _drive(fleet, broker.port, gateway, ledger_path, kill_at, rng, timeout)
             environ = {"NANOTOLL_PROVIDER_KEY": provider_key.hex()}
             left = settle_now(load_config(config_path), environ, timeout=300)
