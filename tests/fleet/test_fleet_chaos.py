@@ -1,6 +1,7 @@
 """Acceptance of the fleet simulation (issue 8): 100 devices running the real firmware
 under MicroPython against two gateway processes, with chaos on: the broker is restarted
-once and one gateway is SIGKILLed once (and restarted). Zero errors after the agents'
+once and one gateway is SIGKILLed once (and restarted); devices and gateways connect with
+TLS and their own credentials. Zero errors after the agents'
 retries, zero double charges, settled = paid; then the report renders."""
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from support.tools import require
 
 pytestmark = pytest.mark.e2e
 
 
 def test_hundred_devices_survive_broker_restart_and_gateway_kill(tmp_path: Path) -> None:
+    require("tls")  # the devices connect to the broker with TLS
     run_dir = tmp_path / "run"
     started = time.monotonic()
     result = subprocess.run(
@@ -39,6 +42,7 @@ def test_hundred_devices_survive_broker_restart_and_gateway_kill(tmp_path: Path)
         == check["provider_received"] > 0
     # every scheduled purchase happened: 100 devices × 0.4/s × 30 s, plus the warm-up
     assert check["ok"] >= 100 * 12, check
+    assert summary["device_transport"] == "tls", summary.get("device_transport")
     events = [e["event"] for e in summary["events"]]
     assert events.count("broker_restart") == 1 and "broker_back" in events, events
     assert events.count("gateway_kill") == 1 and "gateway_back" in events, events
