@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from coincurve import PrivateKey
+
 from ..servers.process import ServiceError, sigterm_as_interrupt
 from .boards import BoardGroup
 from .check import Verdict, check_fleet
@@ -432,6 +434,12 @@ class Fleet:
                   "policy": {"deposit": deposit, "budget": deposit,
                              "max_unit_price": max(PRICES.values()), "expiry": expiry},
                   "keepalive": 60, "timeout_ms": o.timeout_ms, "resend_ms": 4000}
+        if provider_address.lower() == provider.address.lower():
+            # the devices verify receipts and catalogs against the provider's key
+            # instead of recovering their signer (a discovered provider that is not
+            # ours keeps recovery: its key is not known here)
+            common["provider_key"] = "0x" + PrivateKey(bytes(provider.key)).public_key.format(
+                False)[1:].hex()
         go_file = self.work / "go"
         group.start_run(common, rate=o.rate, duration=o.duration, warmup=o.warmup,
                         products=list(PRICES), go=str(go_file.resolve()), connect_batch=25)
