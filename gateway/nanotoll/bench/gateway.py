@@ -56,6 +56,9 @@ from typing import Any
 DEVICES = 32
 FULL_SECONDS = 4.0
 HALF_SECONDS = 3.0
+# The load a fleet of 1,000 devices buying every 5 s offers: what an operator sees.
+STEADY_RATE = 200.0
+STEADY_SECONDS = 4.0
 WARM_SECONDS = 1.0
 PRICE = 1500
 MAX_GATEWAYS = 16
@@ -253,6 +256,9 @@ def _measure(load: _Load, responders: list[int], broker: int | None) -> dict[str
     rate, full = load.closed(FULL_SECONDS)
     after = {name: _cpu_of(group) for name, group in pids.items()}
     half = load.open(rate / 2, HALF_SECONDS)
+    steady_before = {name: _cpu_of(group) for name, group in pids.items()}
+    steady = load.open(STEADY_RATE, STEADY_SECONDS)
+    steady_after = {name: _cpu_of(group) for name, group in pids.items()}
     if any(d.next_index >= len(d.requests) for d in load.devices):
         raise RuntimeError("the load generator ran out of pre-signed requests, so the rate "
                            "would be understated: raise PER_DEVICE")
@@ -262,6 +268,9 @@ def _measure(load: _Load, responders: list[int], broker: int | None) -> dict[str
     for name in pids:
         spent = after[name] - before[name]
         figures[f"cpu_us_{name}"] = spent / len(full) * 1e6 if full else float("nan")
+        spent = steady_after[name] - steady_before[name]
+        figures[f"cpu_us_{name}_steady"] = spent / len(steady) * 1e6 if steady \
+            else float("nan")
     return figures
 
 
@@ -383,6 +392,12 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
         # gateway's and the echo's summed over their ``gateways`` processes).
         "gateway_cpu_us": round(gateway["cpu_us_responder"], 1),
         "echo_cpu_us": round(echo["cpu_us_responder"], 1),
+        # The same at a steady STEADY_RATE (open loop), where batches are small: what
+        # per-message and background work cost beside the purchase itself.
+        "gateway_cpu_us_200": round(gateway["cpu_us_responder_steady"], 1),
+        "gateway_cpu_ratio_200_to_saturation": round(
+            gateway["cpu_us_responder_steady"] / gateway["cpu_us_responder"], 2)
+        if gateway["cpu_us_responder"] else None,
         "broker_cpu_us": round(gateway["cpu_us_broker"], 1),
         "echo_broker_cpu_us": round(echo["cpu_us_broker"], 1),
         "load_cpu_us": round(gateway["cpu_us_load"], 1),
