@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -31,9 +32,9 @@ from .devices import DeviceSlot
 from .options import FLEET_MAIN, FleetError
 
 BOARD = "qemu_mps2"
-# What one board costs the host, with a margin over what fleet runs here saw (the
-# figures and their command are in docs/benchmarks.md): QEMU's resident memory, the
-# CPU it spends idle (its timer keeps waking the guest) and per purchase.
+# What one board costs the host, with a margin over what fleet runs here measured
+# (their summary.json: memory, cpu): QEMU's resident memory, the CPU it spends idle
+# (the firmware sleeps in WFI between 1 ms ticks) and per purchase on a quiet machine.
 BOARD_RSS_KIB = 64 * 1024
 BOARD_IDLE_CORES = 0.05
 BOARD_CPU_S_PER_PURCHASE = 0.08
@@ -116,8 +117,6 @@ def board_image(folder: Path) -> Path:
     assert compiler is not None  # build() refused without one
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "fleet.mpy"
-    import subprocess
-
     done = subprocess.run(mpy_cross_command(compiler, spec.arch, FLEET_MAIN, out),
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
