@@ -122,7 +122,8 @@ def board_image(folder: Path) -> Path:
     if done.returncode != 0:
         raise FleetError(f"mpy-cross failed on {FLEET_MAIN}:\n{done.stderr.strip()}")
     files = [*modules, Artifact(FLEET_MAIN, "/lib/fleet.mpy", out.read_bytes())]
-    image = build_romfs([*files, comb_table_artifact()])
+    table = comb_table_artifact()
+    image = build_romfs([*files, table] if table is not None else files)
     if len(image) > ROMFS_BYTES:
         image = build_romfs(files)  # the boards build G's table at their first purchase
     if len(image) > ROMFS_BYTES:
