@@ -102,6 +102,21 @@ def board_in_romfs(tmp_path: Path, image: Path, artifacts: Any
         yield gateway, repl, {"username": login.username, "password": login.password}
 
 
+def test_comb_table_for_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image's g.tbl is the firmware's own table for G; a host that cannot make it
+    (no unix port) says so and flashes the image without it."""
+    from nanotoll.device.flash import comb_table_artifact
+
+    require("micropython")
+    table = comb_table_artifact(lambda line: None)
+    assert table is not None and table.dest == "/lib/g.tbl" and len(table.data) == 65392
+    assert table.data.startswith(b"nt-comb 8.4.8 v1")
+    said: list[str] = []
+    monkeypatch.setenv("NANOTOLL_MICROPYTHON", "/nonexistent/micropython")
+    assert comb_table_artifact(said.append) is None
+    assert "builds it in its comb_tables folder" in said[0], said
+
+
 def test_purchases_with_the_firmware_in_romfs(
         board_in_romfs: tuple[Any, Repl, dict[str, str]]) -> None:
     import json

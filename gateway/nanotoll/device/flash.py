@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..servers.process import ServiceError
 from .boards import MANIFEST_DEST, BoardSpec
 from .image import COMB_TABLE_NAME, comb_table, mpy_cross, mpy_cross_command, romfs_image
 from .repl import BoardExecError, DeviceError, Repl
@@ -312,11 +313,18 @@ def build_romfs(modules: list[Artifact]) -> bytes:
     return romfs_image({a.dest[len("/lib/"):]: a.data for a in modules})
 
 
-def comb_table_artifact() -> Artifact:
+def comb_table_artifact(say: Callable[[str], None] = print) -> Artifact | None:
     """G's flash comb table as the image's g.tbl (/rom/g.tbl on the board, which signs
-    with it in place; wallet.use_tables checks it at boot)."""
+    with it in place; wallet.use_tables checks it at boot). None, and said, when this
+    host cannot make it (it takes MicroPython's unix port): the board then builds it in
+    its comb_tables folder at first boot."""
     with tempfile.TemporaryDirectory(prefix="nanotoll-table-") as tmp:
-        path = comb_table(Path(tmp))
+        try:
+            path = comb_table(Path(tmp))
+        except (ServiceError, OSError, subprocess.SubprocessError) as exc:
+            say(f"flash: G's comb table not made here ({exc}): the board builds it in its "
+                "comb_tables folder at first boot")
+            return None
         return Artifact(path, "/lib/" + COMB_TABLE_NAME, path.read_bytes())
 
 
@@ -331,8 +339,9 @@ def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
                 run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
                 ) -> FlashResult:
     modules, rest = split_romfs(artifacts)
-    table = comb_table_artifact()
-    image = build_romfs([*modules, table])
+    table = comb_table_artifact(say)
+    files = [*modules, table] if table is not None else modules
+    image = build_romfs(files)
     with Repl(port) as repl:
         info = repl.info()
         info.check(spec)
@@ -342,19 +351,20 @@ def flash_romfs(port: str, spec: BoardSpec, artifacts: list[Artifact],
             f"the board at {port} has no ROMFS partition (vfs.rom_ioctl): flash a MicroPython "
             "1.25 image built with one (ESP32: partitions-4MiB-romfs.csv; rp2: "
             "MICROPY_HW_ROMFS_BYTES) or flash without --romfs")
-    files = [*modules, table]
-    if len(image) > rom["size"]:
+    if table is not None and len(image) > rom["size"]:
         # without the table the board builds it in its comb_tables folder at first boot
         files = modules
         image = build_romfs(files)
-        if len(image) > rom["size"]:
-            raise DeviceError(f"the ROMFS image ({len(image):,} bytes) is larger than the "
-                              f"board's ROMFS partition ({rom['size']:,} bytes). Nothing was "
-                              "written.")
-        say(f"flash: G's comb table ({len(table.data):,} bytes) does not fit in the ROMFS "
-            "partition beside the modules: the board builds it in its comb_tables folder")
-        with Repl(port) as repl:
-            rom = repl.exec_json(_ROMFS_QUERY.format(n=len(image)))
+        if len(image) <= rom["size"]:
+            say(f"flash: G's comb table ({len(table.data):,} bytes) does not fit in the "
+                "ROMFS partition beside the modules: the board builds it in its comb_tables "
+                "folder")
+            with Repl(port) as repl:
+                rom = repl.exec_json(_ROMFS_QUERY.format(n=len(image)))
+    if len(image) > rom["size"]:
+        raise DeviceError(f"the ROMFS image ({len(image):,} bytes) is larger than the "
+                          f"board's ROMFS partition ({rom['size']:,} bytes). Nothing was "
+                          "written.")
     digest = hashlib.sha256(image).hexdigest()
     held = f"{len(modules)} modules" + (" and G's comb table" if table in files else "")
     say(f"flash: ROMFS image of {held}, {len(image):,} bytes, for a "
