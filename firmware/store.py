@@ -20,6 +20,7 @@ from micropython import const
 _MAGIC = b"NTS1"
 _MAX_BODY = const(4096)
 _HISTORY = const(64)  # rate-limit entries kept: (unix time, amount)
+_HEX_CHUNK = const(32)  # pending bytes hexlified at a time
 
 
 class State:
@@ -45,22 +46,6 @@ class State:
         self.by_product = {}
         self.history = []
         self.seq = 0
-
-    def to_json(self):
-        return json.dumps(
-            {
-                "v": 1,
-                "ch": self.channel,
-                "cum": self.cumulative,
-                "ack": self.acked,
-                "spent": self.spent,
-                "rid": self.request_id,
-                "pend": hexlify(self.pending).decode(),
-                "by": self.by_product,
-                "hist": self.history[-_HISTORY:],
-                "seq": self.seq,
-            }
-        )
 
     @classmethod
     def from_json(cls, text):
@@ -97,15 +82,51 @@ class State:
         return s
 
 
-def _record_parts(state):
-    # (head, body, checksum): written one after the other, never joined in RAM
-    body = state.to_json().encode()
-    if len(body) > _MAX_BODY:
-        raise ValueError("state record too large")
-    head = _MAGIC + bytes((len(body) >> 8, len(body) & 0xFF))
-    h = sha256(head)
-    h.update(body)
-    return head, body, h.digest()
+class _Count:
+    """A body sink that only counts bytes (the header needs the length first)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def put(self, piece):
+        self.n += len(piece)
+
+
+class _Write:
+    """A body sink that writes each piece to the file and into the checksum."""
+
+    def __init__(self, f, h):
+        self.f = f
+        self.h = h
+
+    def put(self, piece):
+        self.f.write(piece)
+        self.h.update(piece)
+
+
+def _put_body(state, out):
+    # The JSON body in small pieces: a body-sized string grown piece by piece is the
+    # allocation that fails first on a fragmented heap, so none is ever built.
+    out.put(
+        (
+            '{"v": 1, "ch": %d, "cum": %d, "ack": %d, "spent": %d, "rid": %d, "seq": %d, "pend": "'
+            % (state.channel, state.cumulative, state.acked, state.spent, state.request_id, state.seq)
+        ).encode()
+    )
+    pending = memoryview(state.pending)
+    for i in range(0, len(pending), _HEX_CHUNK):
+        out.put(hexlify(pending[i : i + _HEX_CHUNK]))
+    out.put(b'", "by": {')
+    sep = ""
+    for name in state.by_product:
+        out.put(("%s%s: %s" % (sep, json.dumps(name), json.dumps(state.by_product[name]))).encode())
+        sep = ", "
+    out.put(b'}, "hist": [')
+    sep = ""
+    for entry in state.history[-_HISTORY:]:
+        out.put((sep + json.dumps(entry)).encode())
+        sep = ", "
+    out.put(b"]}")
 
 
 def decode_record(raw):
@@ -179,12 +200,17 @@ class Store:
     def save(self, state):
         """Write `state` durably; when this returns the record on flash is `state`."""
         state.seq += 1
-        head, body, digest = _record_parts(state)
+        size = _Count()
+        _put_body(state, size)
+        if size.n > _MAX_BODY:
+            raise ValueError("state record too large")
+        head = _MAGIC + bytes((size.n >> 8, size.n & 0xFF))
+        h = sha256(head)
         f = open(self.tmp, "wb")
         try:
             f.write(head)
-            f.write(body)
-            f.write(digest)
+            _put_body(state, _Write(f, h))
+            f.write(h.digest())
             f.flush()
         finally:
             f.close()
