@@ -13,6 +13,7 @@ from ..servers.tools import REPO_ROOT
 from .netfaults import NetFaults, NetFaultsError, parse_net_faults
 
 CHAOS_EVENTS = ("broker-restart", "gateway-kill", "top-up")
+TLS_AGENTS_PER_PROCESS = 10
 PROVIDER_MODES = ("address", "agent")  # how devices learn their provider: --provider
 DEVICE_BOARDS = ("unix", "qemu_mps2")  # --board: unix-port processes or emulated boards
 MAX_DEVICES = 5000
@@ -68,14 +69,19 @@ class FleetOptions:
     def capacity(self) -> float:
         return PURCHASES_PER_CORE * self.cores
 
-    def processes(self) -> int:
-        """How many MicroPython processes share the devices."""
+    def processes(self, tls: bool = False) -> int:
+        """How many MicroPython processes share the devices (``tls``: they connect with
+        TLS, which keeps fewer agents in one process)."""
         if self.board != "unix":
             return self.devices  # one emulated board per device
         if self.per_process > 0:
             return max(1, math.ceil(self.devices / self.per_process))
-        # At least one per core, and at most 125 agents in one heap (GC pauses grow with it).
-        return max(1, min(self.devices, max(self.cores, math.ceil(self.devices / 125))))
+        # At least one per core, and at most 125 agents in one heap (GC pauses grow with
+        # it). A TLS socket has no file descriptor for select.poll, which then checks each
+        # one in turn every millisecond: purchases stalled for seconds with 50 TLS agents
+        # in a process and not with 10.
+        per_process = TLS_AGENTS_PER_PROCESS if tls else 125
+        return max(1, min(self.devices, max(self.cores, math.ceil(self.devices / per_process))))
 
     def deposit(self) -> int:
         """Units per channel: every purchase the run may make at the highest price, twice."""

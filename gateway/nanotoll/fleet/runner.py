@@ -255,10 +255,15 @@ class Fleet:
 
         o = self.options
         t_start = time.monotonic()
+        # Devices connect with TLS to the broker this run starts, unless the fault proxy
+        # stands between them or their MicroPython has no ssl.
+        tls = o.broker is None and o.net_faults is None and o.board == "unix" \
+            and _micropython_has_ssl()
+        processes = o.processes(tls)
         self.summary.update({
             "options": {"devices": o.devices, "rate": o.rate, "duration": o.duration,
                         "gateways": o.gateways, "ledger": o.ledger, "chaos": list(o.chaos),
-                        "processes": o.processes(), "timeout_ms": o.timeout_ms,
+                        "processes": processes, "timeout_ms": o.timeout_ms,
                         "board": o.board,
                         "warmup": o.warmup, "provider": o.provider,
                         "settle_threshold": o.settle_threshold,
@@ -266,7 +271,7 @@ class Fleet:
                         "net_faults": o.net_faults.describe() if o.net_faults else None},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
-        kind = (f"{o.processes()} MicroPython processes" if o.board == "unix" else
+        kind = (f"{processes} MicroPython processes" if o.board == "unix" else
                 f"{o.devices} emulated {o.board} boards (QEMU)")
         self.say(f"{o.devices} devices at {o.rate}/s each ({o.total_rate:,.1f} purchases/s) "
                  f"for {o.duration:g} s; {o.gateways} gateway(s); {kind}; run directory "
@@ -315,7 +320,7 @@ class Fleet:
         provider_hex = provider.address[2:].lower()
         device_broker: dict[str, Any]
         if o.broker is None:
-            plain_devices = o.net_faults is not None or not _micropython_has_ssl()
+            plain_devices = o.net_faults is not None or (o.board == "unix" and not tls)
             broker = stack.enter_context(Mosquitto(
                 workdir=self.work / "mosquitto", secure=True, plain_port=plain_devices,
                 providers=[provider_hex]))
@@ -349,7 +354,7 @@ class Fleet:
         slots = [DeviceSlot(i, self.work / "devices" / f"{i:05d}") for i in range(o.devices)]
         group: DeviceGroup | BoardGroup
         if o.board == "unix":
-            group = stack.enter_context(DeviceGroup(slots, o.processes(), self.work / "mpy"))
+            group = stack.enter_context(DeviceGroup(slots, processes, self.work / "mpy"))
         else:  # each board's UART bridge dials the broker, TLS with its CA when it has one
             group = stack.enter_context(BoardGroup(
                 slots, self.work / "boards", (device_broker["host"], device_broker["port"]),
