@@ -11,6 +11,7 @@ node), and every node error sorted into the :mod:`.errors` family by :func:`clas
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -88,6 +89,11 @@ class EscrowChain:
         if actual != self.chain_id:
             raise ChainError(f"the node at the RPC URL is chain {actual}, config says "
                              f"{self.chain_id}")
+        # Checked once: web3's validation middleware would ask the node for its chain id
+        # again before every eth_call and gas estimate (the cache's re-reads, each redeem),
+        # a round trip each; transactions are signed here with this chain id anyway.
+        with contextlib.suppress(ValueError):
+            self.w3.middleware_onion.remove("validation")
 
     # ------------------------------------------------------- ChannelReader --
 
