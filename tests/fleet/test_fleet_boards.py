@@ -25,11 +25,15 @@ def _fleet(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def test_more_boards_than_memory_holds_are_refused_with_the_figure() -> None:
+    def sizing(devices: int, rate: float, cores: int) -> list[str]:
+        # (a host without QEMU adds its own problem: not what this test is about)
+        return [p for p in capacity_problems(devices, rate, cores) if "emulated boards" in p]
+
     boards = available_kib() // BOARD_RSS_KIB + 1
-    problems = capacity_problems(boards, 0.01, cores=1000)
+    problems = sizing(boards, 0.01, cores=1000)
     assert len(problems) == 1 and f"{BOARD_RSS_KIB // 1024} MiB resident per board" \
         in problems[0], problems
-    assert capacity_problems(2, 0.5, cores=2) == []
+    assert sizing(2, 0.5, cores=2) == []
 
 
 def test_more_boards_than_the_cores_carry_are_refused_before_anything_starts(
