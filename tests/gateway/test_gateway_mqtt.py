@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from nanotoll.chain.cache import MemoryChannels
 from nanotoll.chain.channel import ChannelState
+from nanotoll.gateway.ingress import wait_while_progressing
 from nanotoll.gateway.service import GatewayService
 from nanotoll.ledger.sqlite import SQLiteLedger
 from nanotoll.protocol.eip712 import domain_separator
@@ -161,3 +163,52 @@ def test_gateway_reconnects_after_the_broker_restarts(tmp_path: Path,
         assert record is not None and record.cumulative == 3000
     finally:
         ledger.close()
+
+
+
+def test_a_restart_with_a_session_backlog_serves_it(tmp_path: Path, mosquitto: Mosquitto
+                                                    ) -> None:
+    """Requests sent while the gateway was down wait in its persistent session and arrive
+    before the SUBACK that starting waits for: the restarted gateway serves them all."""
+    # A fixed client id: the session (and what is queued for it) outlives the process.
+    config = make_config(tmp_path, mqtt_port=mosquitto.port, mqtt={"client_id": "gw-backlog"})
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    device = Device(1)
+    try:
+        with GatewayService(config, PROVIDER_KEY, ledger, channels()):
+            pass  # its session and shared subscription stay with the broker
+        peer = MqttPeer(mosquitto.port, (device.response_topic,))
+        backlog = 1500
+        for _ in range(backlog):
+            peer.publish(device.topic, device.request())
+        with GatewayService(config, PROVIDER_KEY, ledger, channels()):
+            codes = [decode_response(peer.next(timeout=30)[1]).code for _ in range(backlog)]
+        peer.close()
+        assert set(codes) <= {ErrorCode.OK, ErrorCode.STALE_VOUCHER}
+        record = ledger.lookup(1)
+        assert record is not None and record.cumulative == backlog * 1500
+    finally:
+        ledger.close()
+
+
+def test_starting_waits_while_the_backlog_is_served_and_no_longer() -> None:
+    """The start's time-out counts silence, not the whole wait: each request taken in or
+    answered restarts it (a backlog longer than the time-out is served, not a failed
+    start), and a broker that says nothing still fails the start in time."""
+    done, progress = threading.Event(), [0]
+
+    def serve() -> None:
+        for _ in range(12):  # 0.6 s of steady progress, then the awaited SUBACK
+            time.sleep(0.05)
+            progress[0] += 1
+        done.set()
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    started = time.monotonic()
+    assert wait_while_progressing(done, 0.2, lambda: progress[0])
+    assert time.monotonic() - started > 0.4
+    worker.join()
+    silent = time.monotonic()
+    assert not wait_while_progressing(threading.Event(), 0.2, lambda: 0)
+    assert 0.15 < time.monotonic() - silent < 1.0

@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,6 +40,24 @@ from ..protocol.topics import catalog_topic, shared_subscription
 from .pipeline import Job, Outcome, Pipeline
 
 SESSION_EXPIRY = 24 * 3600  # seconds the broker keeps our session (and unacked requests)
+
+
+def wait_while_progressing(done: threading.Event, timeout: float,
+                           progress: Callable[[], int]) -> bool:
+    """Wait for ``done`` until ``timeout`` seconds pass with no ``progress``. A restarted
+    gateway's session backlog arrives before the SUBACK and the PUBACK that starting waits
+    for, and is served meanwhile: each request taken in or answered restarts the clock, so
+    a long backlog is worked through instead of failing the start."""
+    seen = progress()
+    deadline = time.monotonic() + timeout
+    while not done.wait(min(0.25, timeout)):
+        now = time.monotonic()
+        if progress() != seen:
+            seen = progress()
+            deadline = now + timeout
+        elif now >= deadline:
+            return False
+    return True
 
 
 class IngressError(RuntimeError):
@@ -84,6 +103,7 @@ class Ingress:
         self._acks: dict[int, tuple[int, int, int]] = {}  # response mid -> request's
         self._early: set[int] = set()  # response mids PUBACKed before we filed them
         self._subscribed = threading.Event()  # SUBACK of the shared subscription
+        self._received = 0  # requests taken in and answered: progress while start() waits
         self._catalog_mid: int | None = None  # the catalog published on connecting
         self._catalog_acked = threading.Event()  # ... and its PUBACK
         self._stopping = threading.Event()
@@ -126,15 +146,19 @@ class Ingress:
         self._thread.start()
         # Ready means served: the subscription confirmed (a request sent now reaches us)
         # and the catalog published (a device that looks now finds it).
-        deadline = time.monotonic() + timeout
-        if not self._subscribed.wait(timeout) or self._refused:
+        if not wait_while_progressing(self._subscribed, timeout, self._progress) or self._refused:
             self.stop()
             raise IngressError(self._refused or f"no subscription to {self.host}:{self.port} "
                                f"within {timeout} s")
-        if not self._catalog_acked.wait(max(0.0, deadline - time.monotonic())):
+        if not wait_while_progressing(self._catalog_acked, timeout, self._progress):
             self.stop()
             raise IngressError(f"the catalog was not acknowledged by {self.host}:{self.port} "
                                f"within {timeout} s")
+
+
+
+    def _progress(self) -> int:
+        return self._received
 
     def stop(self, drain: float = 5.0) -> None:
         """Finish the batch in hand; leave later requests unacknowledged (the broker
@@ -296,6 +320,7 @@ class Ingress:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
                     ) -> None:
         if not self._stopping.is_set():  # else left unacknowledged: delivered again
+            self._received += 1
             self._batch.append(Job(message.topic, bytes(message.payload),
                                    (message.mid, message.qos, self._generation),
                                    self._respond))
@@ -332,6 +357,7 @@ class Ingress:
     def _respond(self, job: Job, outcome: Outcome) -> None:
         """Publish a job's response; its request is acknowledged once the broker has
         acknowledged the response."""
+        self._received += 1
         if not outcome.topic:  # nowhere to answer: acknowledge, it was logged
             if job.token is not None:
                 self._ack(job.token)
