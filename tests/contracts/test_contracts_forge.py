@@ -31,8 +31,12 @@ def test_forge_suite_passes() -> None:
 
 
 def test_gas_snapshot_is_current() -> None:
-    """contracts/.gas-snapshot is committed; a change in gas must update it knowingly."""
-    result = subprocess.run([forge_binary(), "snapshot", "--check", "--offline"], cwd=CONTRACTS,
+    """contracts/.gas-snapshot is committed; a change in gas must update it knowingly.
+    Fuzz and invariant entries are left out of the check: their mean and median follow
+    the fuzzer's inputs, which forge seeds with the constants of every test file, so a
+    new test anywhere moves them. The unit tests' gas is exact and is checked."""
+    result = subprocess.run([forge_binary(), "snapshot", "--check", "--offline",
+                             "--no-match-test", "Fuzz|invariant"], cwd=CONTRACTS,
                             capture_output=True, text=True, timeout=900, check=False,
                             env={**os.environ, "FOUNDRY_PROFILE": "default"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
