@@ -185,6 +185,9 @@ def make_agent(cfg, board, log=None):
         log_book = purchase_log.PurchaseLog(board.storage(cfg) + "/purchases.log",
                                             cfg["purchase_log"])
         log_book.load()
+    # The parsed config, hex strings and table checks are garbage by now: collected
+    # here, the agent's long-lived objects fill those holes instead of new heap.
+    gc.collect()
     return Agent(
         wallet,
         client,

@@ -70,6 +70,8 @@ class State:
 
     def copy(self):
         # Field by field: a JSON round trip would make ~400-byte strings mid-purchase.
+        # History entries are never changed in place (the agent filters and appends),
+        # so the copy shares them rather than allocating each [time, amount] again.
         s = State(self.channel)
         s.cumulative = self.cumulative
         s.acked = self.acked
@@ -77,7 +79,7 @@ class State:
         s.request_id = self.request_id
         s.pending = self.pending
         s.by_product = dict(self.by_product)
-        s.history = [list(h) for h in self.history]
+        s.history = list(self.history)
         s.seq = self.seq
         return s
 
