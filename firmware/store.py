@@ -84,51 +84,28 @@ class State:
         return s
 
 
-class _Count:
-    """A body sink that only counts bytes (the header needs the length first)."""
-
-    def __init__(self):
-        self.n = 0
-
-    def put(self, piece):
-        self.n += len(piece)
-
-
-class _Write:
-    """A body sink that writes each piece to the file and into the checksum."""
-
-    def __init__(self, f, h):
-        self.f = f
-        self.h = h
-
-    def put(self, piece):
-        self.f.write(piece)
-        self.h.update(piece)
-
-
-def _put_body(state, out):
+def _body_pieces(state):
     # The JSON body in small pieces: a body-sized string grown piece by piece is the
-    # allocation that fails first on a fragmented heap, so none is ever built.
-    out.put(
-        (
-            '{"v": 1, "ch": %d, "cum": %d, "ack": %d, "spent": %d, "rid": %d, "seq": %d, "pend": "'
-            % (state.channel, state.cumulative, state.acked, state.spent, state.request_id, state.seq)
-        ).encode()
-    )
+    # allocation that fails first on a fragmented heap, so none is ever built. A
+    # generator rather than sink classes: class objects would stay in the heap.
+    yield (
+        '{"v": 1, "ch": %d, "cum": %d, "ack": %d, "spent": %d, "rid": %d, "seq": %d, "pend": "'
+        % (state.channel, state.cumulative, state.acked, state.spent, state.request_id, state.seq)
+    ).encode()
     pending = memoryview(state.pending)
     for i in range(0, len(pending), _HEX_CHUNK):
-        out.put(hexlify(pending[i : i + _HEX_CHUNK]))
-    out.put(b'", "by": {')
+        yield hexlify(pending[i : i + _HEX_CHUNK])
+    yield b'", "by": {'
     sep = ""
     for name in state.by_product:
-        out.put(("%s%s: %s" % (sep, json.dumps(name), json.dumps(state.by_product[name]))).encode())
+        yield ("%s%s: %s" % (sep, json.dumps(name), json.dumps(state.by_product[name]))).encode()
         sep = ", "
-    out.put(b'}, "hist": [')
+    yield b'}, "hist": ['
     sep = ""
     for entry in state.history[-_HISTORY:]:
-        out.put((sep + json.dumps(entry)).encode())
+        yield (sep + json.dumps(entry)).encode()
         sep = ", "
-    out.put(b"]}")
+    yield b"]}"
 
 
 def decode_record(raw):
@@ -202,16 +179,19 @@ class Store:
     def save(self, state):
         """Write `state` durably; when this returns the record on flash is `state`."""
         state.seq += 1
-        size = _Count()
-        _put_body(state, size)
-        if size.n > _MAX_BODY:
+        size = 0
+        for piece in _body_pieces(state):
+            size += len(piece)
+        if size > _MAX_BODY:
             raise ValueError("state record too large")
-        head = _MAGIC + bytes((size.n >> 8, size.n & 0xFF))
+        head = _MAGIC + bytes((size >> 8, size & 0xFF))
         h = sha256(head)
         f = open(self.tmp, "wb")
         try:
             f.write(head)
-            _put_body(state, _Write(f, h))
+            for piece in _body_pieces(state):
+                f.write(piece)
+                h.update(piece)
             f.write(h.digest())
             f.flush()
         finally:
