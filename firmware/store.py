@@ -92,7 +92,7 @@ def _body_pieces(state):
         '{"v": 1, "ch": %d, "cum": %d, "ack": %d, "spent": %d, "rid": %d, "seq": %d, "pend": "'
         % (state.channel, state.cumulative, state.acked, state.spent, state.request_id, state.seq)
     ).encode()
-    pending = memoryview(state.pending)
+    pending = state.pending
     for i in range(0, len(pending), _HEX_CHUNK):
         yield hexlify(pending[i : i + _HEX_CHUNK])
     yield b'", "by": {'
