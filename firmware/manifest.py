@@ -16,6 +16,10 @@ module("keccak.py", boot=True)
 # plain one; every board we flash has it, so only the unix port carries the fallback.
 module("_field_viper.py")
 module("_field_plain.py", boards=("unix",))
+# Comb table building and public-key recovery, which secp256k1 imports for each use
+# and drops afterwards (not at boot).
+module("_secp256k1_build.py")
+module("_secp256k1_recover.py")
 module("secp256k1.py", boot=True)
 module("eip712.py", boot=True)
 module("cbor.py", boot=True)

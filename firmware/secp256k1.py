@@ -34,8 +34,12 @@
 # two 128-bit halves in one run of 128 doublings instead of 256.
 #
 # Not re-entrant (one work buffer); nothing here awaits, so asyncio is fine.
+#
+# Building tables and recovering keys are rare: their code is in _secp256k1_build.py
+# and _secp256k1_recover.py, imported for each use and dropped afterwards.
 
 import gc
+import sys
 from hashlib import sha256
 from micropython import const
 
@@ -58,7 +62,6 @@ _GY = const(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
 # blocks * span mixed additions.
 _RAM_COMB = (5, 2, 26)  # built in RAM on first use
 _FLASH_COMB = (8, 4, 8)  # kept in flash
-_BATCH = const(8)  # table entries made affine per inversion while building
 
 # A table in flash: a 16-byte magic naming the geometry, the base point (x || y,
 # big-endian), the entries (block-major, pattern 1 first; x then y, 32 bytes
@@ -231,25 +234,6 @@ def _affine(blind=1):
     return _get(_X) * z_inv2 % P, _get(_Y) * z_inv2 % P * z_inv % P
 
 
-def _make_affine(entries, zs):
-    # Table entries hold Jacobian X, Y with their Z in zs: make them affine with
-    # one inversion for all (Montgomery's trick).
-    count = len(entries)
-    prefix = [0] * count
-    acc = 1
-    for i in range(count):
-        acc = acc * zs[i] % P
-        prefix[i] = acc
-    inv = inverse(acc, P)
-    for i in range(count - 1, -1, -1):
-        z_inv = inv * prefix[i - 1] % P if i else inv
-        inv = inv * zs[i] % P
-        z_inv2 = z_inv * z_inv % P
-        e = entries[i]
-        _put(e, _get(e) * z_inv2 % P)
-        _put(e + 1, _get(e + 1) * z_inv2 % P * z_inv % P)
-
-
 class _Comb:
     # A fixed-base comb for one point: its geometry and its table, in the work
     # buffer (table None), in a buffer (a ROMFS file's bytes in place) or in a
@@ -286,85 +270,6 @@ class _Comb:
         _fe.comb_digits(self.digits, k.to_bytes(34, "little"), self.shape)
 
 
-def _single_entries(geometry, x, y, slots):
-    # the entries with one bit set, affine, into slots[m] (x; y in the next):
-    # entry m = row * blocks + block is 2^(span m) (x, y); one inversion for all
-    teeth, blocks, span = geometry
-    _put(_X, x)
-    _put(_Y, y)
-    _copy(_Z, _ONE)
-    zs = []
-    for m in range(teeth * blocks):
-        if m:
-            for _ in range(span):
-                _double()
-        _copy(slots[m], _X)
-        _copy(slots[m] + 1, _Y)
-        zs.append(_get(_Z))
-    _make_affine(slots, zs)
-
-
-def _build_blocks(geometry, x, y, emit=None):
-    # The comb table of (x, y). Without emit, all of it in the work buffer from
-    # slot BUILD on; with emit, one block at a time in a work buffer of its own
-    # (the one-bit entries of every block after it), emit(block bytes) after
-    # each. entry(u) = entry(u without its top bit) + entry(top bit), kept
-    # Jacobian (Z in z_of) until a batch of them is made affine at once; small
-    # batches keep the integers alive at a time, and so the heap needed, low.
-    global _work
-    teeth, blocks, span = geometry
-    per_block = (1 << teeth) - 1
-    singles = _BUILD + 2 * per_block  # with emit: where the one-bit entries wait
-    work = _work
-    try:
-        if emit is not None:
-            _work = bytearray((singles + 2 * teeth * blocks) << 5)
-            _fe.W = _work
-            _put(_ONE, 1)
-            _single_entries(geometry, x, y, [singles + 2 * m for m in range(teeth * blocks)])
-        else:
-            _single_entries(geometry, x, y, [
-                _BUILD + 2 * (per_block * (m % blocks) + (1 << (m // blocks)) - 1)
-                for m in range(teeth * blocks)])
-        for block in range(blocks):
-            first = _BUILD if emit is not None else _BUILD + 2 * per_block * block
-            if emit is not None:
-                for row in range(teeth):
-                    e = first + 2 * ((1 << row) - 1)
-                    m = singles + 2 * (row * blocks + block)
-                    _copy(e, m)
-                    _copy(e + 1, m + 1)
-            z_of = [1] * (per_block + 1)
-            pending = []
-            top = 1
-            for pattern in range(2, per_block + 1):
-                if pattern & (pattern - 1) == 0:
-                    top = pattern
-                    continue
-                low = first + 2 * ((pattern ^ top) - 1)
-                high = first + 2 * (top - 1)
-                _copy(_X, low)
-                _copy(_Y, low + 1)
-                _put(_Z, z_of[pattern ^ top])
-                _add_affine(high, high + 1)
-                e = first + 2 * (pattern - 1)
-                _copy(e, _X)
-                _copy(e + 1, _Y)
-                z_of[pattern] = _get(_Z)
-                pending.append(pattern)
-                if len(pending) == _BATCH or pattern == per_block:
-                    _make_affine([first + 2 * (u - 1) for u in pending],
-                                 [z_of[u] for u in pending])
-                    for u in pending:
-                        z_of[u] = 1
-                    pending = []
-            if emit is not None:
-                emit(memoryview(_work)[_BUILD << 5:singles << 5])
-    finally:
-        _work = work
-        _fe.W = work
-
-
 def _ready_work(size):
     # a work buffer of at least size bytes, bound to the field code
     global _work
@@ -385,12 +290,23 @@ def precompute():
         _ready_work(_SLOTS << 5)
         return
     _ready_work(_RAM_WORK)
+    import _secp256k1_build
+
     try:
-        _build_blocks(_RAM_COMB, _GX, _GY)
+        _secp256k1_build.build_blocks(sys.modules[__name__], _RAM_COMB, _GX, _GY)
     except BaseException:
         release()
         raise
+    finally:
+        _forget("_secp256k1_build")
     _g_comb = _Comb(_RAM_COMB, None, _BUILD)
+
+
+def _forget(name):
+    # Drop a module of rarely run code (_secp256k1_build, _secp256k1_recover) once
+    # it has been used: with .mpy files on a file system its bytecode would
+    # otherwise stay in the heap.
+    sys.modules.pop(name, None)
 
 
 def release():
@@ -411,24 +327,15 @@ def write_table(path, public=None):
     """Build the flash comb table for G, or for a 64-byte public key, and write it
     to path (through a temporary file and a rename, so that a power cut leaves
     the old file or the new one). About a thousand point additions: done once."""
-    import os
-
     x, y = (_GX, _GY) if public is None else _point_of(public)
     _ready_work(_SLOTS << 5)
-    tmp = path + ".tmp"
-    digest = sha256()
-    with open(tmp, "wb") as f:
-        head = _header(x, y)
-        f.write(head)
-        digest.update(head)
+    import _secp256k1_build
 
-        def emit(entries):
-            f.write(entries)
-            digest.update(entries)
-
-        _build_blocks(_FLASH_COMB, x, y, emit)
-        f.write(digest.digest())
-    os.rename(tmp, path)
+    try:
+        _secp256k1_build.write_table(sys.modules[__name__], path, _FLASH_COMB, x, y,
+                                     _header(x, y))
+    finally:
+        _forget("_secp256k1_build")
 
 
 def open_table(source, public=None):
@@ -628,51 +535,6 @@ def _u1g_plus_u2p(u1, u2, x, y):
     return _u1g_plus(u1, lambda: _mul_point(u2, x, y))
 
 
-def _square_n(slot, times):
-    for _ in range(times):
-        _mul(slot, slot, slot)
-
-
-def _sqrt_into_y(a):
-    # Y = a^((p + 1) / 4), a square root of slot a when there is one. The
-    # exponent's binary form is blocks of 223, 22 and 2 ones: libsecp256k1's
-    # addition chain, 253 squarings and 13 multiplications (pow() on
-    # MicroPython's big integers costs about three times as much).
-    mul = _mul
-    mul(_T1, a, a)
-    mul(_T1, _T1, a)  # x2 = a^(2^2 - 1)
-    mul(_T2, _T1, _T1)
-    mul(_T2, _T2, a)  # x3
-    _copy(_X, _T2)
-    _square_n(_X, 3)
-    mul(_X, _X, _T2)  # x6
-    _square_n(_X, 3)
-    mul(_X, _X, _T2)  # x9
-    _square_n(_X, 2)
-    mul(_X, _X, _T1)  # x11
-    _copy(_Y, _X)
-    _square_n(_Y, 11)
-    mul(_T3, _Y, _X)  # x22
-    _copy(_X, _T3)
-    _square_n(_X, 22)
-    mul(_T4, _X, _T3)  # x44
-    _copy(_X, _T4)
-    _square_n(_X, 44)
-    mul(_X, _X, _T4)  # x88
-    _copy(_Y, _X)
-    _square_n(_Y, 88)
-    mul(_Y, _Y, _X)  # x176
-    _square_n(_Y, 44)
-    mul(_Y, _Y, _T4)  # x220
-    _square_n(_Y, 3)
-    mul(_Y, _Y, _T2)  # x223
-    _square_n(_Y, 23)
-    mul(_Y, _Y, _T3)
-    _square_n(_Y, 6)
-    mul(_Y, _Y, _T1)
-    _square_n(_Y, 2)
-
-
 def check_private_key(secret):
     """The key as an integer; InvalidKey unless 32 bytes holding 1..n-1."""
     if not isinstance(secret, (bytes, bytearray)) or len(secret) != 32:
@@ -793,27 +655,12 @@ def split_signature(signature):
 
 def recover(digest, signature):
     """The 64-byte public key that made signature over digest."""
-    if len(digest) != 32:
-        raise ValueError("a digest is 32 bytes")
-    r, s, parity = split_signature(signature)
-    precompute()
-    y2 = (r * r % P * r + 7) % P
-    _put(_AX, y2)
-    _sqrt_into_y(_AX)
-    y = _get(_Y) % P
-    if y * y % P != y2:
-        raise InvalidSignature("r is not the x of a curve point")
-    if y & 1 != parity:
-        y = P - y
-    z = int.from_bytes(digest, "big") % N
-    r_inv = inverse(r, N)
-    u1 = -z * r_inv % N
-    u2 = s * r_inv % N
-    point = _u1g_plus_u2p(u1, u2, r, y)  # Q = u1 G + u2 R
-    if point is None:
-        raise InvalidSignature("signature recovers to no key")
-    x, y = point
-    return x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    import _secp256k1_recover
+
+    try:
+        return _secp256k1_recover.recover(sys.modules[__name__], digest, signature)
+    finally:
+        _forget("_secp256k1_recover")
 
 
 def _point_of(public):
