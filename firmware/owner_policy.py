@@ -56,10 +56,14 @@ def decode(data):
         value = cbor.loads(data, MAX_POLICY_BYTES)
     except ValueError as exc:
         raise PolicyRefused("policy is not strict CBOR: %s" % exc)
-    if not isinstance(value, list) or len(value) != _FIELDS or value[0] != VERSION:
+    # `true` equals 1 in Python: a version is an integer, never a boolean
+    if not isinstance(value, list) or len(value) != _FIELDS or isinstance(value[0], bool) or value[0] != VERSION:
         raise PolicyRefused("policy shape or version")
     uints = eip712.POLICY_UINTS
     ints = tuple(_uint(value[1 + i], uints[i][1], uints[i][0]) for i in range(len(uints)))
+    # channelId, seq, deposit, expiry: at least 1 (docs/protocol.md 3.5)
+    if not (ints[0] and ints[1] and ints[2] and ints[4]):
+        raise PolicyRefused("policy channelId, seq, deposit and expiry must be at least 1")
     providers = value[10]
     pcaps = value[11]
     prod = value[12]

@@ -36,6 +36,7 @@ from nanotoll.protocol.messages import (  # noqa: E402
     sign_error,
     sign_receipt,
 )
+from nanotoll.protocol.policy import PolicyError, decode_policy  # noqa: E402
 from nanotoll.protocol.signing import SECP256K1_N, address_of, sign_compact  # noqa: E402
 from nanotoll.protocol.voucher import pack, unpack  # noqa: E402
 from policy_vectors import build_policies  # noqa: E402
@@ -276,7 +277,7 @@ def build_messages() -> dict[str, Any]:
     }
 
 
-def build_invalid(valid: dict[str, Any]) -> dict[str, Any]:
+def build_invalid(valid: dict[str, Any], policies: dict[str, Any]) -> dict[str, Any]:
     cases = [
         ("non-shortest uint in 1 byte", "1817", "non-shortest"),
         ("non-shortest uint in 2 bytes", "1900ff", "non-shortest"),
@@ -304,7 +305,7 @@ def build_invalid(valid: dict[str, Any]) -> dict[str, Any]:
     ]
     return {"version": 1, "max_depth": cbor.MAX_DEPTH, "max_items": cbor.MAX_ITEMS,
             "cases": [{"name": n, "hex": h, "reason": r} for n, h, r in cases],
-            "messages": invalid_messages(valid)}
+            "messages": invalid_messages(valid) + invalid_policies(policies)}
 
 
 def invalid_messages(valid: dict[str, Any]) -> list[dict[str, str]]:
@@ -361,6 +362,24 @@ def invalid_messages(valid: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def invalid_policies(policies: dict[str, Any]) -> list[dict[str, str]]:
+    """Owner-signed policies a device must refuse as ``malformed``, one field of the first
+    policy of policies.json changed: what the schema-mutation suite found one decoder
+    taking (a version ``true``, the integers that must be at least 1 set to 0)."""
+    wire = cbor.loads(bytes.fromhex(policies["policies"][0]["wire"][2:]))
+    changes = [("version true", 0, True), ("channelId 0", 1, 0), ("seq 0", 2, 0),
+               ("deposit 0", 3, 0), ("expiry 0", 5, 0)]
+    out = []
+    for name, index, value in changes:
+        changed = list(wire)
+        changed[index] = value
+        if name == "deposit 0":
+            changed[4] = 0  # budget 0 too: only the deposit is wrong
+        out.append({"name": f"policy: {name}", "kind": "policy",
+                    "hex": cbor.dumps(changed).hex(), "code": ErrorCode.MALFORMED.name})
+    return out
+
+
 def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(item) for item in value]
@@ -382,7 +401,8 @@ def main() -> int:
         "messages.json": render(build_messages()),
         "policies.json": render(build_policies()),
     }
-    outputs["cbor_invalid.json"] = render(build_invalid(json.loads(outputs["messages.json"])))
+    outputs["cbor_invalid.json"] = render(build_invalid(json.loads(outputs["messages.json"]),
+                                                        json.loads(outputs["policies.json"])))
     for case in json.loads(outputs["cbor_invalid.json"])["cases"]:
         try:
             cbor.loads(bytes.fromhex(case["hex"]))
@@ -394,6 +414,12 @@ def main() -> int:
             raise SystemExit(f"{case['name']}: decoder accepted it")
     decoders = {"request": decode_request, "response": decode_response, "catalog": decode_catalog}
     for case in json.loads(outputs["cbor_invalid.json"])["messages"]:
+        if case["kind"] == "policy":
+            try:
+                decode_policy(bytes.fromhex(case["hex"]))
+            except PolicyError:
+                continue
+            raise SystemExit(f"{case['name']}: decode_policy accepted it")
         try:
             decoders[case["kind"]](bytes.fromhex(case["hex"]))
         except ProtocolError as exc:

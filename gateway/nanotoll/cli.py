@@ -56,14 +56,23 @@ def _bench_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             options["gateway"] = {"gateways": check(args.gateways)}
         except ValueError as exc:
             raise CLIError(str(exc)) from exc
-    fuzz = {key: value for key, value in (("runs", args.runs), ("seconds", args.seconds))
-            if value is not None}
+    fuzz: dict[str, Any] = {key: value for key, value in
+                            (("runs", args.runs), ("seconds", args.seconds)) if value is not None}
+    if args.targets is not None:
+        fuzz["targets"] = [name for name in args.targets.split(",") if name]
     if fuzz:
         if args.which not in ("fuzz", "all"):
-            raise CLIError(f"--runs and --seconds are options of the fuzz bench, "
+            raise CLIError(f"--runs, --seconds and --targets are options of the fuzz bench, "
                            f"not of {args.which}")
         if fuzz.get("runs", 1) < 1 or fuzz.get("seconds", 1) <= 0:
             raise CLIError("--runs and --seconds must be positive")
+        if "targets" in fuzz:
+            known: tuple[str, ...] = importlib.import_module("nanotoll.bench.fuzz").TARGETS
+            unknown = sorted(set(fuzz["targets"]) - set(known)) or ([] if fuzz["targets"]
+                                                                   else ["(none)"])
+            if unknown:
+                raise CLIError(f"--targets: unknown {', '.join(unknown)}; "
+                               f"known: {', '.join(known)}")
         options["fuzz"] = fuzz
     return options
 
@@ -115,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fuzz bench: executions per target (1,000,000)")
     bench.add_argument("--seconds", type=float, default=None, metavar="S",
                        help="fuzz bench: at most S seconds per target")
+    bench.add_argument("--targets", default=None, metavar="A,B",
+                       help="fuzz bench: only these targets, comma-separated (all)")
     bench.set_defaults(func=_cmd_bench)
 
     for module, hook in (

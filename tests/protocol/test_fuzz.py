@@ -20,13 +20,13 @@ from nanotoll.protocol.errors import ErrorCode, ProtocolError
 
 def test_every_target_runs_clean_for_a_few_seconds(tmp_path: Path) -> None:
     figures = run_fuzz_bench(runs=10**9, seconds=2, workdir=str(tmp_path))
-    assert figures["targets"] == len(TARGETS) == 7
+    assert figures["targets"] == len(TARGETS) == 9
     for name in TARGETS:
         assert figures[f"{name}_executions"] > 200, name  # a loaded machine runs few
         assert figures[f"{name}_coverage"] > 0, name
         assert figures[f"{name}_crashes"] == 0, (name, figures.get(f"{name}_finding_kinds"))
         assert figures[f"{name}_mismatches"] == 0, (name, figures.get(f"{name}_finding_kinds"))
-        if name in CBOR_TARGETS:
+        if name in (*CBOR_TARGETS, "policy"):
             # every distinct input of the corpus (libFuzzer's count may hold duplicates)
             assert figures[f"{name}_firmware_replayed"] > figures[f"{name}_corpus"] // 2, name
     assert figures["crashes"] == figures["mismatches"] == 0
@@ -35,6 +35,31 @@ def test_every_target_runs_clean_for_a_few_seconds(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", TARGETS)
 def test_every_target_has_seeds(name: str) -> None:
     assert len(seeds(name)) >= 2
+
+
+def test_the_policy_vectors_replay_without_a_disagreement(tmp_path: Path) -> None:
+    """The policy vectors, valid and invalid (those of cbor_invalid.json among them), get
+    one verdict from the firmware's policy decoder and from CPython's."""
+    from nanotoll.bench.fuzz import firmware_replay
+
+    inputs = seeds("policy")
+    replayed, disagreeing = firmware_replay(inputs, tmp_path, policy=True)
+    assert replayed == len(set(inputs)) and disagreeing == 0
+    assert not list(tmp_path.glob("firmware-mismatch-*"))
+
+
+def test_the_registration_target_refuses_and_round_trips() -> None:
+    from nanotoll.bench.fuzz import build_target
+    from nanotoll.identity.errors import IdentityError
+
+    target = build_target("registration")
+    for seed in seeds("registration"):
+        target.check(seed)  # accepted, and the same once written out again
+    sample = seeds("registration")[0]
+    for bad in (b"{}", b"[]", b"\xff", sample.replace(b'"MQTT"', b'"mqtt"'),
+                sample.replace(b"mqtts://broker.example", b"mqtts://broker.[example")):
+        with pytest.raises(IdentityError):
+            target.check(bad)
 
 
 def test_the_harness_counts_and_keeps_crashes_and_mismatches(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from nanotoll.protocol.messages import (
     decode_response,
     detail_hash,
 )
+from nanotoll.protocol.policy import PolicyError, decode_policy
 from support.vector_check import VECTORS_DIR, check_voucher, load
 
 VOUCHERS = load(VECTORS_DIR / "vouchers.json")["vouchers"]
@@ -85,13 +86,22 @@ def test_invalid_cbor_is_refused_with_its_reason(case: dict[str, str]) -> None:
     assert caught.value.reason == case["reason"]
 
 
-@pytest.mark.parametrize("case", INVALID_MESSAGES, ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", [c for c in INVALID_MESSAGES if c["kind"] != "policy"],
+                         ids=lambda c: c["name"])
 def test_invalid_message_is_refused_with_its_code(case: dict[str, str]) -> None:
     decode = {"request": decode_request, "response": decode_response,
               "catalog": decode_catalog}[case["kind"]]
     with pytest.raises(ProtocolError) as caught:
         decode(bytes.fromhex(case["hex"]))
     assert caught.value.code.name == case["code"]
+
+
+@pytest.mark.parametrize("case", [c for c in INVALID_MESSAGES if c["kind"] == "policy"],
+                         ids=lambda c: c["name"])
+def test_invalid_policy_is_refused(case: dict[str, str]) -> None:
+    assert case["code"] == "MALFORMED"  # a policy has one refusal for its bytes: malformed
+    with pytest.raises(PolicyError):
+        decode_policy(bytes.fromhex(case["hex"]))
 
 
 def test_generator_output_is_committed() -> None:

@@ -4,22 +4,27 @@ outside the gateway, with atheris (libFuzzer for CPython).
 Targets (``TARGETS``): ``request`` (``decode_request``: its fast reader, then the strict
 decoder), ``response``, ``receipt`` (the input as the receipt of a success response),
 ``catalog``, ``cbor`` (the generic strict decoder), ``eventlog`` (the escrow's event logs,
-``EscrowEventDecoder.decode``) and ``config`` (a gateway TOML file, ``parse_config``).
+``EscrowEventDecoder.decode``), ``config`` (a gateway TOML file, ``parse_config``),
+``policy`` (an owner-signed policy, ``decode_policy``) and ``registration`` (a provider's
+ERC-8004 registration file, ``parse_registration``).
 
 Per execution, an input counts as
 
 - a *crash* when the decoder raises anything but its own refusal (``ProtocolError``,
-  ``CBORError``, ``LogFormatError``, ``ConfigError``);
+  ``CBORError``, ``LogFormatError``, ``ConfigError``, ``PolicyError``, ``IdentityError``);
 - a *mismatch* when two readings disagree: an accepted message that does not encode back
   to the same bytes (the format is canonical, so it must), the fast request reader and
   the strict decoder reading one request differently, or the strict CBOR decoder
-  accepting an item that cbor2 reads as another value.
+  accepting an item that cbor2 reads as another value, or an accepted registration file
+  that reads differently once written out again.
 
 Each target runs in a process of its own (atheris takes the process over), seeded from
 ``tests/vectors``; crashing and mismatching inputs are kept beside the corpus. Afterwards
 the corpus of every CBOR target is replayed through the firmware's CBOR decoder on
 MicroPython's unix port, and each input on which it and the CPython decoder disagree
-(another value, or another refusal reason) is one more mismatch.
+(another value, or another refusal reason) is one more mismatch; the ``policy`` corpus
+is replayed through the firmware's policy decoder (``owner_policy.decode`` and the limits
+``to_policy`` checks), and each input one side accepts and the other refuses is a mismatch.
 
 ``run_fuzz_bench(runs=1_000_000) -> dict``: per target ``executions``, ``crashes``,
 ``mismatches``, ``coverage`` (libFuzzer's covered edges), ``features``, ``corpus``,
@@ -136,6 +141,27 @@ def _config_target() -> Target:
     return Target(config, (ConfigError,))
 
 
+def _policy_target() -> Target:
+    from ..protocol.policy import PolicyError, decode_policy
+
+    def policy(data: bytes) -> None:
+        _roundtrip(decode_policy(data), data)
+
+    return Target(policy, (PolicyError,))
+
+
+def _registration_target() -> Target:
+    from ..identity.errors import IdentityError
+    from ..identity.registration import parse_registration
+
+    def registration(data: bytes) -> None:
+        parsed = parse_registration(data)
+        if parse_registration(parsed.encode()) != parsed:
+            raise Mismatch("an accepted file reads differently once written out again")
+
+    return Target(registration, (IdentityError,))
+
+
 def build_target(name: str) -> Target:
     """The target ``name``; imports only what it runs (atheris traces what is imported
     while it builds one)."""
@@ -143,14 +169,20 @@ def build_target(name: str) -> Target:
         return _eventlog_target()
     if name == "config":
         return _config_target()
+    if name == "policy":
+        return _policy_target()
+    if name == "registration":
+        return _registration_target()
     return _protocol_target(name)
 
 
-TARGETS = ("request", "response", "receipt", "catalog", "cbor", "eventlog", "config")
+TARGETS = ("request", "response", "receipt", "catalog", "cbor", "eventlog", "config",
+           "policy", "registration")
 LEANS_ON = {"eventlog": ("eth_abi",), "config": ("tomllib",)}
-# Longest input libFuzzer makes: a little over each message's size limit.
+# Longest input libFuzzer makes: a little over each message's size limit (a registration
+# file may have 64 KiB; the fuzzer's mutations matter in its first few KiB).
 MAX_LEN = {"request": 600, "response": 8300, "receipt": 400, "catalog": 2100, "cbor": 1200,
-           "eventlog": 600, "config": 4000}
+           "eventlog": 600, "config": 4000, "policy": 1100, "registration": 4000}
 
 
 # ------------------------------------------------------------------ seeds --
@@ -175,6 +207,9 @@ def _vector_items() -> dict[str, list[bytes]]:
             seeds["receipt"].append(cbor.dumps(value[3][1]))
     for case in invalid.get("messages", []):
         seeds[case["kind"]].append(bytes.fromhex(case["hex"]))
+    policies = json.loads((VECTORS / "policies.json").read_text())
+    seeds["policy"] += [bytes.fromhex(p["wire"][2:]) for p in policies["policies"]]
+    seeds["policy"] += [bytes.fromhex(case["hex"]) for case in policies["invalid"]]
     for case in invalid["cases"]:
         seeds["cbor"].append(bytes.fromhex(case["hex"]))
     seeds["cbor"] += [bytes.fromhex(v["cbor"][2:]) for v in vouchers[:8]]
@@ -209,11 +244,33 @@ def _event_seeds() -> list[bytes]:
     return [bytes([pick]) + channel + data for pick in range(5) for data in (word, packed)]
 
 
+def _registration_seeds() -> list[bytes]:
+    from ..identity.registration import ProductEntry, Registration, RegistrationEntry
+
+    sample = Registration(
+        name="wx", description="nowcasts", broker_url="mqtts://broker.example:8883",
+        catalog_topic="nt/1/d7f600c6fc2b9104dc9067264e2d49062dfc2285/catalog",
+        protocol_version=1, provider="0xd7F600c6fC2b9104DC9067264e2d49062dfC2285",
+        escrow="0x5FbDB2315678afecb367f032d93F642f64180aa3", chain_id=31337,
+        products=(ProductEntry("weather", 1500, "nowcast"), ProductEntry("nav", 4000, "air")),
+        registrations=(RegistrationEntry(
+            7, "eip155:31337:0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"),),
+        web="http://127.0.0.1:9464/.well-known/agent-registration.json",
+        reputation_registry="0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0")
+    bare = Registration(
+        name="", description="", broker_url="mqtt://h", catalog_topic="t",
+        protocol_version=1, provider=sample.provider, escrow=sample.escrow, chain_id=1,
+        products=())
+    return [sample.encode(), bare.encode(), json.dumps(sample.document()).encode()]
+
+
 def seeds(name: str) -> list[bytes]:
     if name == "config":
         return _config_seeds()
     if name == "eventlog":
         return _event_seeds()
+    if name == "registration":
+        return _registration_seeds()
     return _vector_items()[name]
 
 
@@ -286,6 +343,27 @@ while True:
 """
 
 
+# The firmware's verdict on a policy: what a device reads before its own state (channel,
+# seq, owner, deposit) is asked, the limits included.
+_FIRMWARE_POLICY_REPLAY = """
+import sys
+from binascii import unhexlify
+import owner_policy
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    try:
+        owner_policy.to_policy(owner_policy.decode(unhexlify(line.strip()[1:])))
+        out = "OK"
+    except ValueError:
+        out = "ERR"
+    except Exception as exc:
+        out = "CRASH " + repr(exc)
+    sys.stdout.write(out + "\\n")
+"""
+
+
 def _python_verdict(data: bytes) -> str:
     from ..protocol import cbor
 
@@ -295,15 +373,28 @@ def _python_verdict(data: bytes) -> str:
         return "ERR " + exc.reason
 
 
-def firmware_replay(inputs: Iterable[bytes], findings: Path) -> tuple[int, int]:
-    """(replayed, disagreements) of the firmware's CBOR decoder against CPython's."""
+def _python_policy_verdict(data: bytes) -> str:
+    from ..protocol.policy import PolicyError, decode_policy
+
+    try:
+        decode_policy(data)
+    except PolicyError:
+        return "ERR"
+    return "OK"
+
+
+def firmware_replay(inputs: Iterable[bytes], findings: Path,
+                    policy: bool = False) -> tuple[int, int]:
+    """(replayed, disagreements) of the firmware's CBOR decoder against CPython's, or with
+    ``policy`` of its policy decoder against ``decode_policy``."""
     items = sorted(set(inputs))
     binary = _micropython()
     if not items or not binary.exists():
         return 0, 0
+    verdict = _python_policy_verdict if policy else _python_verdict
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "replay.py"
-        script.write_text(_FIRMWARE_REPLAY)
+        script.write_text(_FIRMWARE_POLICY_REPLAY if policy else _FIRMWARE_REPLAY)
         done = subprocess.run(
             [str(binary), str(script)], input="".join(f"x{item.hex()}\n" for item in items),
             capture_output=True, text=True, timeout=3600, check=False,
@@ -312,7 +403,7 @@ def firmware_replay(inputs: Iterable[bytes], findings: Path) -> tuple[int, int]:
     if done.returncode != 0 or len(answers) != len(items):
         raise RuntimeError(f"firmware replay failed: {done.stderr[-500:]}")
     disagreeing = [item for item, answer in zip(items, answers, strict=True)
-                   if answer != _python_verdict(item)]
+                   if answer != verdict(item)]
     for index, item in enumerate(disagreeing[:KEPT_FINDINGS]):
         (findings / f"firmware-mismatch-{index:02d}").write_bytes(item)
     return len(items), len(disagreeing)
@@ -352,6 +443,11 @@ def run_target(name: str, workdir: Path, runs: int, seconds: float | None = None
         frame = RECEIPT_FRAME if name == "receipt" else b""
         replayed, disagreeing = firmware_replay(
             (frame + path.read_bytes() for path in corpus.iterdir()), findings)
+        figures["firmware_replayed"] = replayed
+        figures["mismatches"] += disagreeing
+    elif firmware and name == "policy":
+        replayed, disagreeing = firmware_replay(
+            (path.read_bytes() for path in corpus.iterdir()), findings, policy=True)
         figures["firmware_replayed"] = replayed
         figures["mismatches"] += disagreeing
     if counts.get("kinds"):

@@ -109,7 +109,10 @@ class Registration:
 
 def broker_endpoint(url: str) -> tuple[str, int, bool]:
     """(host, port, TLS) of an ``mqtt://`` or ``mqtts://`` URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bracket that opens no IPv6 address
+        raise IdentityError(f"broker URL {url!r}: not a URL") from None
     if parts.scheme not in _BROKER_SCHEMES or not parts.hostname:
         raise IdentityError(f"broker URL {url!r}: expected mqtt://HOST:PORT or "
                             "mqtts://HOST:PORT")

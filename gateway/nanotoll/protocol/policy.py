@@ -155,7 +155,7 @@ def decode_policy(data: bytes) -> SignedPolicy:
         raise PolicyError(f"policy: not strict CBOR ({exc.reason})") from None
     if not isinstance(value, list) or len(value) != FIELDS:
         raise PolicyError(f"policy: an array of {FIELDS} items")
-    if value[0] != VERSION:
+    if type(value[0]) is not int or value[0] != VERSION:  # `true` == 1 to Python
         raise PolicyError(f"policy: version {value[0]!r} is not {VERSION}")
     names = [name for name, _ in POLICY_UINTS]
     integers = [_uint(v, n, m) for v, n, m in
