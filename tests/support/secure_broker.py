@@ -12,6 +12,8 @@ from pathlib import Path
 
 from nanotoll.bench.provider import DEVICE_KEY, PROVIDER_KEY, addr_hex
 from nanotoll.broker.clients import Credentials, add_device
+from nanotoll.broker.dynsec import Client, DynsecAdmin, Role, new_password
+from nanotoll.broker.rights import Acl
 from nanotoll.servers.mosquitto import Mosquitto
 
 from support.tools import require
@@ -34,3 +36,16 @@ def ca_der(broker: Mosquitto, path: Path) -> Path:
     assert broker.ca_file is not None, "the anonymous broker has no CA"
     path.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
     return path
+
+
+def add_test_client(admin: DynsecAdmin, username: str, acls: list[Acl]) -> Credentials:
+    """A client a test makes for itself (an attacker, a probe), with a fresh password and
+    a role of its own holding exactly ``acls``; no role at all when ``acls`` is empty. The
+    product ships no such role: ``nanotoll.broker.rights`` knows only its parties'."""
+    rolename = f"test-{username}"
+    if acls:
+        admin.put_role(Role(rolename, acls))
+    login = Credentials(username, new_password())
+    admin.put_client(Client(username, login.password, (rolename,) if acls else (),
+                            "made by a test"))
+    return login
