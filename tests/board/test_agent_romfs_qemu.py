@@ -136,15 +136,16 @@ def test_purchases_with_the_firmware_in_romfs(
     assert gateway.book.accepted == 2
 
 
-def test_corrupt_image_is_reported_and_the_board_boots(tmp_path: Path, image: Path,
-                                                       mosquitto: Any) -> None:
+def test_corrupt_image_is_reported_and_the_board_boots(tmp_path: Path, image: Path) -> None:
     from nanotoll.device.sim import BoardSim
 
     _need_board()
     bad = bytearray(image.read_bytes())
     bad[:4] = b"\xd2junk"[:4]  # right first byte, wrong rest of the header
     (tmp_path / "bad.img").write_bytes(bytes(bad))
-    with BoardSim(mosquitto.host, mosquitto.port, romfs=tmp_path / "bad.img") as sim, \
+    with secure_broker(tmp_path / "broker") as (broker, _), \
+            BoardSim(broker.host, broker.port, romfs=tmp_path / "bad.img",
+                     ca_file=broker.ca_file) as sim, \
             Repl(sim.pty) as repl:
         said = _boot_output(repl)
         assert "romfs: no valid ROMFS image at 0x21000000" in said, said
@@ -157,7 +158,7 @@ def test_corrupt_image_is_reported_and_the_board_boots(tmp_path: Path, image: Pa
         assert repl.exec("import hello\nprint(hello.X)").strip() == "42"
 
 
-def test_flash_romfs_deploys_with_mpremote(mosquitto: Any, artifacts: Any) -> None:
+def test_flash_romfs_deploys_with_mpremote(tmp_path: Path, artifacts: Any) -> None:
     """`nanotoll device flash --romfs` on the emulated board: mpremote romfs deploy
     writes the partition through vfs.rom_ioctl, G's comb table beside the modules;
     /lib keeps no modules."""
@@ -166,7 +167,8 @@ def test_flash_romfs_deploys_with_mpremote(mosquitto: Any, artifacts: Any) -> No
 
     _need_board()
     said: list[str] = []
-    with BoardSim(mosquitto.host, mosquitto.port) as sim:
+    with secure_broker(tmp_path / "broker") as (broker, _), \
+            BoardSim(broker.host, broker.port, ca_file=broker.ca_file) as sim:
         with Repl(sim.pty) as repl:  # first as files on littlefs
             flash(repl, SPEC, artifacts, said.append, reset=False)
             assert "romfs" not in repl.exec("import os\nprint(os.listdir('/'))")
