@@ -75,6 +75,8 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
         anvil.set_balance(provider.address, 10 * 10**18)
         escrow = EscrowClient.deploy(anvil.w3, deployer)
         escrow.mint(deployer, owner.address, 10**9)
+        # Plain: `device policy set` fails on the secure broker (the owner's role may publish
+        # its device's policy, not read it back; no command makes the owner's client).
         broker = es.enter_context(Mosquitto(workdir=workdir / "broker", secure=False))
         config = workdir / "gateway.toml"
         config.write_text(gateway_toml(
