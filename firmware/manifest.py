@@ -16,6 +16,8 @@ module("keccak.py", boot=True)
 # plain one; every board we flash has it, so only the unix port carries the fallback.
 module("_field_viper.py")
 module("_field_plain.py", boards=("unix",))
+# The field's Thumb-2 fast path (UMLAL): boards with an ARMv7-M or later core only.
+module("_field_thumb2.py", boards=("qemu_mps2",))
 # Comb table building and public-key recovery, which secp256k1 imports for each use
 # and drops afterwards (not at boot).
 module("_secp256k1_build.py")

@@ -45,10 +45,15 @@ from micropython import const
 
 from keccak import keccak256
 
+# The field: Thumb-2 assembler on ARMv7-M and later (it refuses to load elsewhere),
+# else viper where the port has the native emitter, else plain Python.
 try:
-    import _field_viper as _fe
+    import _field_thumb2 as _fe
 except (ImportError, SyntaxError, ValueError, NotImplementedError):
-    import _field_plain as _fe
+    try:
+        import _field_viper as _fe
+    except (ImportError, SyntaxError, ValueError, NotImplementedError):
+        import _field_plain as _fe
 
 P = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F)
 N = const(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141)

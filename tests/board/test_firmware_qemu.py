@@ -42,7 +42,7 @@ def _check(board: QemuBoard, call: str, item: dict) -> list[str]:
 def test_board_is_the_emulated_cortex_m3(board: QemuBoard) -> None:
     machine = board.exec("import sys; print(sys.implementation._machine)")
     assert "Cortex-M3" in machine
-    assert board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip() == "_field_viper"
+    assert board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip() == "_field_thumb2"
 
 
 def test_voucher_vectors_on_the_board(board: QemuBoard) -> None:

@@ -1,0 +1,133 @@
+"""The field's Thumb-2 fast path (firmware/_field_thumb2.py) on the emulated Cortex-M3,
+against the viper field it replaces there: the same bytes in every result slot for
+random and edge-case operands, each result congruent to the exact one mod p, and the
+same instruction count whatever the operands (the board runs under -icount, so the
+CMSDK timer counts instructions, 40 to a tick; 100 calls are timed at once)."""
+
+from __future__ import annotations
+
+import ast
+import random
+
+import pytest
+from nanotoll.device.image import firmware_files
+from nanotoll.device.manifest import read_manifest
+from nanotoll.device.qemu import QemuBoard
+from support.tools import require
+
+P = 2**256 - 2**32 - 977
+MODULES = ("_field_viper", "_field_thumb2")
+
+# Both fields over one work buffer; run() returns, for each (x, y), the two fields'
+# products, differences and small multiples, and a square made in place.
+_SETUP = """
+import machine, _field_viper as fv, _field_thumb2 as fa
+W = bytearray(32 * 20)
+fv.W = W
+fa.W = W
+def put(s, v):
+    W[s * 32:(s + 1) * 32] = v.to_bytes(32, 'little')
+def get(s):
+    return int.from_bytes(W[s * 32:(s + 1) * 32], 'little')
+def run(pairs, k):
+    out = []
+    for x, y in pairs:
+        put(2, x)
+        put(3, y)
+        fv.mul(4, 2, 3)
+        fa.mul(5, 2, 3)
+        fv.sub(6, 2, 3)
+        fa.sub(7, 2, 3)
+        fv.mul_small(8, 2, k)
+        fa.mul_small(9, 2, k)
+        fv.mul(10, 2, 2)
+        put(11, x)
+        fa.mul(11, 11, 11)
+        out.append(tuple(get(s) for s in range(4, 12)))
+    return out
+_T = 0x40000000
+_m = machine.mem32
+_m[_T] = 0
+_m[_T + 8] = 0xFFFFFFFF
+_m[_T + 4] = 0xFFFFFFFF
+_m[_T] = 1
+def ticks(call, x, y, small):
+    # the fewest timer ticks of 100 calls, of three tries (a timer interrupt may land
+    # in one): an instruction more or less a call shows as 2.5 ticks;
+    # small: y is mul_small's factor, else the value of the second slot
+    put(2, x)
+    put(3, y)
+    third = y if small else 3
+    best = 1 << 30
+    for _ in range(3):
+        before = _m[_T + 4]
+        for _ in range(100):
+            call(4, 2, third)
+        after = _m[_T + 4]
+        best = min(best, (before - after) & 0xFFFFFFFF)
+    return best
+"""
+
+EDGES = [0, 1, 2, 976, 977, P - 1, P, P + 1, 2**256 - 1, 2**255, 2**32 + 977,
+         2**256 - 2**32 - 978, 2**224, 2**32 - 1, (2**256 - 1) // 977]
+SMALL = [0, 1, 2, 3, 4, 8, 977, 0x7FFF]
+
+
+@pytest.fixture(scope="module")
+def board():
+    require("qemu")
+    files, _ = firmware_files(MODULES)
+    with QemuBoard(timeout=120) as qemu:
+        qemu.soft_reset()
+        qemu.load(files, MODULES)
+        qemu.exec(_SETUP)
+        yield qemu
+
+
+def _pairs() -> list[tuple[int, int]]:
+    rng = random.Random(20261203)
+    values = EDGES + [rng.getrandbits(256) for _ in range(40)]
+    values += [rng.getrandbits(rng.randrange(1, 256)) for _ in range(20)]
+    pairs = [(x, y) for x in values for y in EDGES]
+    return pairs + [(rng.choice(values), rng.choice(values)) for _ in range(200)]
+
+
+def test_thumb2_field_matches_the_viper_field_byte_for_byte(board: QemuBoard) -> None:
+    pairs = _pairs()
+    problems = []
+    for start in range(0, len(pairs), 40):
+        chunk = pairs[start:start + 40]
+        k = SMALL[(start // 40) % len(SMALL)]
+        rows = ast.literal_eval(board.exec(f"print(run({chunk!r}, {k}))"))
+        for (x, y), row in zip(chunk, rows, strict=True):
+            mul_v, mul_a, sub_v, sub_a, small_v, small_a, square_v, square_a = row
+            if (mul_v, sub_v, small_v, square_v) != (mul_a, sub_a, small_a, square_a):
+                problems.append(("differs from viper", hex(x), hex(y), k))
+            if (mul_a % P, sub_a % P, small_a % P, square_a % P) != (
+                    x * y % P, (x - y) % P, x * k % P, x * x % P):
+                problems.append(("wrong mod p", hex(x), hex(y), k))
+            if max(row) >= 2**256:
+                problems.append(("not below 2^256", hex(x), hex(y), k))
+    assert problems == []
+
+
+def test_secp256k1_takes_the_thumb2_field_on_the_cortex_m3(board: QemuBoard) -> None:
+    files, _ = firmware_files(read_manifest().with_imports(("secp256k1",), "qemu_mps2"))
+    board.deploy(files)
+    assert board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip() \
+        == "_field_thumb2"
+
+
+@pytest.mark.parametrize("name", ["mul", "sub", "mul_small"])
+def test_thumb2_field_time_does_not_follow_the_operands(board: QemuBoard, name: str) -> None:
+    rng = random.Random(name)
+    operands = [(0, 0), (1, 1), (P - 1, P - 1), (2**256 - 1, 2**256 - 1), (P, 2**256 - 1),
+                (0, 2**256 - 1)] + [(rng.getrandbits(256), rng.getrandbits(256))
+                                    for _ in range(10)]
+    if name == "mul_small":  # its second operand is a small factor, not a slot value
+        operands = [(x, y % 0x8000) for x, y in operands]
+    small = name == "mul_small"
+    counts = {int(board.exec(f"print(ticks(fa.{name}, {x}, {y}, {small}))"))
+              for x, y in operands}
+    # a tick either way is the timer's phase, not the operands
+    assert max(counts) - min(counts) <= 1, counts
