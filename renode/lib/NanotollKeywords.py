@@ -1,6 +1,9 @@
 """nanotoll's own Robot keywords for the device suites, the same under QEMU and Renode:
 flash the board with `nanotoll device flash`'s code, provision it, start the payment
-side (anvil, escrow, mosquitto, the gateway process) and check settlement.
+side (anvil, escrow, the secure mosquitto, the gateway process) and check settlement.
+Everything talks to the broker over TLS with its own credentials: the gateway as the
+provider's gateway client, the board (enrolled when provisioned) through its UART
+bridge, which makes the TLS connection for it.
 
 The board's REPL port is the emulated board's pty under QEMU (QemuRenode.py), or
 ${BOARD_PORT} under Renode (the pty the .resc file creates for the REPL's UART).
@@ -82,11 +85,15 @@ class NanotollKeywords:
     def start_payment_stack(self, deposit: int = 2_000_000) -> None:
         """anvil, the escrow and its token, mosquitto and the gateway process."""
         from eth_account import Account
-        from nanotoll.servers.anvil import Anvil
+        from nanotoll.broker.site import gateway_username
         from nanotoll.chain.client import EscrowClient
+        from nanotoll.servers.anvil import Anvil
         from nanotoll.servers.gateway import GatewayProcess, gateway_toml
         from nanotoll.servers.mosquitto import Mosquitto
 
+        if _shared.board.get("sim") is not None:
+            raise AssertionError("Start Payment Stack before Start Emulation: the board's "
+                                 "UART bridge takes the broker and its CA when it starts")
         stack = contextlib.ExitStack()
         self._stack = stack
         anvil = stack.enter_context(Anvil())
@@ -95,24 +102,29 @@ class NanotollKeywords:
         anvil.set_balance(provider.address, 10 * 10**18)
         escrow = EscrowClient.deploy(anvil.w3, deployer)
         escrow.mint(deployer, owner.address, 2 * int(deposit))
-        # The plain broker: these suites' board bridge is pointed at it without a CA.
-        broker = stack.enter_context(Mosquitto(secure=False))
+        # The secure broker, as an operator runs it: TLS, a client per party, ACLs. The
+        # gateway logs in as the provider's gateway client; Provision Board enrols the
+        # board, and its UART bridge makes the TLS connection for it (a modem's offload).
+        provider_hex = provider.address[2:].lower()
+        broker = stack.enter_context(Mosquitto(secure=True, providers=[provider_hex]))
+        assert broker.site is not None
         workdir = broker.workdir
         config = workdir / "gateway.toml"
         config.write_text(gateway_toml(
             mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
             chain_id=anvil.chain_id, ledger_path=workdir / "ledger.db",
-            extra={"chain": {"poll_interval": 0.1}, "settlement": {"check_every": 3600}}))
+            extra={"chain": {"poll_interval": 0.1}, "settlement": {"check_every": 3600},
+                   "mqtt": {"ca_file": str(broker.ca_file),
+                            "username": gateway_username(provider_hex),
+                            "password_file": str(
+                                broker.site.gateway_password_file(provider_hex))}}))
         gateway = stack.enter_context(GatewayProcess(config, provider.key))
         self.env = {"anvil": anvil, "escrow": escrow, "owner": owner, "provider": provider,
                     "broker": broker, "gateway": gateway, "config": config,
                     "deposit": int(deposit)}
-        _shared.board["broker"] = (broker.host, broker.port)
-        sim = _shared.board.get("sim")
-        if sim is not None:
-            sim.bridge.broker = (broker.host, broker.port)
-        logger.info(f"payment stack: anvil {anvil.rpc_url}, mosquitto {broker.port}, "
-                    f"escrow {escrow.address}")
+        _shared.board["broker"] = (broker.host, broker.port, broker.ca_file)
+        logger.info(f"payment stack: anvil {anvil.rpc_url}, mosquitto {broker.port} (TLS, "
+                    f"CA {broker.ca_file}), escrow {escrow.address}")
 
     def stop_payment_stack(self) -> None:
         if self._stack is not None:
@@ -122,6 +134,7 @@ class NanotollKeywords:
 
     def provision_board(self, board: str = "qemu_mps2") -> int:
         """Key made on the board, channel opened and funded, config written; the channel."""
+        from nanotoll.broker.enrol import BrokerEnrolment
         from nanotoll.device.boards import board_spec
         from nanotoll.device.provision import ProvisionRequest, provision
         from nanotoll.device.repl import Repl
@@ -129,11 +142,12 @@ class NanotollKeywords:
         self._release_terminal()
         env = self.env
         broker = env["broker"]
+        # the board gets a broker client of its own and the broker's CA
         request = ProvisionRequest(
             rpc_url=env["anvil"].rpc_url, escrow=env["escrow"].address,
             token=env["escrow"].token_address, provider=env["provider"].address,
             deposit=env["deposit"], broker_host=broker.host, broker_port=broker.port,
-            max_unit_price=5000)
+            max_unit_price=5000, broker=BrokerEnrolment(broker.site, broker.host, broker.port))
         with Repl(self.board_port()) as repl:
             result = provision(repl, board_spec(board), request, env["owner"], logger.info)
             repl.write_file("/nt_buy.py", PURCHASE_SCRIPT.encode())

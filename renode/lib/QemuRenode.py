@@ -157,8 +157,13 @@ class QemuRenode:
     def start_emulation(self) -> None:
         from nanotoll.device.sim import BoardSim
 
-        broker = _shared.board["broker"] or ("127.0.0.1", 1883)
-        sim = BoardSim(broker[0], broker[1])
+        broker = _shared.board["broker"]
+        if broker is None:
+            # No payment stack (boot, voucher): the board makes no broker connection.
+            sim = BoardSim()
+        else:
+            host, port, ca_file = broker  # the secure broker: the bridge makes the TLS
+            sim = BoardSim(host, port, ca_file=ca_file)
         sim.start()
         _shared.board["sim"] = sim
         _shared.board["port"] = sim.pty
