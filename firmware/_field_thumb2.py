@@ -1,6 +1,6 @@
 # Arithmetic modulo p = 2^256 - 2^32 - 977 (the secp256k1 field) for ARMv7-M and
-# ARMv8-M mainline (Cortex-M3/M4/M7/M33): mul, sub and mul_small in inline Thumb-2
-# assembler with 32-bit limbs, comb_digits from _field_viper.py.
+# ARMv8-M mainline (Cortex-M3/M4/M7/M33), in inline Thumb-2 assembler: mul, sub and
+# mul_small with 32-bit limbs, and comb_digits.
 #
 # The functions, the slot layout of the work buffer W and the results are those of
 # _field_viper.py (read its header), bit for bit: the same reductions, done on
@@ -18,7 +18,9 @@
 # module refuses to load elsewhere and secp256k1.py falls back to _field_viper.py.
 #
 # The asm kernels take the work buffer as an argument (the inline assembler sees
-# no globals); mul, sub and mul_small are small viper functions that pass it.
+# no globals); mul, sub and mul_small are small viper functions that pass it. The
+# module does not import _field_viper.py: on a board native code is copied into the
+# heap, and this one's is the smaller.
 # No kernel branches on the values it is given: every limb is read, multiplied and
 # written the same way, and the conditional folds are done with masks or with a
 # carry multiplied in, so each takes the same instructions for every input.
@@ -31,8 +33,6 @@ import micropython
 # report these too). Anything else has no UMLAL.
 if not 5 <= (sys.implementation._mpy >> 10) & 0x3F <= 8:
     raise ImportError("_field_thumb2 needs ARMv7-M or later")
-
-from _field_viper import comb_digits  # noqa: E402,F401  (one comb_digits for both fields)
 
 W = None
 
@@ -501,3 +501,68 @@ def sub(dst: int, a: int, b: int):
 @micropython.viper
 def mul_small(dst: int, a: int, k: int):
     _mul_small(W, dst, a, k)
+
+
+@micropython.asm_thumb
+def comb_digits(r0, r1, r2):
+    # The comb digits of scalar k (r1, little-endian bytes) into out (r0): see
+    # comb_digits() in _field_viper.py. Each digit is gathered from its top row
+    # down (digit = digit << 1 | bit), so a row needs no shift of its own.
+    # r8 teeth, r9 the last step's start, r10 span, r11 the step's start (the top
+    # row's bit position of block 0), r12 the block's; r6 columns.
+    push({r8, r9, r10, r11})
+    mov(r7, 0xFF)
+    mov(r4, r2)
+    and_(r4, r7)
+    mov(r8, r4)
+    lsr(r5, r2, 8)
+    and_(r5, r7)
+    lsr(r6, r2, 16)
+    mov(r10, r6)
+    mul(r5, r6)
+    mov(r6, r5)
+    sub(r4, 1)
+    mul(r4, r6)
+    sub(r4, 1)
+    mov(r9, r4)  # (teeth - 1) columns - 1
+    mov(r5, r10)
+    add(r4, r4, r5)
+    mov(r11, r4)  # (teeth - 1) columns + span - 1: step 0, block 0
+    label(STEP)
+    mov(r12, r11)
+    label(BLOCK)
+    mov(r2, r12)
+    mov(r3, 0)
+    mov(r5, r8)
+    label(ROW)
+    lsr(r4, r2, 3)
+    add(r4, r4, r1)
+    ldrb(r4, [r4, 0])
+    mov(r7, 7)
+    and_(r7, r2)
+    lsr(r4, r7)
+    mov(r7, 1)
+    and_(r4, r7)
+    lsl(r3, r3, 1)
+    orr(r3, r4)
+    sub(r2, r2, r6)
+    sub(r5, 1)
+    bne(ROW)
+    strb(r3, [r0, 0])
+    add(r0, 1)
+    mov(r4, r10)
+    mov(r7, r12)
+    add(r7, r7, r4)
+    mov(r12, r7)
+    mov(r4, r11)
+    add(r4, r4, r6)
+    cmp(r7, r4)
+    bne(BLOCK)
+    mov(r4, r11)
+    sub(r4, 1)
+    mov(r11, r4)
+    mov(r7, r9)
+    cmp(r4, r7)
+    bne(STEP)
+    mov(r0, 0)
+    pop({r8, r9, r10, r11})

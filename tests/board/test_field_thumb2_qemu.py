@@ -45,6 +45,15 @@ def run(pairs, k):
         fa.mul(11, 11, 11)
         out.append(tuple(get(s) for s in range(4, 12)))
     return out
+def digits(k, shape):
+    # both fields' comb digits of k for the comb shape, as bytes
+    raw = k.to_bytes(34, 'little')
+    size = ((shape >> 8) & 0xFF) * (shape >> 16)
+    ours = bytearray(size)
+    theirs = bytearray(size)
+    fa.comb_digits(ours, raw, shape)
+    fv.comb_digits(theirs, raw, shape)
+    return bytes(ours), bytes(theirs)
 _T = 0x40000000
 _m = machine.mem32
 _m[_T] = 0
@@ -116,6 +125,20 @@ def test_secp256k1_takes_the_thumb2_field_on_the_cortex_m3(board: QemuBoard) -> 
     board.deploy(files)
     assert board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip() \
         == "_field_thumb2"
+
+
+@pytest.mark.parametrize("geometry", [(8, 4, 8), (5, 2, 26)])
+def test_thumb2_comb_digits_match_the_viper_ones(board: QemuBoard,
+                                                 geometry: tuple[int, int, int]) -> None:
+    teeth, blocks, span = geometry  # secp256k1's flash and RAM combs
+    shape = teeth | blocks << 8 | span << 16
+    rng = random.Random(shape)
+    scalars = [0, 1, 2**256 - 1, 2**(teeth * blocks * span) - 1] + [
+        rng.getrandbits(256) for _ in range(30)]
+    for k in scalars:
+        ours, theirs = ast.literal_eval(board.exec(f"print(digits({k}, {shape}))"))
+        assert ours == theirs, hex(k)
+        assert len(ours) == blocks * span and max(ours) < 1 << teeth
 
 
 @pytest.mark.parametrize("name", ["mul", "sub", "mul_small"])
