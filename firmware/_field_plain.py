@@ -19,6 +19,10 @@ def mul(dst, a, b):
     _put(dst, _get(a) * _get(b) % _P)
 
 
+def square_n(slot, times):
+    _put(slot, pow(_get(slot), 1 << times, _P))
+
+
 def sub(dst, a, b):
     _put(dst, (_get(a) - _get(b)) % _P)
 

@@ -40,11 +40,16 @@ W = None
 
 @micropython.asm_thumb
 def _mul(r0, r1, r2, r3):
-    # slot r1 = slot r2 * slot r3 mod p in buffer r0. The 512-bit product goes to
-    # slots 0 and 1 (t), one row a limb of x: t[i + j] += x[i] * y[j] with UMLAL
-    # into hi:lo = t[i + j] (lo) and 0 (hi), then the row's carry added.
-    # r8: x[i], r9: the destination.
-    push({r8, r9})
+    # slot r1 = slot r2 * slot r3 mod p in buffer r0; r1 bits 8 and up: how many
+    # times the result is squared again after that (square_n). The 512-bit
+    # product goes to slots 0 and 1 (t), one row a limb of x: t[i + j] += x[i] *
+    # y[j] with UMLAL into hi:lo = t[i + j] (lo) and 0 (hi), then the row's carry
+    # added. r8: x[i], r9: the destination, r10: the squarings left.
+    push({r8, r9, r10})
+    lsr(r4, r1, 8)
+    mov(r10, r4)
+    mov(r4, 0xFF)
+    and_(r1, r4)
     lsl(r1, r1, 5)
     add(r1, r1, r0)
     mov(r9, r1)
@@ -53,6 +58,7 @@ def _mul(r0, r1, r2, r3):
     lsl(r3, r3, 5)
     add(r2, r3, r0)
     mov(r3, r0)
+    label(AGAIN)
     mov(r5, 0)
     str(r5, [r3, 0])
     str(r5, [r3, 4])
@@ -267,8 +273,17 @@ def _mul(r0, r1, r2, r3):
     ldr(r0, [r2, 28])
     adc(r0, r1)
     str(r0, [r2, 28])
+    mov(r4, r10)
+    cmp(r4, 0)
+    beq(DONE)
+    sub(r4, 1)
+    mov(r10, r4)
+    mov(r1, r9)
+    mov(r2, r9)
+    b(AGAIN)
+    label(DONE)
     mov(r0, 0)
-    pop({r8, r9})
+    pop({r8, r9, r10})
 
 
 @micropython.asm_thumb
@@ -491,6 +506,12 @@ def _mul_small(r0, r1, r2, r3):
 @micropython.viper
 def mul(dst: int, a: int, b: int):
     _mul(W, dst, a, b)
+
+
+@micropython.viper
+def square_n(slot: int, times: int):
+    # slot = slot^(2^times), times >= 1, in one call
+    _mul(W, slot | (times - 1) << 8, slot, slot)
 
 
 @micropython.viper

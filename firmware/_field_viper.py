@@ -121,6 +121,12 @@ def mul(dst: uint, a: uint, b: uint):
             i += 1
 
 
+def square_n(slot, times):
+    # slot = slot^(2^times), times >= 1
+    for _ in range(times):
+        mul(slot, slot, slot)
+
+
 @micropython.viper
 def sub(dst: uint, a: uint, b: uint):
     base = uint(ptr8(W))
