@@ -1,22 +1,39 @@
 """The fault proxy against a real mosquitto: packets cross it whole however the bytes are
 cut; each fault happens at about the rate asked, in the direction asked, and the proxy's
-counts say exactly what it did; it stays on loopback and stops by itself."""
+counts say exactly what it did; it stays on loopback and stops by itself.
+
+The proxy as fleets use it is TLS on both sides in front of the secure broker: devices
+log in through it with their own credentials and rights, and it refuses a client or a
+broker that the CA does not vouch for (the tests under "TLS"). The packet mechanics
+tests use the plain loopback broker: their raw client cuts and times the very bytes the
+proxy reads, which TLS records would cut again, and their topics need no rights.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from nanotoll.bench.provider import DEVICE_KEY, PROVIDER_KEY, addr_hex
+from nanotoll.broker import pki
+from nanotoll.broker.clients import add_device
+from nanotoll.broker.site import gateway_username
 from nanotoll.fleet.faultproxy import FaultProxy, ProxyError
 from nanotoll.fleet.netfaults import NetFaults, parse_net_faults
+from nanotoll.fleet.proxy_tls import ProxyTLS, proxy_tls, upstream_context
+from nanotoll.protocol.topics import request_topic, response_topic, shared_subscription
 from nanotoll.servers.mosquitto import Mosquitto
 from nanotoll.servers.process import free_port
 from support.gateway_support import MqttPeer
+from support.secure_broker import secure_broker
 
 # --------------------------------------------------------------- a raw MQTT client --
 # Written here from the MQTT 3.1.1 text, apart from the proxy's own framing code, so the
@@ -41,8 +58,13 @@ def _text(value: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
-def connect_packet(client_id: str) -> bytes:
-    return _packet(0x10, _text("MQTT") + b"\x04\x02\x00\x3c" + _text(client_id))
+def connect_packet(client_id: str, username: str | None = None,
+                   password: str | None = None) -> bytes:
+    if username is None or password is None:
+        return _packet(0x10, _text("MQTT") + b"\x04\x02\x00\x3c" + _text(client_id))
+    # flags: username, password, clean session
+    return _packet(0x10, _text("MQTT") + b"\x04\xc2\x00\x3c" + _text(client_id)
+                   + _text(username) + _text(password))
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int | None = None) -> bytes:
@@ -67,13 +89,16 @@ def number_of(payload: bytes) -> int:
 class RawClient:
     """A socket speaking just enough MQTT to connect, publish, subscribe and ping."""
 
-    def __init__(self, port: int, client_id: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, port: int, client_id: str,
+                 context: ssl.SSLContext | None = None) -> None:
+        plain = socket.create_connection(("127.0.0.1", port), timeout=10)
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = plain if context is None else \
+            context.wrap_socket(plain, server_hostname="127.0.0.1")
         self.client_id = client_id
 
-    def connect(self) -> None:
-        self.sock.sendall(connect_packet(self.client_id))
+    def connect(self, username: str | None = None, password: str | None = None) -> None:
+        self.sock.sendall(connect_packet(self.client_id, username, password))
         assert self.read() == (0x20, b"\x00\x00")
 
     def subscribe(self, topic: str, qos: int = 0) -> None:
@@ -305,6 +330,159 @@ def test_reordering_swaps_whole_packets_and_loses_none(mosquitto: Mosquitto,
         # a packet right behind a held one is never held itself: p / (1 + p) of them
         assert 0.12 < reordered / N < 0.21, (direction, reordered)
         assert all(b > a or a - b == 1 for a, b in zip(got, got[1:], strict=False))
+
+
+# -------------------------------------------------------------------------- TLS --
+
+PROVIDER = addr_hex(PROVIDER_KEY)
+DEVICE = addr_hex(DEVICE_KEY)
+OTHER_DEVICE = "ab" * 20
+
+
+@pytest.fixture
+def secure(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The secure broker with the test device's client and another device's."""
+    with secure_broker(tmp_path / "broker") as (broker, _login):
+        with broker.admin() as admin:
+            add_device(admin, PROVIDER, OTHER_DEVICE)
+        yield broker
+
+
+def _login(broker: Mosquitto) -> tuple[str, str]:
+    """The test device's login, made afresh (add_device resets the password)."""
+    with broker.admin() as admin:
+        credentials = add_device(admin, PROVIDER, DEVICE)
+    return credentials.username, credentials.password
+
+
+def _site(broker: Mosquitto) -> Any:
+    assert broker.site is not None, "the secure broker has a site"
+    return broker.site
+
+
+def _tls_proxy(broker: Mosquitto, folder: Path, **kwargs: Any) -> FaultProxy:
+    site = _site(broker)
+    tls = proxy_tls(site.ca_file, site.ca_key_file, broker.host, folder)
+    return FaultProxy(broker.port, NetFaults(), tls=tls, **kwargs)
+
+
+def _trusting(ca_file: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def _gateway(broker: Mosquitto) -> MqttPeer:
+    """The provider's gateway, direct to the broker's TLS listener, on its requests."""
+    site = _site(broker)
+    return MqttPeer(broker.port, subscribe=(shared_subscription(PROVIDER),),
+                    username=gateway_username(PROVIDER),
+                    password=site.gateway_password(PROVIDER), ca_file=str(site.ca_file))
+
+
+def _events(proxy: FaultProxy, name: str, count: int) -> dict[str, int]:
+    """The proxy's events once `name` has happened `count` times (its thread counts it
+    after the client has seen the outcome)."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = proxy.counts.snapshot()["events"]
+        assert isinstance(events, dict)
+        if events.get(name, 0) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.01)
+
+
+def test_a_device_logs_in_through_the_tls_proxy_with_its_own_rights(
+        secure: Mosquitto, peers: list[Any], tmp_path: Path) -> None:
+    username, password = _login(secure)
+    gateway = _gateway(secure)
+    peers.append(gateway)
+    with _tls_proxy(secure, tmp_path / "proxy") as proxy:
+        device = RawClient(proxy.port, "tls-device", _trusting(_site(secure).ca_file))
+        peers.append(device)
+        device.connect(username, password)
+        device.subscribe(response_topic(PROVIDER, DEVICE), qos=0)
+        device.sock.sendall(publish_packet(request_topic(PROVIDER, DEVICE), b"mine", 1))
+        assert device.read() == (0x40, b"\x00\x01")
+        # the broker still judges each device's rights: another device's topic is not its
+        device.sock.sendall(publish_packet(request_topic(PROVIDER, OTHER_DEVICE), b"theirs", 2))
+        assert device.read()[0] >> 4 == 4  # acknowledged, not delivered (MQTT 3.1.1)
+        device.sock.sendall(publish_packet(request_topic(PROVIDER, DEVICE), b"end", 3))
+        assert device.read() == (0x40, b"\x00\x03")
+        got = [gateway.next()[:2] for _ in range(2)]
+        assert got == [(request_topic(PROVIDER, DEVICE), b"mine"),
+                       (request_topic(PROVIDER, DEVICE), b"end")]
+        gateway.client.publish(response_topic(PROVIDER, DEVICE), b"answer", qos=0)
+        first, body = device.read()
+        assert first >> 4 == 3 and body.endswith(b"answer")
+
+        # a wrong password crosses the proxy unchanged and the broker refuses it
+        stranger = RawClient(proxy.port, "tls-stranger", _trusting(_site(secure).ca_file))
+        peers.append(stranger)
+        stranger.sock.sendall(connect_packet("tls-stranger", username, password + "x"))
+        assert stranger.read() == (0x20, b"\x00\x05")  # not authorised
+
+        # the proxy read every packet in cleartext between its two TLS ends
+        packets = proxy.counts.snapshot()["packets"]
+        assert isinstance(packets, dict)
+        assert {k: v["packets"] for k, v in packets["up"].items()} == \
+            {"CONNECT": 2, "SUBSCRIBE": 1, "PUBLISH": 3}
+        assert packets["down"]["CONNACK"]["packets"] == 2
+        assert packets["down"]["PUBACK"]["packets"] == 3
+
+
+def test_the_proxy_presents_its_own_certificate_from_the_brokers_ca(
+        secure: Mosquitto, tmp_path: Path) -> None:
+    site = _site(secure)
+    with _tls_proxy(secure, tmp_path / "proxy") as proxy, \
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as plain, \
+            _trusting(site.ca_file).wrap_socket(plain, server_hostname="127.0.0.1") as tls:
+        der = tls.getpeercert(binary_form=True)
+        version = tls.version()
+    assert der is not None
+    presented = x509.load_der_x509_certificate(der)
+    ca = x509.load_pem_x509_certificate(site.ca_file.read_bytes())
+    presented.verify_directly_issued_by(ca)
+    broker_certificate = x509.load_pem_x509_certificate(site.server_cert_file.read_bytes())
+    assert presented.public_key() != broker_certificate.public_key()  # not the broker's key
+    assert presented.serial_number != broker_certificate.serial_number
+    assert version == "TLSv1.2"  # as the broker's listener
+
+
+def test_a_client_without_tls_or_trusting_another_ca_is_refused(
+        secure: Mosquitto, tmp_path: Path) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(pki.make_authority("not the broker's CA").certificate_pem())
+    with _tls_proxy(secure, tmp_path / "proxy") as proxy:
+        plain = RawClient(proxy.port, "plain-device")
+        plain.sock.sendall(connect_packet("plain-device"))
+        with pytest.raises((EOFError, ConnectionResetError)):
+            plain.read()
+        plain.close()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            RawClient(proxy.port, "fooled-device", _trusting(other_ca))
+        events = _events(proxy, "tls_refused", 2)
+    # neither ever reached the broker
+    assert events == {"connections": 2, "tls_refused": 2}
+
+
+def test_a_broker_the_ca_does_not_vouch_for_is_never_forwarded_to(
+        secure: Mosquitto, tmp_path: Path) -> None:
+    site = _site(secure)
+    other = pki.make_authority("not the broker's CA")
+    (tmp_path / "other").mkdir()
+    other_ca = tmp_path / "other" / "ca.pem"
+    other_ca.write_bytes(other.certificate_pem())
+    honest = proxy_tls(site.ca_file, site.ca_key_file, secure.host, tmp_path / "proxy")
+    misled = ProxyTLS(honest.serve, upstream_context(other_ca), honest.certificate_file)
+    username, password = _login(secure)
+    with FaultProxy(secure.port, NetFaults(), tls=misled) as proxy:
+        device = RawClient(proxy.port, "tls-device", _trusting(site.ca_file))
+        device.sock.sendall(connect_packet("tls-device", username, password))
+        with pytest.raises((EOFError, ConnectionResetError)):
+            device.read()  # the password never left for the wrong broker
+        device.close()
+        events = _events(proxy, "upstream_tls_refused", 1)
+    assert events == {"connections": 1, "upstream_tls_refused": 1}
+    assert proxy.counts.total("up", "packets") == 0
 
 
 # ------------------------------------------------------------------- boundaries --

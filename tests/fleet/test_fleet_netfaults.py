@@ -1,6 +1,7 @@
 """Acceptance of network faults (issue 13): 20 devices running the real firmware reach the
-broker through the fault proxy, with 10 % of the MQTT packets lost and 10 % duplicated in
-each direction. The agents' re-sends and the MQTT reconnects carry every purchase: no
+secure broker through the fault proxy, TLS on both of its sides and each device logged in
+with its own credentials, with 10 % of the MQTT packets lost and 10 % duplicated in each
+direction. The agents' re-sends and the MQTT reconnects carry every purchase: no
 errors, no double charge, no voucher lost, each device's own spending equal to what the
 ledger accepted and to what the chain paid, settled = paid.
 
@@ -37,6 +38,9 @@ def test_twenty_devices_buy_through_lost_and_duplicated_packets(tmp_path: Path) 
     assert "fault proxy: up" in output
 
     summary = json.loads((run_dir / "summary.json").read_text())
+    # TLS from the devices to the proxy and from the proxy to the broker
+    assert summary["device_transport"] == "tls"
+    assert summary["net_faults"]["proxy_transport"] == "tls"
     check = summary["check"]
     assert check["purchases"] >= 450 and check["ok"] == check["purchases"], check
     assert check["errors"] == 0 and check["double_charges"] == 0, check

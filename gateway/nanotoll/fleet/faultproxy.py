@@ -7,6 +7,12 @@ fate (:mod:`.netfaults`) before it goes on. Packets are never cut or merged, so 
 fault is one a client can meet on a real link: a packet missing, twice, late or out
 of order, never a torn one.
 
+With ``tls`` (:mod:`.proxy_tls`) both sides are TLS: the proxy presents its own
+certificate from the broker's CA to the clients, reads their packets in cleartext, and
+dials the broker's TLS listener verifying that CA. CONNECT crosses unchanged, so the
+broker checks each client's own login and rights. Without ``tls`` both sides are plain:
+for a plain loopback broker a test names.
+
 The proxy runs its own asyncio loop in a thread, listens on loopback only, connects to
 a loopback broker only, and stops by itself after ``lifetime_s`` (closing every
 connection) if nobody stops it first. Faults apply while it is armed; a fleet arms it
@@ -20,6 +26,7 @@ import contextlib
 import ipaddress
 import itertools
 import socket
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -27,10 +34,12 @@ from types import TracebackType
 
 from .mqtt_frames import FrameSplitter, FramingError, Packet
 from .netfaults import REORDER_HOLD_S, Fate, FaultDice, NetFaults
+from .proxy_tls import ProxyTLS
 
 # held_alone: held back to be overtaken, but nothing came within REORDER_HOLD_S
 ACTIONS = ("packets", "dropped", "duplicated", "delayed", "reordered", "held_alone")
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0  # the broker's TCP connect and, with TLS, its handshake
+HANDSHAKE_TIMEOUT_S = 30.0  # a client's handshake: a board's takes seconds, not this
 READ_SIZE = 65536
 
 
@@ -112,7 +121,8 @@ class FaultProxy:
 
     def __init__(self, upstream_port: int, faults: NetFaults, *,
                  upstream_host: str = "127.0.0.1", host: str = "127.0.0.1", port: int = 0,
-                 lifetime_s: float = 3600.0, armed: bool = True) -> None:
+                 lifetime_s: float = 3600.0, armed: bool = True,
+                 tls: ProxyTLS | None = None) -> None:
         for name, value in (("listen", host), ("upstream", upstream_host)):
             if not _loopback(value):
                 raise ProxyError(f"the fault proxy stays on loopback: {name} host {value!r} "
@@ -124,6 +134,7 @@ class FaultProxy:
         self.host = host
         self.port = port
         self.upstream = (upstream_host, upstream_port)
+        self.tls = tls
         self.lifetime_s = lifetime_s
         self.counts = FaultCounts()
         self.expired = False  # stopped by its lifetime, not by stop()
@@ -204,9 +215,19 @@ class FaultProxy:
         self.counts.event("connections")
         broker_writer: asyncio.StreamWriter | None = None
         try:
+            if self.tls is not None and not await self._client_handshake(client_writer):
+                return
+            upstream_tls = self.tls.upstream if self.tls is not None else None
             try:
                 broker_reader, upstream = await asyncio.wait_for(
-                    asyncio.open_connection(*self.upstream), CONNECT_TIMEOUT_S)
+                    asyncio.open_connection(
+                        *self.upstream, ssl=upstream_tls,
+                        server_hostname=self.upstream[0] if upstream_tls else None),
+                    CONNECT_TIMEOUT_S)
+            except ssl.SSLError:
+                # the broker is not the one the CA vouches for: never forward to it
+                self.counts.event("upstream_tls_refused")
+                return
             except (OSError, TimeoutError):
                 self.counts.event("upstream_refused")  # the broker is down: so is the link
                 return
@@ -233,6 +254,18 @@ class FaultProxy:
             if broker_writer is not None:
                 broker_writer.close()
             self._connections.discard(task)
+
+    async def _client_handshake(self, client_writer: asyncio.StreamWriter) -> bool:
+        """TLS toward the client, before the broker is dialled: a client that fails it
+        (does not trust the CA, speaks plain MQTT) is closed and counted."""
+        assert self.tls is not None
+        try:
+            await client_writer.start_tls(self.tls.serve,
+                                          ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+        except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+            self.counts.event("tls_refused")
+            return False
+        return True
 
     def _fate(self, dice: FaultDice, packet: Packet) -> Fate:
         return dice.roll(packet) if self._armed else Fate()

@@ -38,6 +38,7 @@ from .devices import DeviceGroup, DeviceSlot
 from .faultproxy import ACTIONS, FaultProxy, ProxyError
 from .netfaults import DIRECTIONS
 from .options import PRICES, FleetError, FleetOptions, default_run_dir, validate
+from .proxy_tls import ProxyTLSError, proxy_tls
 from .topup import FleetFunding, check_top_up, top_up_fleet
 
 OPEN_MANY_CHUNK = 200  # channels per openMany: ~62k gas each, well under the 16.7M cap
@@ -255,10 +256,12 @@ class Fleet:
 
         o = self.options
         t_start = time.monotonic()
-        # Devices connect with TLS to the broker this run starts, unless the fault proxy
-        # stands between them or their MicroPython has no ssl.
-        tls = o.broker is None and o.net_faults is None and o.board == "unix" \
-            and _micropython_has_ssl()
+        # Devices connect with TLS to the broker this run starts (through the fault proxy,
+        # which terminates TLS on both sides, with --net-faults).
+        tls = o.broker is None and o.board == "unix"
+        if tls and not _micropython_has_ssl():
+            raise FleetError("the devices' MicroPython has no ssl module and the fleet's "
+                             "devices log in with TLS: build it with mbedTLS (make setup)")
         processes = o.processes(tls)
         self.summary.update({
             "options": {"devices": o.devices, "rate": o.rate, "duration": o.duration,
@@ -311,39 +314,30 @@ class Fleet:
                      f"{registries.reputation}")
 
         # broker ----------------------------------------------------------------------
-        # Ours is the secure broker: TLS, a client per party, topic rights; gateways and
-        # devices connect with TLS and their own credentials, checking its CA. Only with
-        # --net-faults, or on a MicroPython built without ssl, do the devices log in on
-        # a plain loopback listener (same rights): the fault proxy cuts MQTT packets,
-        # which it cannot see inside TLS.
+        # Ours is the secure broker: TLS only, a client per party, topic rights; gateways
+        # and devices connect with TLS and their own credentials, checking its CA. The
+        # fault proxy, with --net-faults, terminates TLS on both sides (its own
+        # certificate from the same CA) and forwards each device's login unchanged.
         broker: Mosquitto | None = None
         provider_hex = provider.address[2:].lower()
         device_broker: dict[str, Any]
         if o.broker is None:
-            plain_devices = o.net_faults is not None or (o.board == "unix" and not tls)
             broker = stack.enter_context(Mosquitto(
-                workdir=self.work / "mosquitto", secure=True, plain_port=plain_devices,
-                providers=[provider_hex]))
+                workdir=self.work / "mosquitto", secure=True, providers=[provider_hex]))
             broker_host, broker_port = broker.host, broker.port
-            if broker.plain_port:
-                device_port = int(broker.plain_port)
-                device_broker = {"host": broker_host, "port": device_port}
-                self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
-                         f"devices log in on its plain loopback listener, port {device_port}")
-            else:
-                device_port = broker_port
-                device_broker = {"host": broker_host, "port": device_port,
-                                 "ca": str(self._device_ca(broker))}
-                self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
-                         "devices log in with TLS")
+            device_port = broker_port
+            device_broker = {"host": broker_host, "port": device_port,
+                             "ca": str(self._device_ca(broker))}
+            self.say(f"broker {broker_host}:{broker_port} (TLS, CA {broker.ca_file}); "
+                     "devices log in with TLS")
         else:
             broker_host, broker_port = o.broker_address()
             device_port = broker_port
             device_broker = {"host": broker_host, "port": device_port}
             self.say(f"broker {broker_host}:{broker_port}")
-        proxy = self._fault_proxy(stack, broker_host, device_port)
+        proxy = self._fault_proxy(stack, broker, broker_host, device_port)
         if proxy is not None:
-            device_broker = {"host": proxy.host, "port": proxy.port}
+            device_broker.update(host=proxy.host, port=proxy.port)
         self.summary["device_transport"] = "tls" if "ca" in device_broker else "plain"
 
         # ledger ----------------------------------------------------------------------
@@ -398,7 +392,7 @@ class Fleet:
             provider_address = agent.provider
             self.summary["identity"] = agent.as_dict()
             if proxy is None and device_port == broker_port:
-                # on the gateway's listener (not the fault proxy or the plain one)
+                # on the gateway's listener, not through the fault proxy
                 device_broker.update(host=agent.broker_host, port=agent.broker_port)
             self.say(f"provider discovered from {agent.reference}: {agent.provider}, broker "
                      f"{agent.as_dict()['broker']}, catalog seq {agent.catalog_seq}")
@@ -571,25 +565,35 @@ class Fleet:
                 slot.username, slot.password = credentials.username, credentials.password
         self.say(f"{len(slots)} broker clients made in {time.monotonic() - t0:.1f} s")
 
-    def _fault_proxy(self, stack: contextlib.ExitStack, broker_host: str,
+    def _fault_proxy(self, stack: contextlib.ExitStack, broker: Any, broker_host: str,
                      broker_port: int) -> FaultProxy | None:
         """With --net-faults, the proxy the devices reach the broker through (disarmed
-        until go); the gateways keep their direct link."""
+        until go); the gateways keep their direct link. On our broker it is TLS on both
+        sides, with a certificate of its own issued by the broker's CA."""
         o = self.options
         if o.net_faults is None:
             return None
+        tls = None
+        if broker is not None and broker.site is not None:
+            try:
+                tls = proxy_tls(broker.site.ca_file, broker.site.ca_key_file, broker.host,
+                                self.work / "fault-proxy")
+            except ProxyTLSError as exc:
+                raise FleetError(str(exc)) from None
         # Its own bound: the devices' bring-up, the run and its drain, and a margin.
         lifetime = (60 + o.devices * 0.1) + o.warmup + o.duration + o.timeout_ms / 1000 + 180
         try:
             proxy = stack.enter_context(FaultProxy(
-                broker_port, o.net_faults, upstream_host=broker_host, lifetime_s=lifetime,
-                armed=False))
+                broker_port, o.net_faults, upstream_host=broker_host, host=broker_host,
+                lifetime_s=lifetime, armed=False, tls=tls))
         except ProxyError as exc:
             raise FleetError(str(exc)) from None
+        transport = "tls" if tls is not None else "plain"
         self.summary["net_faults"] = {"faults": o.net_faults.as_dict(),
-                                      "proxy": f"{proxy.host}:{proxy.port}"}
+                                      "proxy": f"{proxy.host}:{proxy.port}",
+                                      "proxy_transport": transport}
         self.say(f"devices reach the broker through the fault proxy {proxy.host}:"
-                 f"{proxy.port} ({o.net_faults.describe()}, from go on)")
+                 f"{proxy.port} ({transport}; {o.net_faults.describe()}, from go on)")
         return proxy
 
     def _fault_summary(self, proxy: FaultProxy) -> None:
