@@ -24,6 +24,10 @@ import micropython
 
 W = None
 
+# secp256k1.py inverts with Euclid on big integers: Fermat's 270 multiplications of
+# this field cost more.
+INVERT_IN_FIELD = False
+
 
 @micropython.viper
 def mul(dst: uint, a: uint, b: uint):

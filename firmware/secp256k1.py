@@ -276,8 +276,14 @@ def _invert_z():
     mul(_EX, _EY, _Z)
 
 
-def _affine():
-    # (x, y) of the running point as integers: X / Z^2, Y / Z^3
+def _affine(blind=1):
+    # (x, y) of the running point as integers: X / Z^2, Y / Z^3. Where the field
+    # is slow, one inversion by Euclid on big integers instead, of Z times blind
+    # (so that its variable time does not follow Z when blind is secret).
+    if not _fe.INVERT_IN_FIELD:
+        z_inv = inverse(_get(_Z) * blind % P, P) * blind % P
+        z_inv2 = z_inv * z_inv % P
+        return _get(_X) * z_inv2 % P, _get(_Y) * z_inv2 % P * z_inv % P
     _invert_z()
     _mul(_T1, _EX, _EX)
     _mul(_T2, _X, _T1)
@@ -666,14 +672,15 @@ def sign(secret, digest):
         raise ValueError("a digest is 32 bytes")
     z = int.from_bytes(digest, "big") % N
     msg32 = z.to_bytes(32, "big")
-    # a secret factor for k's inversion mod n (Euclid's steps depend on the number
-    # inverted): any value in 1..n-1 gives the same signature
+    # a secret factor for the inversions by Euclid, whose steps depend on the number
+    # inverted (k's mod n, and R's Z where the field does not invert): any value in
+    # 1..n-1 gives the same signature
     blind = int.from_bytes(_hmac(secret, (msg32, b"blind")), "big") % N or 1
     for k in _nonces(bytes(secret), msg32):
         if not 0 < k < N:
             continue
         _mul_g(k, True)
-        x, y = _affine()
+        x, y = _affine(blind)
         r = x % N
         if r == 0:
             continue
