@@ -18,19 +18,22 @@
 #   PublicKey(public, comb=None).verify(digest, signature) -> bool
 #
 # Speed: k*G uses a fixed-base comb (Lim-Lee), Jacobian coordinates with mixed
-# additions, and field arithmetic in viper (_field_viper.py) or plain Python
-# where the port has no native emitter (_field_plain.py). The comb's table is
+# additions, and field arithmetic in Thumb-2 assembler on ARMv7-M and later
+# (_field_thumb2.py), else in viper (_field_viper.py), else in plain Python where
+# the port has no native emitter (_field_plain.py). The comb's table is
 # either the small one built in RAM on first use (5 teeth: 62 points, 3,968
 # bytes, allocated at import so that it never has to be found in a fragmented
 # heap; 25 doublings and up to 52 additions) or a large one in flash (8 teeth:
 # 1,020 points, 65 KB; 7 doublings and 32 additions), read in place from a
 # ROMFS file or entry by entry from a file, checked against its SHA-256 when it
 # is opened. With a secret scalar every comb column costs an addition (a zero
-# digit's goes to a copy that is dropped), and the inversions in sign() are
-# blinded: see "what is constant-time" in docs/boards.md. A verifying key can have such a table too: a signature is then
-# checked with both combs sharing their doublings. Scalars mod n and the
-# inversions use MicroPython's big integers, with extended Euclid: pow(x, -1, m)
-# returns 0 on MicroPython. Recovery's u2*R uses the curve's endomorphism (GLV):
+# digit's goes to a copy that is dropped), and the inversions by Euclid in sign()
+# are blinded: see "what is constant-time" in docs/boards.md. A verifying key can
+# have such a table too: a signature is then
+# checked with both combs sharing their doublings. Scalars mod n use MicroPython's
+# big integers, inverted with extended Euclid (pow(x, -1, m) returns 0 on
+# MicroPython); Z^-1 mod p too, except with the Thumb-2 field, where it is a power
+# (Fermat) in the field. Recovery's u2*R uses the curve's endomorphism (GLV):
 # two 128-bit halves in one run of 128 doublings instead of 256.
 #
 # Not re-entrant (one work buffer); nothing here awaits, so asyncio is fine.
