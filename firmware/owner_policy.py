@@ -174,7 +174,11 @@ class OwnerPolicy:
             raise PolicyRefused("policy for channel %d, this device pays from %d" % (ints[0], self.channel), "channel")
         if ints[1] <= self.seq:
             raise PolicyRefused("policy seq %d is not above the applied %d" % (ints[1], self.seq), "seq")
-        if not self.owner.signed(digest(self.separator, decoded), decoded[4]):
+        try:
+            owners = self.owner.signed(digest(self.separator, decoded), decoded[4])
+        except ValueError:  # r of no curve point, s out of range: nobody's signature
+            owners = False
+        if not owners:
             raise PolicyRefused("policy not signed by the owner", "signature")
         if ints[2] < cumulative:
             raise PolicyRefused("policy deposit %d is below the %d already signed" % (ints[2], cumulative), "deposit")
