@@ -1,7 +1,8 @@
-"""Roles: a signature made for one EIP-712 type (voucher, receipt, catalog) holds in that
-role only. One key makes all three here, the worst case: a device that is also a
-provider, or a provider key that once signed a voucher. The shared fields are given the
-same values (channel = seq, amount = valid_from), so only the type hash tells them apart.
+"""Roles: a signature made for one EIP-712 type (voucher, receipt, catalog, error
+response, the owner's policy) holds in that role only. One key makes all five here, the
+worst case: a device that is also a provider, or a provider key that once signed a
+voucher. The shared fields are given the same values (channel = seq, amount = valid_from),
+so only the type hash tells them apart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 from nanotoll.protocol.errors import ErrorCode
-from nanotoll.protocol.messages import Catalog, Receipt, Request
+from nanotoll.protocol.messages import Catalog, Receipt, Request, Response
+from nanotoll.protocol.policy import SignedPolicy
 from nanotoll.protocol.signing import SignatureError
 from nanotoll.protocol.voucher import Voucher
 from support.gateway_support import Device
@@ -23,6 +25,8 @@ from support.roles import (
     AMOUNT,
     CHANNEL,
     DATA,
+    ERROR_CODE,
+    POLICY,
     PRODUCTS,
     PROVIDER,
     REQUEST_HASH,
@@ -49,10 +53,30 @@ def holds_as_catalog(signature: bytes) -> bool:
     return True
 
 
+def holds_as_error(signature: bytes) -> bool:
+    error = Response(1, ERROR_CODE, message="underpaid", channel_id=CHANNEL,
+                     request_hash=REQUEST_HASH, signature=signature)
+    try:
+        error.verify_error(SEPARATOR, PROVIDER)
+    except SignatureError:
+        return False
+    return True
+
+
+def holds_as_policy(signature: bytes) -> bool:
+    """What the owner's tool checks of a policy read back: the owner is its signer."""
+    try:
+        return SignedPolicy(POLICY, signature).signer(SEPARATOR) == PROVIDER
+    except SignatureError:
+        return False
+
+
 ROLES: dict[str, Callable[[bytes], bool]] = {
     "voucher": holds_as_voucher,
     "receipt": holds_as_receipt,
     "catalog": holds_as_catalog,
+    "error": holds_as_error,
+    "policy": holds_as_policy,
 }
 
 
@@ -66,8 +90,8 @@ def test_a_signature_is_refused_in_every_other_role(made: str, presented: str) -
     assert not ROLES[presented](signatures()[made])
 
 
-@pytest.mark.parametrize("made", ["receipt", "catalog"])
-def test_the_gateway_refuses_a_receipt_or_catalog_signature_as_a_voucher(
+@pytest.mark.parametrize("made", ["receipt", "catalog", "error", "policy"])
+def test_the_gateway_refuses_any_other_signature_as_a_voucher(
         tmp_path: Path, made: str) -> None:
     """Through the request pipeline: BAD_SIGNATURE, nothing stored or charged."""
     rig = Rig(tmp_path)

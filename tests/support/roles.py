@@ -1,13 +1,16 @@
-"""The three signatures of the roles tests: a voucher's, a receipt's and a catalog's, all
-made by one key over fields that share their values (channel = seq, amount = valid_from),
-so that only the EIP-712 type tells them apart."""
+"""The signatures of the roles tests: a voucher's, a receipt's, a catalog's, an error
+response's and an owner-signed policy's, all made by one key over fields that share their
+values (channel = seq, amount = valid_from = the policy's seq, deposit and budget), so
+that only the EIP-712 type tells them apart."""
 
 from __future__ import annotations
 
 import functools
 
 from eth_utils import keccak
-from nanotoll.protocol.messages import Product, sign_catalog, sign_receipt
+from nanotoll.protocol.errors import ErrorCode, ProtocolError
+from nanotoll.protocol.messages import Product, sign_catalog, sign_error, sign_receipt
+from nanotoll.protocol.policy import SpendingPolicy
 from nanotoll.protocol.signing import address_of
 from nanotoll.protocol.voucher import sign
 
@@ -21,6 +24,9 @@ REQUEST_HASH = keccak(b"request bytes")
 DATA = b"data bytes"
 PRODUCTS = (Product("weather", 1500, "nowcast"),)
 PROVIDER = bytes.fromhex(ADDRESS[2:])
+ERROR_CODE = ErrorCode.UNDERPAID  # its detail is null
+POLICY = SpendingPolicy(channel_id=CHANNEL, seq=AMOUNT, deposit=AMOUNT, budget=AMOUNT,
+                        expiry=UNTIL)
 
 
 @functools.cache
@@ -30,4 +36,7 @@ def signatures() -> dict[str, bytes]:
         "receipt": sign_receipt(KEY, SEPARATOR, CHANNEL, AMOUNT, REQUEST_HASH, DATA).signature,
         "catalog": sign_catalog(KEY, SEPARATOR, PROVIDER, CHANNEL, AMOUNT, UNTIL,
                                 PRODUCTS).signature,
+        "error": sign_error(KEY, SEPARATOR, 1, ProtocolError(ERROR_CODE, "underpaid"),
+                            CHANNEL, REQUEST_HASH).signature,
+        "policy": POLICY.sign(KEY, SEPARATOR).signature,
     }
