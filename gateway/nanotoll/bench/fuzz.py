@@ -250,7 +250,7 @@ def _registration_seeds() -> list[bytes]:
     sample = Registration(
         name="wx", description="nowcasts", broker_url="mqtts://broker.example:8883",
         catalog_topic="nt/1/d7f600c6fc2b9104dc9067264e2d49062dfc2285/catalog",
-        protocol_version=1, provider="0xd7F600c6fC2b9104DC9067264e2d49062dfC2285",
+        protocol_version=1, provider="0xd7f600c6fc2B9104Dc9067264e2d49062DfC2285",
         escrow="0x5FbDB2315678afecb367f032d93F642f64180aa3", chain_id=31337,
         products=(ProductEntry("weather", 1500, "nowcast"), ProductEntry("nav", 4000, "air")),
         registrations=(RegistrationEntry(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from eth_utils.address import is_address, to_checksum_address
-
+from ..address import parse_address
+from ..protocol import PROTOCOL_VERSION
 from ..protocol.messages import PRODUCT_NAME
 from .errors import IdentityError
 from .reference import parse_registry_name, registry_name
@@ -31,6 +31,9 @@ WELL_KNOWN_PATH = "/.well-known/agent-registration.json"
 PLAIN_PATH = "/agent-registration.json"
 MAX_REGISTRATION_BYTES = 64 * 1024
 _BROKER_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+_MAX_UNIT_PRICE = 2**64 - 1
+_MAX_ID = 2**256 - 1  # chain ids and agent ids are uint256
+MAX_PRODUCTS, MAX_DESCRIPTION = 32, 64  # the products are a catalog's, with its limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +134,33 @@ def _field(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _integer(table: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
+    value: int = _field(table, key, int, where)
+    if not low <= value <= high:
+        raise IdentityError(f"registration file: {where}{key} {value} is not in {low}..{high}")
+    return value
+
+
+def _optional_text(table: dict[str, Any], key: str, where: str) -> str:
+    return "" if table.get(key) is None else str(_field(table, key, str, where))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with a key twice, two readers of one file
+    could each take another value."""
+    table = dict(pairs)
+    if len(table) != len(pairs):
+        twice = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+        raise IdentityError(f"registration file: the key {twice[0]!r} twice in one object")
+    return table
+
+
 def _address(table: dict[str, Any], key: str, where: str) -> str:
     value = _field(table, key, str, where)
-    if not is_address(value):
-        raise IdentityError(f"registration file: {where}{key} {value!r} is not an address")
-    return str(to_checksum_address(value))
+    try:
+        return parse_address(value)  # mixed case must be the EIP-55 checksum
+    except ValueError as exc:
+        raise IdentityError(f"registration file: {where}{key}: {exc}") from None
 
 
 def parse_registration(data: bytes) -> Registration:
@@ -145,7 +170,9 @@ def parse_registration(data: bytes) -> Registration:
         raise IdentityError(f"registration file: {len(data)} bytes, more than "
                             f"{MAX_REGISTRATION_BYTES}")
     try:
-        document = json.loads(data)
+        document = json.loads(data, object_pairs_hook=_unique_keys)
+    except IdentityError:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise IdentityError(f"registration file: not JSON ({exc})") from None
     if not isinstance(document, dict):
@@ -162,24 +189,33 @@ def parse_registration(data: bytes) -> Registration:
     broker_endpoint(broker_url)
     extension = _field(document, "nanotoll", dict, "")
     products = []
-    for item in _field(extension, "products", list, "nanotoll."):
+    listed = _field(extension, "products", list, "nanotoll.")
+    if len(listed) > MAX_PRODUCTS:
+        raise IdentityError(f"registration file: {len(listed)} products, at most {MAX_PRODUCTS}")
+    for item in listed:
         if not isinstance(item, dict):
             raise IdentityError("registration file: nanotoll.products holds a non-object")
         name = _field(item, "name", str, "nanotoll.products[].")
         if not PRODUCT_NAME.fullmatch(name):
             raise IdentityError(f"registration file: product name {name!r}")
-        products.append(ProductEntry(name, _field(item, "unitPrice", int, f"products.{name}."),
-                                     _field(item, "description", str, f"products.{name}.")))
+        description = _field(item, "description", str, f"products.{name}.")
+        if len(description) > MAX_DESCRIPTION:
+            raise IdentityError(f"registration file: products.{name}.description has more "
+                                f"than {MAX_DESCRIPTION} characters")
+        products.append(ProductEntry(
+            name, _integer(item, "unitPrice", f"products.{name}.", 1, _MAX_UNIT_PRICE),
+            description))
     registrations = []
     for item in _field(document, "registrations", list, ""):
         if not isinstance(item, dict):
             raise IdentityError("registration file: registrations holds a non-object")
         agent_registry = _field(item, "agentRegistry", str, "registrations[].")
         chain_id, registry = parse_registry_name(agent_registry)
-        registrations.append(RegistrationEntry(_field(item, "agentId", int,
-                                                      "registrations[]."),
+        registrations.append(RegistrationEntry(_integer(item, "agentId", "registrations[].",
+                                                        1, _MAX_ID),
                                                registry_name(chain_id, registry)))
-    version = _field(extension, "protocolVersion", int, "nanotoll.")
+    version = _integer(extension, "protocolVersion", "nanotoll.", PROTOCOL_VERSION,
+                       PROTOCOL_VERSION)
     if str(mqtt[0].get("version")) != str(version):
         raise IdentityError(f"registration file: the MQTT service's version "
                             f"{mqtt[0].get('version')!r} is not nanotoll.protocolVersion "
@@ -192,11 +228,11 @@ def parse_registration(data: bytes) -> Registration:
         protocol_version=version,
         provider=_address(extension, "provider", "nanotoll."),
         escrow=_address(extension, "escrow", "nanotoll."),
-        chain_id=_field(extension, "chainId", int, "nanotoll."),
+        chain_id=_integer(extension, "chainId", "nanotoll.", 1, _MAX_ID),
         products=tuple(products),
         registrations=tuple(registrations),
-        image=str(document.get("image") or ""),
-        web=next((str(s.get("endpoint")) for s in services
+        image=_optional_text(document, "image", ""),
+        web=next((_optional_text(s, "endpoint", "services.web.") for s in services
                   if isinstance(s, dict) and s.get("name") == "web"), ""),
         reputation_registry=(_address(extension, "reputationRegistry", "nanotoll.")
                              if "reputationRegistry" in extension else ""),
