@@ -18,6 +18,12 @@ cost per request much less, and it says what bounds the ratio of the two rates. 
 gateway is one Python thread, so its CPU per purchase bounds its rate at
 1 s / ``gateway_cpu_us``; the echo's cost is nearly all paho's.
 
+Then the same at a steady 200 requests/s, open loop (``gateway_cpu_us_200``,
+``echo_cpu_us_200``), where each request wakes its responder by itself; and with no
+requests for a few seconds (``gateway_idle_cpu_ms_per_s``, ``echo_idle_cpu_ms_per_s``).
+The echo's ratio of the two CPU figures is the floor of the gateway's: what a message
+costs paho and the system alone when it is not read together with others.
+
 Scale-out: ``--gateways N`` (1-16, default 1) runs N ``nanotoll gateway run`` processes
 on the one shared subscription, each with its own stable client_id
 (``bench-gateway-<i>``), all on one SQLite ledger file: WAL, each process's group commit
@@ -59,6 +65,7 @@ HALF_SECONDS = 3.0
 # The load a fleet of 1,000 devices buying every 5 s offers: what an operator sees.
 STEADY_RATE = 200.0
 STEADY_SECONDS = 4.0
+IDLE_SECONDS = 3.0  # no requests at all: what waiting costs (timers, polls, background)
 WARM_SECONDS = 1.0
 PRICE = 1500
 MAX_GATEWAYS = 16
@@ -259,6 +266,8 @@ def _measure(load: _Load, responders: list[int], broker: int | None) -> dict[str
     steady_before = {name: _cpu_of(group) for name, group in pids.items()}
     steady = load.open(STEADY_RATE, STEADY_SECONDS)
     steady_after = {name: _cpu_of(group) for name, group in pids.items()}
+    time.sleep(IDLE_SECONDS)
+    idle_after = {name: _cpu_of(group) for name, group in pids.items()}
     if any(d.next_index >= len(d.requests) for d in load.devices):
         raise RuntimeError("the load generator ran out of pre-signed requests, so the rate "
                            "would be understated: raise PER_DEVICE")
@@ -271,6 +280,8 @@ def _measure(load: _Load, responders: list[int], broker: int | None) -> dict[str
         spent = steady_after[name] - steady_before[name]
         figures[f"cpu_us_{name}_steady"] = spent / len(steady) * 1e6 if steady \
             else float("nan")
+        figures[f"idle_ms_{name}"] = (idle_after[name] - steady_after[name]) \
+            / IDLE_SECONDS * 1000
     return figures
 
 
@@ -398,6 +409,17 @@ def run_gateway_bench(gateways: int = 1) -> dict[str, Any]:
         "gateway_cpu_ratio_200_to_saturation": round(
             gateway["cpu_us_responder_steady"] / gateway["cpu_us_responder"], 2)
         if gateway["cpu_us_responder"] else None,
+        # The echo at the same steady rate: paho and the system calls alone, whose cost a
+        # message also grows when each message wakes its process by itself. The
+        # gateway's ratio can get no lower than the echo's, short of batching.
+        "echo_cpu_us_200": round(echo["cpu_us_responder_steady"], 1),
+        "echo_cpu_ratio_200_to_saturation": round(
+            echo["cpu_us_responder_steady"] / echo["cpu_us_responder"], 2)
+        if echo["cpu_us_responder"] else None,
+        # CPU milliseconds a second with no request coming in (the gateway's polls of
+        # the broker socket and the chain, its timers): what idling costs.
+        "gateway_idle_cpu_ms_per_s": round(gateway["idle_ms_responder"], 2),
+        "echo_idle_cpu_ms_per_s": round(echo["idle_ms_responder"], 2),
         "broker_cpu_us": round(gateway["cpu_us_broker"], 1),
         "echo_broker_cpu_us": round(echo["cpu_us_broker"], 1),
         "load_cpu_us": round(gateway["cpu_us_load"], 1),
