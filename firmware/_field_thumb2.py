@@ -21,9 +21,13 @@
 # no globals); mul, sub and mul_small are small viper functions that pass it. The
 # module does not import _field_viper.py: on a board native code is copied into the
 # heap, and this one's is the smaller.
-# No kernel branches on the values it is given: every limb is read, multiplied and
-# written the same way, and the conditional folds are done with masks or with a
-# carry multiplied in, so each takes the same instructions for every input.
+#
+# No kernel branches on the field values it is given (only on slot numbers, counts
+# and the comb's shape): every limb is read, multiplied and written the same way,
+# and the conditional folds are done with masks or with a carry multiplied in, so
+# each runs the same instructions for every value. The Cortex-M3's UMULL/UMLAL end
+# early for small operands (cycles, not instructions); docs/boards.md says why that
+# is acceptable.
 import sys
 
 import micropython
@@ -39,7 +43,6 @@ W = None
 # secp256k1.py inverts in the field (Fermat) rather than with Euclid on big integers:
 # 270 multiplications cost less here than Euclid's big-integer steps.
 INVERT_IN_FIELD = True
-
 
 
 @micropython.asm_thumb
