@@ -26,6 +26,7 @@ PROVIDER = "aa" * 20
 DEVICE = "11" * 20
 OTHER = "22" * 20
 OWNER = "33" * 20
+OTHER_OWNER = "44" * 20
 WAIT = 5.0
 
 
@@ -171,26 +172,37 @@ def test_the_gateway_serves_its_provider_only(broker: Mosquitto,
         assert gateway.subscribe(refused).getName() == "Not authorized", refused
 
 
-def test_an_owner_publishes_only_its_devices_policy(broker: Mosquitto,
-                                                   devices: dict[str, Credentials],
-                                                   probes: list[Probe]) -> None:
+def test_an_owner_publishes_and_reads_only_its_devices_policy(
+        broker: Mosquitto, devices: dict[str, Credentials], probes: list[Probe]) -> None:
     with broker.admin() as admin:
         owner_credentials = add_owner(admin, OWNER)
         grant_owner(admin, OWNER, PROVIDER, DEVICE)
+        other_owner_credentials = add_owner(admin, OTHER_OWNER)
+        grant_owner(admin, OTHER_OWNER, PROVIDER, OTHER)
+    mine, theirs = topics.policy_topic(PROVIDER, DEVICE), topics.policy_topic(PROVIDER, OTHER)
     device = _connected(broker, devices[DEVICE], probes)
-    assert not device.subscribe(topics.policy_topic(PROVIDER, DEVICE)).is_failure
+    assert not device.subscribe(mine).is_failure
     owner = _connected(broker, owner_credentials, probes)
-    assert not owner.publish(topics.policy_topic(PROVIDER, DEVICE)).is_failure
-    for refused in (topics.policy_topic(PROVIDER, OTHER), topics.request_topic(PROVIDER, DEVICE),
-                    topics.catalog_topic(PROVIDER)):
+    # It reads its device's policy back: what it retained there is delivered to it.
+    assert not owner.subscribe(mine).is_failure
+    assert not owner.publish(mine, retain=True).is_failure
+    for refused in (theirs, topics.request_topic(PROVIDER, DEVICE),
+                    topics.response_topic(PROVIDER, DEVICE), topics.catalog_topic(PROVIDER),
+                    topics.status_topic(PROVIDER, DEVICE)):
         assert owner.publish(refused).getName() == "Not authorized", refused
-    assert owner.subscribe(topics.response_topic(PROVIDER, DEVICE)).getName() == \
-        "Not authorized"
+    for refused in (theirs, topics.response_topic(PROVIDER, DEVICE),
+                    topics.request_topic(PROVIDER, DEVICE), topics.policy_topic(PROVIDER, "+"),
+                    f"nt/1/{PROVIDER}/#"):
+        assert owner.subscribe(refused).getName() == "Not authorized", refused
     # the provider's public documents, which discovery checks before provisioning
     for readable in (topics.catalog_topic(PROVIDER), topics.registration_topic(PROVIDER)):
         assert not owner.subscribe(readable).is_failure, readable
+    # The other owner's policy, retained on its device's topic, never reaches this owner.
+    other_owner = _connected(broker, other_owner_credentials, probes)
+    assert not other_owner.publish(theirs, retain=True).is_failure
     threading.Event().wait(0.3)
-    assert device.received == [topics.policy_topic(PROVIDER, DEVICE)]
+    assert device.received == [mine]
+    assert owner.received == [mine]
 
 
 def test_a_revoked_device_is_cut_off_and_refused(broker: Mosquitto,

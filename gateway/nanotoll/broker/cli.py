@@ -1,8 +1,10 @@
-"""``nanotoll broker init DIR`` and ``nanotoll broker run DIR``."""
+"""``nanotoll broker init | run | revoke | owner``: the broker's folder, mosquitto on it,
+and its clients."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -88,6 +90,63 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_owner(args: argparse.Namespace) -> int:
+    from .clients import ensure_owner
+    from .dynsec import DynsecAdmin, DynsecError
+
+    username = args.owner[2:].lower()  # as the owner's tool logs in (owner/cli.py)
+    try:
+        site = BrokerSite(Path(args.dir))
+        if not site.initialised():
+            raise SiteError(f"{site.root} holds no broker: give the folder `nanotoll broker "
+                            "init` made")
+        host, port = args.broker or _local(site.listener())
+        with DynsecAdmin(host, port, site.admin_password(),
+                         ca_file=str(site.ca_file)) as admin:
+            made, existed = ensure_owner(admin, username, rotate=args.rotate)
+    except (DynsecError, SiteError) as exc:
+        return _fail(f"cannot make the broker client of owner {args.owner}: {exc}")
+    state = "exists" if made is None else "rotated" if existed else "created"
+    if args.json:
+        print(json.dumps({"owner": args.owner, "username": username, "state": state,
+                          **({"password": made.password} if made else {})}, sort_keys=True))
+        return 0
+    if made is None:
+        print(f"broker: owner {args.owner}: client {username} exists, its password "
+              "unchanged (--rotate makes a new one)")
+        return 0
+    secret = Path(args.password_file) if args.password_file \
+        else site.secrets / f"owner-{username}.password"
+    try:
+        _write_password(secret, made.password)
+    except OSError as exc:
+        return _fail(f"owner {args.owner}: client {username} {state}, but its password "
+                     f"could not be written to {secret} ({exc.strerror}): run again with "
+                     "--rotate")
+    print(f"broker: owner {args.owner}: client {username} {state}, password in {secret} "
+          f"(mode 0600); its tool sends it from NANOTOLL_BROKER_PASSWORD")
+    return 0
+
+
+def _write_password(path: Path, password: str) -> None:
+    """Only the file's owner may read it, also when it existed with a looser mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(password + "\n")
+
+
+def _owner(text: str) -> str:
+    """The owner's account, EIP-55 checked like every address a person types."""
+    from ..address import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _local(listener: Listener) -> tuple[str, int]:
     """Where this host reaches the broker: loopback for a wildcard listener."""
     host = "127.0.0.1" if listener.host in ("0.0.0.0", "::") else listener.host
@@ -128,3 +187,21 @@ def add_broker_commands(commands: Any) -> None:
     revoke.add_argument("--broker", type=_host_port, default=None, metavar="HOST:PORT",
                         help="where the broker is (default: its listener, from this host)")
     revoke.set_defaults(func=_cmd_revoke)
+    owner = sub.add_parser("owner", help="make an owner's broker client (username = its "
+                                         "address): its tool publishes and reads back "
+                                         "its devices' signed policies")
+    owner.add_argument("dir", help="the broker's folder (its admin password and CA)")
+    owner.add_argument("owner", type=_owner, help="the owner's address (0x...)")
+    owner.add_argument("--broker", type=_host_port, default=None, metavar="HOST:PORT",
+                       help="where the broker is (default: its listener, from this host)")
+    owner.add_argument("--rotate", action="store_true",
+                       help="give an existing client a new password (the old one is "
+                            "refused from then on)")
+    secret = owner.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", default=None, metavar="FILE",
+                        help="where the new password goes, mode 0600 (default: "
+                             "DIR/secrets/owner-{address}.password)")
+    secret.add_argument("--json", action="store_true",
+                        help="print one JSON document, the new password in it, and write "
+                             "no file")
+    owner.set_defaults(func=_cmd_owner)

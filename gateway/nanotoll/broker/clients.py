@@ -64,6 +64,18 @@ def add_owner(admin: DynsecAdmin, owner: str) -> Credentials:
     return credentials
 
 
+def ensure_owner(admin: DynsecAdmin, owner: str, rotate: bool = False
+                 ) -> tuple[Credentials | None, bool]:
+    """The owner's tool's client, made with a fresh password if it is missing or
+    ``rotate`` asks for one, and whether it existed before. No credentials when it
+    exists and keeps its password (which only its holder knows: the broker keeps a
+    hash)."""
+    existed = has_client(admin, owner)
+    if existed and not rotate:
+        return None, True
+    return add_owner(admin, owner), existed
+
+
 def has_client(admin: DynsecAdmin, username: str) -> bool:
     try:
         admin.run("getClient", username=username)

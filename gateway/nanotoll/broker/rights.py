@@ -78,11 +78,14 @@ def gateway_acls(provider: str) -> list[Acl]:
 
 
 def owner_acls(provider: str, devices: Iterable[str]) -> list[Acl]:
-    """Each of the owner's devices' policy topics, out; the provider's public documents
-    in (the signed catalog and its ERC-8004 registration, which discovery checks before
-    a device is provisioned); nothing else."""
+    """Each of the owner's devices' policy topics, out and in (``device policy set``
+    reads back what it published, ``show`` reads what is retained); the provider's
+    public documents in (the signed catalog and its ERC-8004 registration, which
+    discovery checks before a device is provisioned); nothing else."""
+    policies = [policy_topic(provider, device) for device in devices]
     return [
-        *(acl("publishClientSend", policy_topic(provider, device)) for device in devices),
+        *(acl("publishClientSend", topic) for topic in policies),
+        *(entry for topic in policies for entry in _receives(topic)),
         *_receives(catalog_topic(provider)),
         *_receives(registration_topic(provider)),
     ]
