@@ -222,6 +222,9 @@ class Agent:
                 if topic == self.t_resp:
                     self.bad_responses += 1
                 self._log("agent: dropped a message on", topic, repr(exc))
+            # Not held while the next message is awaited (a purchase signs and writes
+            # the state record meanwhile).
+            payload = None
 
     def _on_policy(self, payload):
         keeper = self.owner_policy

@@ -28,6 +28,8 @@ module("cbor.py", boot=True)
 module("voucher.py", boot=True)
 module("wallet.py", boot=True)
 module("mqtt.py", boot=True)
+# The TCP/TLS link to the broker: the boards with a network stack (board.py imports it).
+module("tcp_link.py", boards=("unix", "esp32", "rp2040_picow"))
 module("store.py", boot=True)
 module("policy.py", boot=True)
 # The owner-signed policy: imported when the config names the owner (not at boot).

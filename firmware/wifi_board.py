@@ -6,7 +6,7 @@ import os
 import time
 import machine
 import network
-from mqtt import TcpLink, broker_tls
+from tcp_link import TcpLink, broker_tls
 
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0  # ports with a 2000 epoch
 _leds = {}

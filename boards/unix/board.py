@@ -11,7 +11,7 @@
 
 import os
 import time
-from mqtt import TcpLink, broker_tls
+from tcp_link import TcpLink, broker_tls
 
 NAME = "unix"
 

@@ -23,7 +23,8 @@ OTHER = "22" * 20
 
 SCRIPT = """
 import sys, asyncio, json
-from mqtt import MQTTClient, TcpLink, MQTTError, broker_tls
+from mqtt import MQTTClient, MQTTError
+from tcp_link import TcpLink, broker_tls
 with open(sys.argv[1]) as f:
     broker = json.load(f)
 async def main():

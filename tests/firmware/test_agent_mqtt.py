@@ -15,7 +15,8 @@ from support.agent_helpers import micropython, mp_env, run_mp
 
 CLIENT = """
 import sys, asyncio, json
-from mqtt import MQTTClient, TcpLink
+from mqtt import MQTTClient
+from tcp_link import TcpLink
 PORT = int(sys.argv[1])
 def out(**kw):
     print(json.dumps(kw))

@@ -1,4 +1,4 @@
-"""The device's MQTT socket turns Nagle's algorithm off (firmware/mqtt.py, no_delay)."""
+"""The device's MQTT socket turns Nagle's algorithm off (firmware/tcp_link.py, no_delay)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from support.tools import require
 
 SCRIPT = """
 import sys, asyncio
-from mqtt import TcpLink
+from tcp_link import TcpLink
 async def main():
     link = TcpLink("127.0.0.1", int(sys.argv[1]))
     stream = await link.open()

@@ -2,7 +2,7 @@
 
 ``measure_tls_heap()`` starts the secure broker (TLS listener, and a plain loopback one
 for the comparison), gives a device its client, and runs the firmware's own MQTT client
-and ``mqtt.broker_tls`` under the unix port. Every figure is a difference of
+and ``tcp_link.broker_tls`` under the unix port. Every figure is a difference of
 ``gc.mem_free()`` after ``gc.collect()``: what importing ``ssl`` keeps; then, after a
 warm-up round of connections (one-time allocations), what the TLS context, a connected
 TLS session (context included) and a connected plain session hold, against the free
@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[3]
 # the broker's address, the plain port, the CA (DER) and the device's login.
 _MEASURE = """
 import sys, gc, json, asyncio
-from mqtt import MQTTClient, TcpLink, broker_tls
+from mqtt import MQTTClient
+from tcp_link import TcpLink, broker_tls
 
 with open(sys.argv[1]) as f:
     cfg = json.load(f)
