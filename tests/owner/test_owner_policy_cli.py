@@ -1,7 +1,9 @@
-"""``nanotoll device policy set | show`` on anvil and mosquitto: the policy made from the
-channel on chain, signed by its payer, retained on the device's topic, read back and
-verified; a key that is not the payer's and contradictory limits refused before
-anything is published."""
+"""``nanotoll device policy set | show`` on anvil and the secure mosquitto (TLS, the
+owner's own client made by ``nanotoll broker owner``, the device's policy topic granted
+as provisioning grants it): the policy made from the channel on chain, signed by its
+payer, retained on the device's topic, read back and verified; a key that is not the
+payer's and contradictory limits refused before anything is published; a login or a
+read the broker refuses named as such."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from nanotoll.broker.clients import grant_owner
 from nanotoll.chain import EscrowClient
 from nanotoll.cli import main
 from nanotoll.owner import funding
+from nanotoll.owner.cli import BROKER_PASSWORD_ENV
 from nanotoll.owner.payer import PAYER_KEY_ENV
 from nanotoll.owner.policy import BrokerAccess, read_retained
 from nanotoll.protocol.eip712 import domain_separator
@@ -22,32 +26,48 @@ from nanotoll.protocol.signing import address_of, checksum_address
 from nanotoll.protocol.topics import policy_topic
 from nanotoll.servers.anvil import Anvil
 from nanotoll.servers.mosquitto import Mosquitto
+from support.tools import require
 
 DEVICE_KEY = hashlib.sha256(b"nanotoll owner policy device").digest()
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Anvil, Mosquitto]]:
+    require("mosquitto")
     with Anvil() as node, Mosquitto(workdir=tmp_path_factory.mktemp("broker"),
-                                         secure=False) as broker:
+                                    secure=True) as broker:
         yield node, broker
 
 
+def _owner_client(broker: Mosquitto, owner: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """The owner's broker client made by the command an operator runs; its password."""
+    assert broker.site is not None
+    assert main(["broker", "owner", str(broker.site.root), owner, "--json"]) == 0
+    return str(json.loads(capsys.readouterr().out)["password"])
+
+
 @pytest.fixture
-def channel(services: tuple[Anvil, Mosquitto], monkeypatch: pytest.MonkeyPatch
-            ) -> dict[str, Any]:
+def channel(services: tuple[Anvil, Mosquitto], monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     anvil, broker = services
     client = EscrowClient.deploy(anvil.w3, anvil.new_account())
     payer, payee = anvil.new_account(), anvil.new_account()
     client.mint(payer, payer.address, 10**9)
     ids, _ = funding.open_channels(client, payer, [address_of(DEVICE_KEY)], payee.address,
                                    50_000, funding.chain_time(client) + 86_400, approve=True)
+    owner, provider = payer.address[2:].lower(), payee.address[2:].lower()
+    device = address_of(DEVICE_KEY)[2:].lower()
+    password = _owner_client(broker, payer.address, capsys)
+    with broker.admin() as admin:
+        grant_owner(admin, owner, provider, device)  # as `device provision` does
     monkeypatch.setenv(PAYER_KEY_ENV, payer.key.hex())
+    monkeypatch.setenv(BROKER_PASSWORD_ENV, password)
     return {"client": client, "payer": payer, "payee": payee, "id": ids[0],
             "base": ["--rpc-url", anvil.rpc_url, "--escrow", client.address, "--broker",
-                     f"127.0.0.1:{broker.port}"],
-            "access": BrokerAccess("127.0.0.1", broker.port),
-            "topic": policy_topic(payee.address[2:].lower(), address_of(DEVICE_KEY)[2:].lower())}
+                     f"{broker.host}:{broker.port}", "--broker-ca", str(broker.ca_file)],
+            "access": BrokerAccess(broker.host, broker.port, owner, password,
+                                   str(broker.ca_file)),
+            "topic": policy_topic(provider, device)}
 
 
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:
@@ -103,4 +123,21 @@ def test_refusals_publish_nothing(channel: dict[str, Any], services: tuple[Anvil
     assert "channel 99 does not exist" in _error(capsys, ["device", "policy", "set", "99", *base])
     assert read_retained(channel["access"], channel["topic"]) is None
     assert "cannot reach the broker" in _error(
-        capsys, ["device", "policy", "show", cid, *base[:4], "--broker", "127.0.0.1:9"])
+        capsys, ["device", "policy", "show", cid, *base[:4], "--broker", "127.0.0.1:9",
+                 *base[6:]])
+
+
+def test_a_refused_login_or_read_is_named(channel: dict[str, Any],
+                                         services: tuple[Anvil, Mosquitto],
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    base, cid = channel["base"], str(channel["id"])
+    monkeypatch.setenv(BROKER_PASSWORD_ENV, "not the owner's password")
+    assert "refused the login" in _error(capsys, ["device", "policy", "show", cid, *base])
+    # Another owner's client logs in but may not read this device's policy.
+    stranger = services[0].new_account()
+    monkeypatch.setenv(BROKER_PASSWORD_ENV, _owner_client(services[1], stranger.address,
+                                                          capsys))
+    assert f"does not let {stranger.address[2:].lower()} read {channel['topic']}" in _error(
+        capsys, ["device", "policy", "show", cid, *base, "--broker-user",
+                 stranger.address[2:].lower()])

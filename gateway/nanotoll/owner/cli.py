@@ -263,10 +263,14 @@ def _cmd_policy_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_policy_show(args: argparse.Namespace) -> int:
+    from .funding import read_channels
     from .policy import show_policy
 
     client = _client(_target(args))
-    _print_policy(args, show_policy(client, _broker(args, None), args.channel))
+    # On a secured broker the channel's payer (the device's owner) logs in, by default.
+    state = read_channels(client, [args.channel])[0]
+    owner = state.payer if state.exists else None
+    _print_policy(args, show_policy(client, _broker(args, owner), args.channel))
     return 0
 
 

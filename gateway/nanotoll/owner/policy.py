@@ -131,13 +131,27 @@ def read_retained(access: BrokerAccess, topic: str,
                   timeout: float = READ_BACK_SECONDS) -> bytes | None:
     """The retained message on ``topic``, or None if the broker holds none."""
     got: list[bytes] = []
+    refused: list[str] = []
     done = threading.Event()
     client = _client(access)
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            refused.append(f"the broker at {access.host}:{access.port} refused the login "
+                           f"of {access.username or 'an anonymous client'} ({reason}): "
+                           "check --broker-user and the password")
+            done.set()
+            return
         client.subscribe(topic, qos=1)
 
     def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        # A refused read would otherwise look like an empty topic.
+        if reasons and reasons[0].is_failure:
+            refused.append(f"the broker at {access.host}:{access.port} does not let "
+                           f"{access.username or 'an anonymous client'} read {topic}: the "
+                           "owner's client needs the right provisioning grants")
+            done.set()
+            return
         # The broker sends a retained message right after the SUBACK; half a second
         # without one means it holds none.
         if not done.is_set():
@@ -157,6 +171,8 @@ def read_retained(access: BrokerAccess, topic: str,
     finally:
         client.disconnect()
         client.loop_stop()
+    if refused:
+        raise OwnerError(refused[0])
     return got[0] if got else None
 
 
