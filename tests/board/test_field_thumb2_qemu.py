@@ -10,6 +10,7 @@ import ast
 import random
 
 import pytest
+from coincurve import PrivateKey
 from nanotoll.device.image import firmware_files
 from nanotoll.device.manifest import read_manifest
 from nanotoll.device.qemu import QemuBoard
@@ -128,11 +129,27 @@ def test_thumb2_field_matches_the_viper_field_byte_for_byte(board: QemuBoard) ->
     assert problems == []
 
 
-def test_secp256k1_takes_the_thumb2_field_on_the_cortex_m3(board: QemuBoard) -> None:
+def test_secp256k1_on_the_thumb2_field_signs_as_coincurve_and_verifies(board: QemuBoard) -> None:
     files, _ = firmware_files(read_manifest().with_imports(("secp256k1",), "qemu_mps2"))
     board.deploy(files)
     assert board.exec("import secp256k1; print(secp256k1._fe.__name__)").strip() \
         == "_field_thumb2"
+    rng = random.Random(18)
+    cases = [(rng.randbytes(32), rng.randbytes(32)) for _ in range(12)]
+    for key, digest in cases:
+        # libsecp256k1 (coincurve) signs with the same RFC 6979 nonce and low s
+        expected = PrivateKey(key).sign_recoverable(digest, hasher=None)
+        compact = expected[:32] + ((expected[64] << 255)
+                                   | int.from_bytes(expected[32:64], "big")).to_bytes(32, "big")
+        public = PrivateKey(key).public_key.format(compressed=False)[1:]
+        out = board.exec(
+            "import secp256k1\n"
+            f"sig = secp256k1.sign({key!r}, {digest!r})\n"
+            f"key = secp256k1.PublicKey({public!r})\n"
+            f"print(sig.hex(), key.verify({digest!r}, sig),"
+            f" key.verify({digest!r}, sig[:-1] + bytes([sig[-1] ^ 1])))",
+            timeout=120).split()
+        assert out == [compact.hex(), "True", "False"], key.hex()
 
 
 @pytest.mark.parametrize("geometry", [(8, 4, 8), (5, 2, 26)])
