@@ -129,7 +129,8 @@ def publish_policy(access: BrokerAccess, topic: str, payload: bytes,
 
 def read_retained(access: BrokerAccess, topic: str,
                   timeout: float = READ_BACK_SECONDS) -> bytes | None:
-    """The retained message on ``topic``, or None if the broker holds none."""
+    """The retained message on ``topic``, or None if the broker holds none; OwnerError
+    when the broker refuses the login or the subscription."""
     got: list[bytes] = []
     refused: list[str] = []
     done = threading.Event()
@@ -148,8 +149,9 @@ def read_retained(access: BrokerAccess, topic: str,
         # A refused read would otherwise look like an empty topic.
         if reasons and reasons[0].is_failure:
             refused.append(f"the broker at {access.host}:{access.port} does not let "
-                           f"{access.username or 'an anonymous client'} read {topic}: the "
-                           "owner's client needs the right provisioning grants")
+                           f"{access.username or 'an anonymous client'} read {topic}: "
+                           "only the owner the device was provisioned for (`nanotoll "
+                           "device provision --broker-folder`) may")
             done.set()
             return
         # The broker sends a retained message right after the SUBACK; half a second
