@@ -1,8 +1,10 @@
 """The owner's commands against the emulated board (QEMU mps2-an385, flashed and
-provisioned with the real CLI): the board spends the budget it was provisioned with; the
-owner tops up, extends and publishes a signed policy; the board, run again untouched,
-applies it and buys more; `nanotoll device log` reads its purchase log over the REPL and
-every receipt verifies; after settlement `channel show` agrees with chain and ledger."""
+provisioned with the real CLI, on the secure broker): the board spends the budget it was
+provisioned with; the owner tops up, extends and publishes a signed policy with its own
+broker client (`nanotoll broker owner`), read back and shown; the board, run again
+untouched, applies it and buys more; `nanotoll device log` reads its purchase log over
+the REPL and every receipt verifies; after settlement `channel show` agrees with chain
+and ledger."""
 
 from __future__ import annotations
 
@@ -54,6 +56,10 @@ class Board:
     def chain_args(self) -> list[str]:
         return ["--gateway-config", str(self.config)]
 
+    def broker_args(self) -> list[str]:
+        return ["--broker", f"{self.broker.host}:{self.broker.port}",
+                "--broker-ca", str(self.broker.ca_file)]
+
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
@@ -61,6 +67,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
     import contextlib
 
     from eth_account import Account
+    from nanotoll.broker.site import gateway_username
     from nanotoll.chain.client import EscrowClient
     from nanotoll.device.sim import BoardSim
     from nanotoll.servers.anvil import Anvil
@@ -75,17 +82,24 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
         anvil.set_balance(provider.address, 10 * 10**18)
         escrow = EscrowClient.deploy(anvil.w3, deployer)
         escrow.mint(deployer, owner.address, 10**9)
-        # Plain: `device policy set` fails on the secure broker (the owner's role may publish
-        # its device's policy, not read it back; no command makes the owner's client).
-        broker = es.enter_context(Mosquitto(workdir=workdir / "broker", secure=False))
+        # The secure broker, as an operator runs it: the board's UART bridge makes the TLS
+        # connection for it, provisioning enrols it and grants the owner its policy topic.
+        provider_hex = provider.address[2:].lower()
+        broker = es.enter_context(Mosquitto(workdir=workdir / "broker", secure=True,
+                                            providers=[provider_hex]))
+        assert broker.site is not None and broker.ca_file is not None
         config = workdir / "gateway.toml"
         config.write_text(gateway_toml(
             mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
             chain_id=anvil.chain_id, ledger_path=workdir / "ledger.db",
             extra={"chain": {"poll_interval": 0.1},
-                   "settlement": {"threshold": 1, "interval": 1, "check_every": 0.5}}))
+                   "settlement": {"threshold": 1, "interval": 1, "check_every": 0.5},
+                   "mqtt": {"ca_file": str(broker.ca_file),
+                            "username": gateway_username(provider_hex),
+                            "password_file": str(broker.site.gateway_password_file(
+                                provider_hex))}}))
         gateway = es.enter_context(GatewayProcess(config, provider.key, workdir / "gateway"))
-        sim = es.enter_context(BoardSim(broker.host, broker.port,
+        sim = es.enter_context(BoardSim(broker.host, broker.port, ca_file=broker.ca_file,
                                         log_path=workdir / "qemu.log"))
         yield Board(anvil, escrow, owner, provider, broker, gateway, config, sim)
 
@@ -103,7 +117,8 @@ def test_owner_gives_the_board_more_budget_and_reads_its_log(board: Board) -> No
                     "--rpc-url", board.anvil.rpc_url, "--escrow", board.escrow.address,
                     "--token", board.escrow.token_address, "--provider",
                     board.provider.address, "--deposit", str(DEPOSIT), "--broker",
-                    f"{board.broker.host}:{board.broker.port}", "--json", env=board.env())
+                    f"{board.broker.host}:{board.broker.port}", "--broker-folder",
+                    str(board.broker.site.root), "--json", env=board.env())
     assert made.returncode == 0, made.stdout + made.stderr
     channel = str(json.loads(made.stdout.strip().splitlines()[-1])["channel"])
 
@@ -117,10 +132,21 @@ def test_owner_gives_the_board_more_budget_and_reads_its_log(board: Board) -> No
     ext = nanotoll("channel", "extend", channel, *board.chain_args(), "--lifetime",
                    str(30 * 86_400), env=board.env())
     assert ext.returncode == 0, ext.stderr
-    policy = nanotoll("device", "policy", "set", channel, *board.chain_args(), "--broker",
-                      f"{board.broker.host}:{board.broker.port}", "--json", env=board.env())
+    # The owner's broker client, made by the operator; `set` reads the policy back with it.
+    client = nanotoll("broker", "owner", str(board.broker.site.root), board.owner.address,
+                      "--json")
+    assert client.returncode == 0, client.stderr
+    owner_env = {**board.env(),
+                 "NANOTOLL_BROKER_PASSWORD": json.loads(client.stdout)["password"]}
+    policy = nanotoll("device", "policy", "set", channel, *board.chain_args(),
+                      *board.broker_args(), "--json", env=owner_env)
     assert policy.returncode == 0, policy.stderr
-    assert json.loads(policy.stdout.strip().splitlines()[-1])["budget"] == 4 * PRICE
+    made = json.loads(policy.stdout.strip().splitlines()[-1])
+    assert made["budget"] == 4 * PRICE and made["signed_by_owner"]
+    shown = nanotoll("device", "policy", "show", channel, *board.chain_args(),
+                     *board.broker_args(), "--json", env=owner_env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout.strip().splitlines()[-1]) == made
 
     lines = _buy(board, 2)
     assert [x.get("ok") for x in lines] == [True, True], lines
