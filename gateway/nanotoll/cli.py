@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "fuzz": ("nanotoll.bench.fuzz", "run_fuzz_bench"),
     "chaos": ("nanotoll.bench.chaos", "run_chaos_bench"),
     "policy": ("nanotoll.bench.policy", "run_policy_bench"),
+    "wake": ("nanotoll.bench.wake", "run_wake_bench"),
 }
 
 
