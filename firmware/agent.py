@@ -16,6 +16,7 @@
 # catalog stays until a newer one verifies.
 
 import asyncio
+import gc
 from time import ticks_ms, ticks_diff, ticks_add
 from micropython import const
 import wallet as W
@@ -214,6 +215,9 @@ class Agent:
                 if topic == self.t_resp:
                     self._on_response(payload)
                 elif topic == self.t_catalog:
+                    # Collected first: verifying a catalog is the heap's highest point
+                    # while the agent starts, and catalogs come seldom.
+                    gc.collect()
                     self._on_catalog(payload)
                 elif topic == self.t_policy:
                     self._on_policy(payload)
