@@ -140,8 +140,20 @@ def _str(s):
     return bytes((n >> 8, n & 0xFF)) + s
 
 
-def _packet(first, body):
-    return bytes((first,)) + _varint(len(body)) + body
+def _packet(first, *parts):
+    # The parts copied into one buffer of the packet's size: no body-sized
+    # intermediate (a bytearray: bytes.join refuses mixed bytes and bytearray here).
+    size = 0
+    for part in parts:
+        size += len(part)
+    head = bytes((first,)) + _varint(size)
+    packet = bytearray(len(head) + size)
+    packet[: len(head)] = head
+    at = len(head)
+    for part in parts:
+        packet[at : at + len(part)] = part
+        at += len(part)
+    return packet
 
 
 class MQTTClient:
@@ -263,7 +275,7 @@ class MQTTClient:
         flags = _PUBLISH | (2 if qos else 0) | (1 if retain else 0)
         if not qos:
             await self._wait_up(deadline)
-            await self._send(_packet(flags, topic + payload))
+            await self._send(_packet(flags, topic, payload))
             return 0
         while len(self._inflight) >= self.max_inflight:
             if ticks_diff(deadline, ticks_ms()) <= 0:
@@ -272,7 +284,9 @@ class MQTTClient:
         pid = self._next_pid()
         event = asyncio.Event()
         self._inflight[pid] = event
-        body = topic + bytes((pid >> 8, pid & 0xFF)) + payload
+        # The packet is made again for each (re)transmission from these parts, so no
+        # copy of the payload is held while the PUBACK is awaited.
+        pid_bytes = bytes((pid >> 8, pid & 0xFF))
         sent_gen = -1
         sent_at = ticks_ms()
         tries = 0
@@ -296,7 +310,7 @@ class MQTTClient:
                         if sent_gen >= 0:
                             self.retransmits += 1
                         try:
-                            await self._send(_packet(first, body))
+                            await self._send(_packet(first, topic, pid_bytes, payload))
                         except Exception as exc:
                             self._fail(exc)
                             continue
