@@ -20,8 +20,8 @@ module("_field_plain.py", boards=("unix",))
 module("_field_thumb2.py", boards=("qemu_mps2",))
 # Comb table building and public-key recovery, which secp256k1 imports for each use
 # and drops afterwards (not at boot).
-module("_secp256k1_build.py")
-module("_secp256k1_recover.py")
+module("_secp256k1_build.py", on_demand=True)
+module("_secp256k1_recover.py", on_demand=True)
 module("secp256k1.py", boot=True)
 module("eip712.py", boot=True)
 module("cbor.py", boot=True)

@@ -116,6 +116,8 @@ def test_benches_take_their_modules_from_the_manifest() -> None:
      "unknown boards"),
     ('metadata(description="x", version="1")\nmodule("errors.py")\nmodule("errors.py")\n',
      "listed twice"),
+    ('metadata(description="x", version="1")\nmodule("errors.py", boot=True, on_demand=True)\n',
+     "not imported on demand"),
     ('metadata(description="x", version="1")\npackage("lib")\n', "package() is not used"),
     ('metadata(description="x", version="1")\nopen("/etc/passwd")\n', "NameError"),
 ])

@@ -102,10 +102,12 @@ class AgentBoard(QemuBoard):
         """Import every staged module one at a time, forgetting each file once imported:
         the board keeps the modules (as a board with its .mpy files in flash would), not
         their files. main.py and config.json stay; the manifest is there while device.py,
-        which reads its boot order from it, is imported."""
+        which reads its boot order from it, is imported. Modules the firmware imports on
+        demand and drops after each use keep their files and are not imported here."""
         import base64
 
         manifest = f"firmware/{MANIFEST_NAME}"
+        on_demand = {m.name for m in read_manifest().modules if m.on_demand}
         for name in import_order():
             if name == "device":
                 data = base64.b64encode((folder / manifest).read_bytes()).decode()
@@ -118,6 +120,9 @@ class AgentBoard(QemuBoard):
                     continue
                 key = path.relative_to(folder).as_posix()
                 data = base64.b64encode(path.read_bytes()).decode()
+                if name in on_demand:
+                    self.exec(f"_dfs.files[{key!r}] = __import__('binascii').a2b_base64({data!r})")
+                    break
                 self.exec(f"_dfs.files[{key!r}] = __import__('binascii').a2b_base64({data!r})\n"
                           f"import {name}\ndel _dfs.files[{key!r}]\n"
                           "__import__('gc').collect()")

@@ -33,6 +33,9 @@ class FirmwareModule:
     path: Path
     boards: tuple[str, ...] | None  # None: every board
     boot: bool  # device.py imports it at boot, in manifest order
+    # imported for each use and dropped afterwards (secp256k1's table building and
+    # recovery): its file must stay on the board, also where others are imported once
+    on_demand: bool = False
 
     def on(self, board: str) -> bool:
         return self.boards is None or board in self.boards
@@ -102,7 +105,7 @@ class _Reader:
         self.meta = {"description": description, "version": version}
 
     def module(self, module_path: str, *, boards: Iterable[str] | None = None,
-               boot: bool = False) -> None:
+               boot: bool = False, on_demand: bool = False) -> None:
         if not module_path.endswith(".py") or "/" in module_path:
             raise ManifestError(f"{self.path}: module({module_path!r}): give a .py file of "
                                 "the firmware folder")
@@ -117,7 +120,10 @@ class _Reader:
         if unknown:
             raise ManifestError(f"{self.path}: module({module_path!r}): unknown boards "
                                 f"{unknown} (known: {', '.join(self.boards)})")
-        self.modules.append(FirmwareModule(name, path, chosen, bool(boot)))
+        if boot and on_demand:
+            raise ManifestError(f"{self.path}: module({module_path!r}): a module imported at "
+                                "boot is not imported on demand")
+        self.modules.append(FirmwareModule(name, path, chosen, bool(boot), bool(on_demand)))
 
     def unsupported(self, call: str) -> Any:
         def refuse(*args: Any, **kwargs: Any) -> None:
