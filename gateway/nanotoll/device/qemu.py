@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..servers.tools import REPO_ROOT
+from .manifest import read_manifest
 
 # The board firmware's ROMFS partition (boards/qemu_mps2/board.h): mps2-an385's PSRAM,
 # outside the 4 MB RAM that holds the firmware and its heap. Its _boot.py mounts a valid
@@ -174,7 +175,17 @@ class QemuBoard:
             self.exec(f"_fs.files[{name!r}] = __import__('binascii').a2b_base64({encoded!r})")
 
     def load(self, files: dict[str, bytes], modules: Iterable[str]) -> None:
-        """Import modules from files, then drop the files so only the modules stay."""
+        """Import modules from files, then drop the files so only the modules stay.
+        Modules the firmware imports on demand and drops after each use (the manifest's
+        on_demand) are not imported here and keep their files, as they do in flash."""
+        on_demand = {m.name for m in read_manifest().modules if m.on_demand}
+        kept = sorted(name for name in files if name.rsplit(".", 1)[0] in on_demand)
         self.deploy(files)
-        self.exec("\n".join(f"import {name}" for name in modules), timeout=300)
-        self.exec(_UNMOUNT)
+        imported = [name for name in modules if name not in on_demand]
+        self.exec("\n".join(f"import {name}" for name in imported), timeout=300)
+        if not kept:
+            self.exec(_UNMOUNT)
+            return
+        self.exec(f"for _name in [n for n in _fs.files if n not in {kept!r}]:\n"
+                  "    del _fs.files[_name]\n"
+                  "__import__('gc').collect()")
