@@ -295,7 +295,7 @@ def test_a_hung_node_costs_one_timeout_then_reads_fail_fast(chain: Chain,
     started = time.monotonic()
     with pytest.raises(ChannelUnavailable, match="next read in"):
         cache.channel(9_999_002)  # within the back-off: at once
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.3  # not the 0.4 s of a read that waits
     time.sleep(0.5)  # past twice max_age: a known channel is served from the cache
     state = cache.channel(known)
     assert state is not None and state.channel_id == known

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,14 +50,12 @@ def test_more_boards_than_the_cores_carry_are_refused_before_anything_starts(
 def test_four_emulated_boards_with_chaos(tmp_path: Path) -> None:
     require("qemu-board")
     run_dir = tmp_path / "run"
-    started = time.monotonic()
     result = _fleet("--board", "qemu_mps2", "--devices", "4", "--rate", "0.5",
                     "--duration", "24", "--chaos", "broker-restart,top-up,gateway-kill",
                     "--settle-threshold", "30000", "--settle-interval", "8",
                     "--run-dir", str(run_dir), timeout=240)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert time.monotonic() - started < 180, "the emulated-board chaos run took too long"
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["options"]["board"] == "qemu_mps2"

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.e2e
 def test_hundred_devices_survive_broker_restart_and_gateway_kill(tmp_path: Path) -> None:
     require("tls")  # the devices connect to the broker with TLS
     run_dir = tmp_path / "run"
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "nanotoll.cli", "fleet", "run", "--devices", "100",
          "--rate", "0.4", "--duration", "30", "--warmup", "2", "--gateways", "2",
@@ -31,7 +29,6 @@ def test_hundred_devices_survive_broker_restart_and_gateway_kill(tmp_path: Path)
         capture_output=True, text=True, timeout=170, check=False, env=dict(os.environ))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert time.monotonic() - started < 150, "the chaos run took too long"
 
     summary = json.loads((run_dir / "summary.json").read_text())
     check = summary["check"]
