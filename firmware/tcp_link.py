@@ -13,7 +13,8 @@ def no_delay(sock):
     a request that follows an unacknowledged packet waits for the peer's delayed
     ACK (tens of ms). lwIP ports (ESP32, Pico W) export IPPROTO_TCP/TCP_NODELAY;
     the unix port passes any option to the OS but exports neither name, so Linux's
-    numbers stand in there. A TLS socket has no setsockopt and keeps Nagle.
+    numbers stand in there. A TLS socket has no setsockopt: TcpLink.open sets it on the
+    TCP socket before the TLS context wraps it.
     """
     import socket
     import sys
@@ -34,13 +35,16 @@ def no_delay(sock):
 
 class TcpLink:
     """TCP (or TLS when the port has ssl: pass ssl=True or an SSLContext; ``ca`` names
-    the CA file it trusts, for errors)."""
+    the CA file it trusts, for errors). ``tls_stream(session, tcp_socket)``, where a
+    board gives one, makes the stream of a TLS link instead of asyncio's (the unix port:
+    boards/unix/tls_stream.py)."""
 
-    def __init__(self, host, port, ssl=None, ca=None):
+    def __init__(self, host, port, ssl=None, ca=None, tls_stream=None):
         self.host = host
         self.port = port
         self.ssl = ssl
         self.ca = ca
+        self.tls_stream = tls_stream
         self.nodelay = False  # whether the last socket opened has Nagle off
 
     def describe(self):
@@ -51,12 +55,25 @@ class TcpLink:
         return where + (" (TLS, CA %s)" % self.ca if self.ca else " (TLS)")
 
     async def open(self):
-        if self.ssl:
-            stream, _ = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
-        else:
-            stream, _ = await asyncio.open_connection(self.host, self.port)
-            self.nodelay = no_delay(getattr(stream, "s", None))  # the Stream's socket
-        return stream
+        # TCP first, then TLS over it (where asked): Nagle goes off on the TCP socket,
+        # and the wait for the connection is on a socket with a file descriptor.
+        stream, _ = await asyncio.open_connection(self.host, self.port)
+        sock = stream.s
+        self.nodelay = no_delay(sock)
+        if not self.ssl:
+            return stream
+        ctx = self.ssl
+        if ctx is True:  # what open_connection itself would make of ssl=True
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # The handshake comes with the first write (the MQTT CONNECT).
+        tls = ctx.wrap_socket(sock, server_hostname=self.host,
+                              do_handshake_on_connect=False)
+        tls.setblocking(False)
+        if self.tls_stream is not None:
+            return self.tls_stream(tls, sock)
+        return asyncio.StreamReader(tls)
 
     def close(self, stream):
         try:

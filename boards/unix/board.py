@@ -12,6 +12,7 @@
 import os
 import time
 from tcp_link import TcpLink, broker_tls
+from tls_stream import TlsStream
 
 NAME = "unix"
 
@@ -31,7 +32,7 @@ def network_up(cfg):
 def link(cfg):
     broker = cfg.get("broker", {})
     return TcpLink(broker.get("host", "127.0.0.1"), broker.get("port", 1883),
-                   broker_tls(broker), broker.get("ca"))
+                   broker_tls(broker), broker.get("ca"), TlsStream)
 
 
 def _mkdirs(path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,18 @@ def test_a_broker_that_is_down_is_named(rig: Rig) -> None:
     rig.broker.stop()
     message = _refused(rig, rig.device())
     assert f"broker {rig.where}: ECONNREFUSED" in message, message
+
+
+def test_an_idle_device_over_tls_sleeps_in_the_kernel(rig: Rig, tmp_path: Path) -> None:
+    """Two purchases 2 s apart: between them the device waits in poll on its socket's
+    descriptor (boards/unix/tls_stream.py). asyncio's Stream over the TLS socket made the
+    port poll in 1 ms sleeps: 3,752 calls in one run, against about 100 now."""
+    strace = require("strace")
+    trace = tmp_path / "poll.trace"
+    argv = rig.device().argv("--buy", "weather", "--count", "2", "--interval-ms", "2000")
+    done = subprocess.run([strace, "-f", "-e", "trace=poll", "-o", str(trace), *argv],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert rig.provider.book.charged == 2 * PRICE
+    polls = [line for line in trace.read_text().splitlines() if " poll(" in line]
+    assert len(polls) < 200, f"{len(polls)} poll calls in a 2 s pause"
