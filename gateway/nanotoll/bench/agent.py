@@ -12,7 +12,8 @@ Used by tests/board/test_agent_qemu.py (purchases on the emulated board) and by
 boards/qemu_mps2 firmware: the headline figures with the .mpy modules in a ROMFS image
 run in place from the board's ROMFS partition, ``deployment: "romfs"``; the
 ``*_filesystem`` figures with the same .mpy files on littlefs, loaded into the heap).
-``latency_ms_p50_unix`` comes from the unix port against the real gateway (bench/latency.py),
+``latency_ms_p50_unix`` comes from the unix port against the real gateway over TLS with
+each party's login, ``latency_ms_p50_unix_plain`` on the plain listener (bench/latency.py),
 the ``*_heap_bytes_unix`` figures (what TLS holds of the heap) from bench/tls_heap.py.
 """
 
@@ -370,7 +371,8 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
                 print(f"bench agent: {deployment} deployment", file=sys.stderr)
                 figures[deployment] = _bench_flashed(repl, setup, start, rounds, heap_step)
     rom, fs = figures["romfs"], figures["filesystem"]
-    latency = run_unix_latency()
+    # Over TLS with each party's own login, as users run it; plain beside it.
+    latency = {**run_unix_latency(), **run_unix_latency(secure=False)}
     # The emulated board has no ssl (its bridge makes the TLS connection): what TLS
     # holds of the heap is measured on the unix port.
     tls = measure_tls_heap()

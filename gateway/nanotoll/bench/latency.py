@@ -7,13 +7,19 @@ boards/unix/main.py; the console prints each purchase's milliseconds (from the c
 ``agent.buy`` to its verified receipt: sign, publish, the gateway's answer, verify).
 The first purchase also waits for the retained catalog and is left out.
 
-Used by ``nanotoll bench agent`` for ``latency_ms_p50_unix``.
+By default the broker is the one every user runs: TLS with the broker's CA, the device
+and the gateway each logged in as their own client with their own rights
+(``latency_ms_p50_unix``). ``secure=False`` measures the anonymous plain listener beside
+it (``latency_ms_p50_unix_plain``).
+
+Used by ``nanotoll bench agent`` for both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import subprocess
 import tempfile
 import time
@@ -35,52 +41,73 @@ def _median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def run_unix_latency(purchases: int = 40, timeout: float = 300.0) -> dict[str, Any]:
-    """``latency_ms_p50_unix`` and ``latency_ms_max_unix`` over ``purchases`` purchases."""
+def run_unix_latency(purchases: int = 40, timeout: float = 300.0, *,
+                     secure: bool = True) -> dict[str, Any]:
+    """``latency_ms_p50_unix`` and ``latency_ms_max_unix`` over ``purchases`` purchases;
+    with ``secure=False`` the same keys end in ``_plain``."""
     from coincurve import PrivateKey
 
+    from ..broker.clients import add_device
+    from ..broker.site import gateway_username
     from ..chain import EscrowClient
     from ..protocol.signing import address_of
     from ..servers.anvil import Anvil
     from ..servers.gateway import GatewayProcess, gateway_toml
     from ..servers.mosquitto import Mosquitto
 
+    device_address = address_of(DEVICE_KEY)
     with tempfile.TemporaryDirectory(prefix="nanotoll-latency-") as tmp:
         root = Path(tmp)
-        with Anvil(workdir=root / "anvil") as anvil, \
-                Mosquitto(workdir=root / "broker", secure=False) as broker:
-            escrow = EscrowClient.deploy(anvil.w3, anvil.new_account())
+        with Anvil(workdir=root / "anvil") as anvil:
             payer, provider = anvil.new_account(), anvil.new_account()
-            deposit = (purchases + 1) * PRICE
-            escrow.mint(payer, payer.address, deposit)
-            expiry = int(anvil.w3.eth.get_block("latest")["timestamp"]) + 86_400
-            channel, _ = escrow.open_channel(payer, address_of(DEVICE_KEY), provider.address,
-                                             deposit, expiry)
-            config_path = root / "gateway.toml"
-            config_path.write_text(gateway_toml(
-                mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
-                chain_id=anvil.chain_id, ledger_path=root / "ledger.db",
-                extra={"log": {"level": "WARNING"}}))
-            public = PrivateKey(bytes(provider.key)).public_key.format(False)[1:]
-            device = root / "device"
-            device.mkdir()
-            (device / "device.json").write_text(json.dumps({
-                "key": DEVICE_KEY.hex(), "chain_id": anvil.chain_id,
-                "escrow": escrow.address, "channel": channel, "provider": provider.address,
-                "provider_key": "0x" + public.hex(), "comb_tables": "tables",
-                "broker": {"host": broker.host, "port": broker.port},
-                "policy": {"deposit": deposit, "budget": deposit, "max_unit_price": PRICE,
-                           "expiry": expiry},
-                "state_dir": "state"}))
-            with GatewayProcess(config_path, bytes(provider.key), root / "gateway"):
-                started = time.monotonic()
-                done = subprocess.run(
-                    [micropython_binary(), str(DEVICE_MAIN), "--config",
-                     str(device / "device.json"), "--buy", "weather",
-                     "--count", str(purchases + 1)],
-                    capture_output=True, text=True, timeout=timeout, check=False,
-                    stdin=subprocess.DEVNULL)
-                seconds = time.monotonic() - started
+            provider_hex = provider.address[2:].lower()
+            with Mosquitto(workdir=root / "broker", secure=secure,
+                           providers=[provider_hex] if secure else ()) as broker:
+                escrow = EscrowClient.deploy(anvil.w3, anvil.new_account())
+                deposit = (purchases + 1) * PRICE
+                escrow.mint(payer, payer.address, deposit)
+                expiry = int(anvil.w3.eth.get_block("latest")["timestamp"]) + 86_400
+                channel, _ = escrow.open_channel(payer, device_address, provider.address,
+                                                 deposit, expiry)
+                device_broker: dict[str, Any] = {"host": broker.host, "port": broker.port}
+                gateway_mqtt: dict[str, Any] = {}
+                if secure:
+                    assert broker.ca_file is not None and broker.site is not None
+                    with broker.admin() as admin:
+                        login = add_device(admin, provider_hex, device_address[2:].lower())
+                    ca = root / "ca.der"
+                    ca.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+                    device_broker.update(ca=str(ca), username=login.username,
+                                         password=login.password)
+                    gateway_mqtt = {
+                        "ca_file": str(broker.ca_file),
+                        "username": gateway_username(provider_hex),
+                        "password_file": str(broker.site.gateway_password_file(provider_hex))}
+                config_path = root / "gateway.toml"
+                config_path.write_text(gateway_toml(
+                    mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
+                    chain_id=anvil.chain_id, ledger_path=root / "ledger.db",
+                    extra={"log": {"level": "WARNING"}, "mqtt": gateway_mqtt}))
+                public = PrivateKey(bytes(provider.key)).public_key.format(False)[1:]
+                device = root / "device"
+                device.mkdir()
+                (device / "device.json").write_text(json.dumps({
+                    "key": DEVICE_KEY.hex(), "chain_id": anvil.chain_id,
+                    "escrow": escrow.address, "channel": channel,
+                    "provider": provider.address, "provider_key": "0x" + public.hex(),
+                    "comb_tables": "tables", "broker": device_broker,
+                    "policy": {"deposit": deposit, "budget": deposit,
+                               "max_unit_price": PRICE, "expiry": expiry},
+                    "state_dir": "state"}))
+                with GatewayProcess(config_path, bytes(provider.key), root / "gateway"):
+                    started = time.monotonic()
+                    done = subprocess.run(
+                        [micropython_binary(), str(DEVICE_MAIN), "--config",
+                         str(device / "device.json"), "--buy", "weather",
+                         "--count", str(purchases + 1)],
+                        capture_output=True, text=True, timeout=timeout, check=False,
+                        stdin=subprocess.DEVNULL)
+                    seconds = time.monotonic() - started
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     bought = [line for line in lines if "i" in line]
     failed = [line for line in bought if not line.get("ok")]
@@ -88,5 +115,8 @@ def run_unix_latency(purchases: int = 40, timeout: float = 300.0) -> dict[str, A
         raise RuntimeError(f"the unix-port device did not complete {purchases + 1} purchases "
                            f"(exit {done.returncode}): {failed[:3]}\n{done.stderr[-2000:]}")
     times = [float(line["ms"]) for line in bought[1:]]
-    return {"latency_ms_p50_unix": _median(times), "latency_ms_max_unix": max(times),
-            "latency_purchases_unix": purchases, "latency_run_seconds_unix": round(seconds, 1)}
+    suffix = "" if secure else "_plain"
+    return {f"latency_ms_p50_unix{suffix}": _median(times),
+            f"latency_ms_max_unix{suffix}": max(times),
+            f"latency_purchases_unix{suffix}": purchases,
+            f"latency_run_seconds_unix{suffix}": round(seconds, 1)}
