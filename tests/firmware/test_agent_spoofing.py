@@ -144,8 +144,14 @@ def test_spoofed_errors_receipts_and_catalogs_change_nothing(rig: Rig) -> None:
     summary = lines[-1]
     assert spoofer.sent > 0 and spoofer.echoed > 0 and summary["unverified"] > 0
     assert summary["cumulative"] == summary["acked"] == 6 * PRICE
-    # the provider heard only purchases: nothing re-signed or resynced on a forged claim
-    assert [code for _, _, code in gateway.log] == [0] * 6
+    # the provider heard only purchases: nothing re-signed or resynced on a forged claim.
+    # A purchase may be heard twice: the flood can push the real answer out of the
+    # device's bounded inbox, and the device then re-sends the same request (the same
+    # voucher), which the provider answers again without charging (-1 in its log).
+    accepted = [rid for rid, _, code in gateway.log if code == 0]
+    assert len(accepted) == 6
+    assert all(code == -1 and rid in accepted for rid, _, code in gateway.log if code != 0), \
+        gateway.log
     assert gateway.book.charged == 6 * PRICE
 
 
