@@ -239,12 +239,9 @@ def _device_link(stack: contextlib.ExitStack, device: Device, broker: Mosquitto,
                  out: TextIO) -> dict[str, Any]:
     """Where the device's config points its MQTT link: the broker itself over TLS, with
     its CA in DER beside the config; without ssl, a TLS modem on loopback."""
-    import ssl
-
     assert broker.ca_file is not None
     if device.has_ssl():
-        ca = device.workdir / "broker_ca.der"
-        ca.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+        ca = broker.write_ca_der(device.workdir / "broker_ca.der")
         _say(out, f"the device connects with TLS, checking the broker against {ca.name}")
         return {"host": broker.host, "port": broker.port, "ca": ca.name}
     modem = stack.enter_context(UartBridge(broker.host, broker.port,

@@ -5,7 +5,6 @@ client. ``ReferenceProvider.on_secure_broker`` logs the provider in."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,9 +32,7 @@ def secure_broker(workdir: Path, *, device_key: bytes = DEVICE_KEY
 
 def ca_der(broker: Mosquitto, path: Path) -> Path:
     """The broker's CA written to ``path`` in DER, as a device keeps it."""
-    assert broker.ca_file is not None, "the anonymous broker has no CA"
-    path.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
-    return path
+    return broker.write_ca_der(path)
 
 
 def add_test_client(admin: DynsecAdmin, username: str, acls: list[Acl]) -> Credentials:

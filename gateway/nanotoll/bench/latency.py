@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import ssl
 import subprocess
 import tempfile
 import time
@@ -48,7 +47,6 @@ def run_unix_latency(purchases: int = 40, timeout: float = 300.0, *,
     from coincurve import PrivateKey
 
     from ..broker.clients import add_device
-    from ..broker.site import gateway_username
     from ..chain import EscrowClient
     from ..protocol.signing import address_of
     from ..servers.anvil import Anvil
@@ -70,24 +68,17 @@ def run_unix_latency(purchases: int = 40, timeout: float = 300.0, *,
                 channel, _ = escrow.open_channel(payer, device_address, provider.address,
                                                  deposit, expiry)
                 device_broker: dict[str, Any] = {"host": broker.host, "port": broker.port}
-                gateway_mqtt: dict[str, Any] = {}
                 if secure:
-                    assert broker.ca_file is not None and broker.site is not None
                     with broker.admin() as admin:
                         login = add_device(admin, provider_hex, device_address[2:].lower())
-                    ca = root / "ca.der"
-                    ca.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
-                    device_broker.update(ca=str(ca), username=login.username,
-                                         password=login.password)
-                    gateway_mqtt = {
-                        "ca_file": str(broker.ca_file),
-                        "username": gateway_username(provider_hex),
-                        "password_file": str(broker.site.gateway_password_file(provider_hex))}
+                    device_broker.update(ca=str(broker.write_ca_der(root / "ca.der")),
+                                         username=login.username, password=login.password)
                 config_path = root / "gateway.toml"
                 config_path.write_text(gateway_toml(
                     mqtt_port=broker.port, rpc_url=anvil.rpc_url, escrow=escrow.address,
                     chain_id=anvil.chain_id, ledger_path=root / "ledger.db",
-                    extra={"log": {"level": "WARNING"}, "mqtt": gateway_mqtt}))
+                    extra={"log": {"level": "WARNING"},
+                           "mqtt": broker.gateway_login(provider_hex)}))
                 public = PrivateKey(bytes(provider.key)).public_key.format(False)[1:]
                 device = root / "device"
                 device.mkdir()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
 import tempfile
 from pathlib import Path
@@ -106,8 +105,7 @@ def measure_tls_heap(micropython: str | None = None) -> dict[str, Any]:
         assert broker.ca_file is not None and broker.plain_port is not None
         with broker.admin() as admin:
             login = add_device(admin, provider, device)
-        ca = Path(tmp) / "broker_ca.der"
-        ca.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
+        ca = broker.write_ca_der(Path(tmp) / "broker_ca.der")
         settings = Path(tmp) / "broker.json"
         settings.write_text(json.dumps({
             "host": broker.host, "port": broker.port, "plain_port": broker.plain_port,

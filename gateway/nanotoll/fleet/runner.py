@@ -162,12 +162,7 @@ def _micropython_has_ssl() -> bool:
 
 def _gateway_login(broker: Any, provider_hex: str) -> dict[str, str]:
     """The [mqtt] keys of a gateway on our secure broker (none on an operator's own)."""
-    if broker is None or broker.site is None:
-        return {}
-    from ..broker.site import gateway_username
-
-    return {"ca_file": str(broker.ca_file), "username": gateway_username(provider_hex),
-            "password_file": str(broker.site.gateway_password_file(provider_hex))}
+    return {} if broker is None else broker.gateway_login(provider_hex)
 
 
 class Fleet:
@@ -548,11 +543,7 @@ class Fleet:
 
     def _device_ca(self, broker: Any) -> Path:
         """The broker's CA in DER, as the devices' mbedTLS reads it."""
-        import ssl
-
-        path = self.work / "broker_ca.der"
-        path.write_bytes(ssl.PEM_cert_to_DER_cert(broker.ca_file.read_text()))
-        return path.resolve()
+        return broker.write_ca_der(self.work / "broker_ca.der").resolve()
 
     def _enrol(self, broker: Any, provider_hex: str, slots: list[DeviceSlot]) -> None:
         """A broker client for each device, its username its address."""

@@ -44,6 +44,26 @@ class Mosquitto(ManagedProcess):
         """The CA a client verifies this broker with; None for the anonymous broker."""
         return self.site.ca_file if self.site is not None else None
 
+    def write_ca_der(self, path: Path) -> Path:
+        """The broker's CA written to ``path`` in DER, as a device keeps it (MicroPython's
+        mbedTLS refuses PEM as cadata)."""
+        import ssl
+
+        if self.site is None:
+            raise ServiceError("the anonymous broker has no CA: start it with secure=True")
+        path.write_bytes(ssl.PEM_cert_to_DER_cert(self.site.ca_file.read_text()))
+        return path
+
+    def gateway_login(self, provider: str) -> dict[str, str]:
+        """The ``[mqtt]`` keys a provider's gateway logs in with here (its CA, client and
+        password file); none on the anonymous broker."""
+        from ..broker.site import gateway_username
+
+        if self.site is None:
+            return {}
+        return {"ca_file": str(self.site.ca_file), "username": gateway_username(provider),
+                "password_file": str(self.site.gateway_password_file(provider))}
+
     def admin(self) -> DynsecAdmin:
         """The dynamic-security admin of the secure broker (a ``with`` block)."""
         from ..broker.dynsec import DynsecAdmin
