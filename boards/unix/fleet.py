@@ -241,6 +241,10 @@ async def run(plan):
         "heap_import": _HEAP_BEFORE_IMPORT - _HEAP_AFTER_IMPORT,
         "heap_per_agent_built": (used_built - used0) // max(n, 1),
         "heap_per_agent_connected": (used_started - used0) // max(n, 1),
+        # agents that check receipts with the provider key's flash comb table
+        "provider_tables": sum(1 for sim in sims if sim.agent.wallet.provider is not None
+                               and sim.agent.wallet.provider.key is not None
+                               and sim.agent.wallet.provider.key.comb is not None),
     })
     go = await wait_go(plan["go"])
     rate = plan["rate"]

@@ -40,6 +40,8 @@ def test_hundred_devices_survive_broker_restart_and_gateway_kill(tmp_path: Path)
     # every scheduled purchase happened: 100 devices × 0.4/s × 30 s, plus the warm-up
     assert check["ok"] >= 100 * 12, check
     assert summary["device_transport"] == "tls", summary.get("device_transport")
+    # every device checks receipts with the provider key's flash comb table, as in the field
+    assert summary["provider_tables"] == summary["options"]["devices"]
     events = [e["event"] for e in summary["events"]]
     assert events.count("broker_restart") == 1 and "broker_back" in events, events
     assert events.count("gateway_kill") == 1 and "gateway_back" in events, events

@@ -28,7 +28,7 @@ from ..device.flash import Artifact, build, build_romfs, comb_table_artifact, sp
 from ..device.image import mpy_cross, mpy_cross_command
 from ..device.qemu import ROMFS_BYTES
 from ..device.repl import DeviceError
-from .devices import DeviceSlot
+from .devices import DeviceSlot, deprioritise
 from .options import FLEET_MAIN, FleetError
 
 BOARD = "qemu_mps2"
@@ -180,6 +180,8 @@ class BoardProcess:
 
         try:
             self.sim.start()
+            if self.sim.process is not None:
+                deprioritise(self.sim.process.pid)  # a device, beside the parts under test
             self._transport = SerialTransport(self.sim.pty, baudrate=115200)
             self._transport.enter_raw_repl(soft_reset=False)
         except (DeviceError, OSError) as exc:
