@@ -208,6 +208,15 @@ class EscrowClient:
         self.escrow: Contract = w3.eth.contract(
             address=to_checksum_address(escrow),
             abi=escrow_abi if escrow_abi is not None else shipped_abi("NanotollEscrow"))
+        # channel() is the gateway's hot chain read (first requests, cache refreshes, the
+        # settler's expiry scans): its call data and result types are taken from the ABI
+        # once, so that a read skips web3's per-call ABI matching and validation.
+        entry: dict[str, Any] = next(
+            dict(e) for e in self.escrow.abi
+            if e.get("type") == "function" and e.get("name") == "channel")
+        inputs = ",".join(str(i["type"]) for i in entry["inputs"])
+        self._channel_selector = keccak(text=f"channel({inputs})")[:4]
+        self._channel_outputs = tuple(str(o["type"]) for o in entry["outputs"])
         self.token: Contract | None = None
         if token is not None:
             self.token = w3.eth.contract(
@@ -401,8 +410,13 @@ class EscrowClient:
     def channel(self, channel_id: int) -> ChannelState:
         """The channel as the contract holds it; all zeros (``exists`` False) for an id it
         never opened."""
+        if not 0 <= channel_id < 1 << 32:  # the contract's channel ids are uint32
+            raise ValueError(f"channel id {channel_id} is not a uint32")
+        result = self.w3.eth.call({
+            "to": self.escrow.address,
+            "data": self._channel_selector + channel_id.to_bytes(32, "big")})
         (payer, signer, payee, token, route, deposit, paid, expiry,
-         closed) = self.escrow.functions.channel(channel_id).call()
+         closed) = abi_decode(self._channel_outputs, bytes(result))
         return ChannelState(channel_id=channel_id, payer=to_checksum_address(payer),
                             signer=to_checksum_address(signer),
                             payee=to_checksum_address(payee), token=to_checksum_address(token),

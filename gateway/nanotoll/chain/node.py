@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3Exception
+from web3.types import RPCEndpoint
 
 from .channel import ChannelState
 from .client import EscrowClient, RedeemResult, SignedTx
@@ -60,7 +61,13 @@ def _hex(value: bytes) -> str:
 class EscrowChain:
     def __init__(self, rpc_url: str, escrow: str, chain_id: int, secret: bytes | None = None,
                  timeout: float = 10.0) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout})
+        # web3's validation asks the node for its chain id before every call: two more
+        # round trips, most of a channel read's CPU. A node's chain id does not change
+        # (and every transaction we send is signed for ours), so it is asked once.
+        provider.cache_allowed_requests = True
+        provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
+        self.w3 = Web3(provider)
         self.escrow = to_checksum_address(escrow)
         self.chain_id = chain_id
         self.client = EscrowClient(self.w3, self.escrow)
