@@ -61,6 +61,10 @@ from .errors import ChainError, NodeUnavailable, NonceTooLow, TxKnown, Underpric
 LEASE = "settlement"
 LEASE_SECONDS = 60.0
 EXPIRY_SCAN_SECONDS = 60.0  # the background worker checks channel expiries this often
+# A pause between the expiry scan's chain reads. Each read is Python work (web3) that
+# takes the GIL from the thread answering requests; read back to back, a hundred of them
+# held every purchase of a 1,000-device fleet for a second or more, once a minute.
+EXPIRY_SCAN_PAUSE = 0.01
 
 
 def gateway_holder(client_id: str) -> str:
@@ -427,8 +431,12 @@ class Settler:
             candidates.sort(key=lambda r: (r.channel_id not in self._expiry_seen,
                                            self._expiry_seen.get(r.channel_id, 0)))
             candidates = candidates[:max(100, len(candidates) // 10)]
-            states = {r.channel_id: s for r in candidates
-                      if (s := self.chain.channel(r.channel_id)) is not None}
+            states: dict[int, ChannelState] = {}
+            for number, record in enumerate(candidates):
+                if number:
+                    time.sleep(EXPIRY_SCAN_PAUSE)
+                if (state := self.chain.channel(record.channel_id)) is not None:
+                    states[record.channel_id] = state
             self._expiry_seen.update({c: s.expiry for c, s in states.items()})
             due = self.near_expiry(candidates, states)
         if due:
