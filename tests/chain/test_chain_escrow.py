@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from nanotoll.chain import ChannelSpec, EscrowClient, SkipReason, TxReverted
+from nanotoll.chain import ChainError, ChannelSpec, EscrowClient, SkipReason, TxReverted
 from nanotoll.protocol import voucher as wire
 from nanotoll.protocol.eip712 import domain_separator, voucher_digest
 from nanotoll.protocol.signing import address_of
@@ -140,3 +140,29 @@ def test_malformed_batches_revert(escrow: EscrowClient, anvil: Anvil,
     with pytest.raises(TxReverted, match="UnknownRoute"):
         escrow.redeem(payee, route + 1000, good)
     assert escrow.redeem(payee, route, good).total == 5
+
+
+def test_channel_reads_at_their_edges(anvil: Anvil, escrow: EscrowClient,
+                                      parties: dict[str, LocalAccount]) -> None:
+    """The channel read builds its call from the ABI once: the same answers as the
+    contract gives, ids outside uint32 refused before any call, and an address without
+    the escrow named as such."""
+    payer, payee = parties["payer"], parties["payee"]
+    channel_id, _ = escrow.open_channel(payer, address_of(device_key("edge")), payee.address,
+                                        77, chain_now(anvil) + HOUR)
+    state = escrow.channel(channel_id)
+    assert (state.exists, state.deposit, state.payee) == (True, 77, payee.address)
+    # field for field what web3's own contract call decodes
+    (payer_address, signer, payee_address, token, route, deposit, paid, expiry,
+     closed) = escrow.escrow.functions.channel(channel_id).call()
+    assert (state.payer, state.signer, state.payee, state.token, state.route, state.deposit,
+            state.paid, state.expiry, state.closed) == (
+        payer_address, signer, payee_address, token, route, deposit, paid, expiry, closed)
+    never = escrow.channel(2**32 - 1)  # the largest id: all zeros, as the contract says
+    assert not never.exists and never.deposit == 0
+    for bad in (-1, 2**32):
+        with pytest.raises(ValueError, match="uint32"):
+            escrow.channel(bad)
+    elsewhere = EscrowClient(anvil.w3, payer.address)  # an account, no contract
+    with pytest.raises(ChainError, match="no channel"):
+        elsewhere.channel(channel_id)

@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, cast
 
 from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -415,8 +416,13 @@ class EscrowClient:
         result = self.w3.eth.call({
             "to": self.escrow.address,
             "data": self._channel_selector + channel_id.to_bytes(32, "big")})
-        (payer, signer, payee, token, route, deposit, paid, expiry,
-         closed) = abi_decode(self._channel_outputs, bytes(result))
+        try:
+            (payer, signer, payee, token, route, deposit, paid, expiry,
+             closed) = abi_decode(self._channel_outputs, bytes(result))
+        except DecodingError as exc:  # no contract there, or not the escrow
+            raise ChainError(f"channel({channel_id}) at {self.escrow.address} returned "
+                             f"{len(result)} bytes that are no channel: is this the "
+                             f"escrow on the right chain? ({exc})") from exc
         return ChannelState(channel_id=channel_id, payer=to_checksum_address(payer),
                             signer=to_checksum_address(signer),
                             payee=to_checksum_address(payee), token=to_checksum_address(token),
