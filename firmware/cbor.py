@@ -14,13 +14,13 @@
 # simple-value, duplicate-key, unsorted-keys, bad-key, bad-utf8, too-deep,
 # too-large (and int-range, unsupported-type when encoding). It mirrors
 # gateway/nanotoll/protocol/cbor.py, down to how depth is counted: the
-# outermost item is at depth 1 and nothing may sit deeper than MAX_DEPTH.
+# outermost item is at depth 1 and nothing may sit deeper than _MAX_DEPTH.
 
 from micropython import const
 
-MAX_DEPTH = const(8)
-MAX_ITEMS = const(256)  # elements of one array, pairs of one map
-MAX_MESSAGE = const(8192)  # bytes of one message, and of one string in it
+_MAX_DEPTH = const(8)
+_MAX_ITEMS = const(256)  # elements of one array, pairs of one map
+_MAX_MESSAGE = const(8192)  # bytes of one message, and of one string in it
 
 
 class CBORError(ValueError):
@@ -56,7 +56,7 @@ def _head(out, major, value):
 
 
 def _encode(obj, out, depth):
-    if depth > MAX_DEPTH:
+    if depth > _MAX_DEPTH:
         raise CBORError("too-deep", "nesting over 8")
     if obj is False:
         out.append(0xF4)
@@ -166,7 +166,7 @@ class _Reader:
         return value
 
     def item(self, depth):
-        if depth > MAX_DEPTH:
+        if depth > _MAX_DEPTH:
             raise CBORError("too-deep", "nesting over 8")
         initial = self.take(1)[0]
         major = initial >> 5
@@ -189,7 +189,7 @@ class _Reader:
         if major == 1:
             return -1 - value
         if major == 2 or major == 3:
-            if value > MAX_MESSAGE:
+            if value > _MAX_MESSAGE:
                 raise CBORError("too-large", "string of %d bytes" % value)
             raw = self.take(value)
             if major == 2:
@@ -197,7 +197,7 @@ class _Reader:
             if not _utf8_ok(raw):
                 raise CBORError("bad-utf8", "invalid UTF-8 in text")
             return str(raw, "utf-8")
-        if value > MAX_ITEMS:
+        if value > _MAX_ITEMS:
             raise CBORError("too-large", "%d items" % value)
         if major == 4:
             return [self.item(depth + 1) for _ in range(value)]
@@ -218,7 +218,7 @@ class _Reader:
         return result
 
 
-def loads(data, max_size=MAX_MESSAGE):
+def loads(data, max_size=_MAX_MESSAGE):
     """Decode one strict CBOR item that fills data exactly."""
     if len(data) > max_size:
         raise CBORError("too-large", "%d bytes, limit %d" % (len(data), max_size))

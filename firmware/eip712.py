@@ -11,29 +11,29 @@ from struct import pack_into
 
 from keccak import keccak256
 
-MAX_CHANNEL_ID = const(0xFFFFFFFF)
-MAX_AMOUNT = const(0xFFFFFFFFFFFFFFFF)
+_MAX_CHANNEL_ID = const(0xFFFFFFFF)
+_MAX_AMOUNT = const(0xFFFFFFFFFFFFFFFF)
 
-DOMAIN_TYPEHASH = keccak256(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+# The struct types' hashes, in one tuple: each module-level name would be one more
+# entry in the board's qstr pool for good.
+_VOUCHER = const(0)
+_RECEIPT = const(1)
+_ERROR = const(2)
+_CATALOG = const(3)
+_POLICY = const(4)
+_TYPEHASH = (
+    keccak256(b"Voucher(uint32 channelId,uint64 cumulativeAmount)"),
+    keccak256(b"Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,"
+              b"bytes32 dataHash)"),
+    keccak256(b"ErrorReceipt(uint32 channelId,bytes32 requestHash,uint16 code,"
+              b"bytes32 detailHash)"),
+    keccak256(b"Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"),
+    keccak256(
+        b"Policy(uint32 channelId,uint64 seq,uint64 deposit,uint64 budget,uint64 expiry,"
+        b"uint64 expiryMargin,uint64 maxUnitPrice,uint64 perHour,uint32 perMinute,"
+        b"bytes32 providersHash,bytes32 capsHash)"
+    ),
 )
-VOUCHER_TYPEHASH = keccak256(b"Voucher(uint32 channelId,uint64 cumulativeAmount)")
-RECEIPT_TYPEHASH = keccak256(
-    b"Receipt(uint32 channelId,uint64 cumulativeAmount,bytes32 requestHash,bytes32 dataHash)"
-)
-ERROR_TYPEHASH = keccak256(
-    b"ErrorReceipt(uint32 channelId,bytes32 requestHash,uint16 code,bytes32 detailHash)"
-)
-CATALOG_TYPEHASH = keccak256(
-    b"Catalog(uint64 seq,uint64 validFrom,uint64 validUntil,bytes32 productsHash)"
-)
-POLICY_TYPEHASH = keccak256(
-    b"Policy(uint32 channelId,uint64 seq,uint64 deposit,uint64 budget,uint64 expiry,"
-    b"uint64 expiryMargin,uint64 maxUnitPrice,uint64 perHour,uint32 perMinute,"
-    b"bytes32 providersHash,bytes32 capsHash)"
-)
-_NAME_HASH = keccak256(b"nanotoll")
-_VERSION_HASH = keccak256(b"1")
 
 
 def _is_int(value):
@@ -42,19 +42,19 @@ def _is_int(value):
 
 
 def check_channel_id(channel_id):
-    if not _is_int(channel_id) or not 0 < channel_id <= MAX_CHANNEL_ID:
+    if not _is_int(channel_id) or not 0 < channel_id <= _MAX_CHANNEL_ID:
         raise ValueError("channel id must be an integer in 1..4294967295")
     return channel_id
 
 
 def check_amount(amount):
-    if not _is_int(amount) or not 0 < amount <= MAX_AMOUNT:
+    if not _is_int(amount) or not 0 < amount <= _MAX_AMOUNT:
         raise ValueError("cumulative amount must be an integer in 1..18446744073709551615")
     return amount
 
 
 def _check_uint64(name, value):
-    if not _is_int(value) or not 0 <= value <= MAX_AMOUNT:
+    if not _is_int(value) or not 0 <= value <= _MAX_AMOUNT:
         raise ValueError("catalog " + name + " must be a uint64")
 
 
@@ -79,10 +79,13 @@ def domain_separator(chain_id, verifying_contract):
     """keccak256 of the nanotoll EIP-712 domain; compute once per channel."""
     if not _is_int(chain_id) or chain_id <= 0 or chain_id >> 256:
         raise ValueError("chain id must be a positive uint256")
+    # the domain's type, name and version hashes: needed once per domain
     return keccak256(
-        DOMAIN_TYPEHASH
-        + _NAME_HASH
-        + _VERSION_HASH
+        keccak256(
+            b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+        )
+        + keccak256(b"nanotoll")
+        + keccak256(b"1")
         + chain_id.to_bytes(32, "big")
         + bytes(12)
         + address_bytes(verifying_contract)
@@ -97,7 +100,7 @@ def voucher_struct_hash(channel_id, cumulative):
     check_channel_id(channel_id)
     check_amount(cumulative)
     return keccak256(
-        VOUCHER_TYPEHASH + channel_id.to_bytes(32, "big") + cumulative.to_bytes(32, "big")
+        _TYPEHASH[_VOUCHER] + channel_id.to_bytes(32, "big") + cumulative.to_bytes(32, "big")
     )
 
 
@@ -111,7 +114,7 @@ def receipt_digest(separator, channel_id, cumulative, request_hash, data_hash):
     _check_hash("request hash", request_hash)
     _check_hash("data hash", data_hash)
     struct_hash = keccak256(
-        RECEIPT_TYPEHASH
+        _TYPEHASH[_RECEIPT]
         + channel_id.to_bytes(32, "big")
         + cumulative.to_bytes(32, "big")
         + request_hash
@@ -122,14 +125,14 @@ def receipt_digest(separator, channel_id, cumulative, request_hash, data_hash):
 
 def error_digest(separator, channel_id, request_hash, code, detail_hash):
     # channel 0: the provider's answer to a request that named no channel
-    if not _is_int(channel_id) or not 0 <= channel_id <= MAX_CHANNEL_ID:
+    if not _is_int(channel_id) or not 0 <= channel_id <= _MAX_CHANNEL_ID:
         raise ValueError("error channel id out of range")
     if not _is_int(code) or not 1 <= code <= 0xFFFF:
         raise ValueError("error code out of range")
     _check_hash("request hash", request_hash)
     _check_hash("detail hash", detail_hash)
     struct_hash = keccak256(
-        ERROR_TYPEHASH
+        _TYPEHASH[_ERROR]
         + channel_id.to_bytes(32, "big")
         + request_hash
         + code.to_bytes(32, "big")
@@ -144,7 +147,7 @@ def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
     _check_uint64("valid_until", valid_until)
     _check_hash("products hash", products_hash)
     struct_hash = keccak256(
-        CATALOG_TYPEHASH
+        _TYPEHASH[_CATALOG]
         + seq.to_bytes(32, "big")
         + valid_from.to_bytes(32, "big")
         + valid_until.to_bytes(32, "big")
@@ -155,15 +158,15 @@ def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
 
 # Policy integers in the type's order: (name, largest value)
 POLICY_UINTS = (
-    ("channelId", MAX_CHANNEL_ID),
-    ("seq", MAX_AMOUNT),
-    ("deposit", MAX_AMOUNT),
-    ("budget", MAX_AMOUNT),
-    ("expiry", MAX_AMOUNT),
-    ("expiryMargin", MAX_AMOUNT),
-    ("maxUnitPrice", MAX_AMOUNT),
-    ("perHour", MAX_AMOUNT),
-    ("perMinute", MAX_CHANNEL_ID),
+    ("channelId", _MAX_CHANNEL_ID),
+    ("seq", _MAX_AMOUNT),
+    ("deposit", _MAX_AMOUNT),
+    ("budget", _MAX_AMOUNT),
+    ("expiry", _MAX_AMOUNT),
+    ("expiryMargin", _MAX_AMOUNT),
+    ("maxUnitPrice", _MAX_AMOUNT),
+    ("perHour", _MAX_AMOUNT),
+    ("perMinute", _MAX_CHANNEL_ID),
 )
 
 
@@ -171,7 +174,7 @@ def policy_digest(separator, values, providers_hash, caps_hash):
     """The digest the owner signs; values are the nine integers of POLICY_UINTS."""
     if len(values) != len(POLICY_UINTS):
         raise ValueError("a policy has 9 integers")
-    parts = [POLICY_TYPEHASH]
+    parts = [_TYPEHASH[_POLICY]]
     for i in range(len(POLICY_UINTS)):
         value = values[i]
         if not _is_int(value) or not 0 <= value <= POLICY_UINTS[i][1]:
@@ -192,7 +195,7 @@ class Domain:
         self.verifying_contract = address_bytes(verifying_contract)
         self.separator = domain_separator(chain_id, verifying_contract)
         # typehash | uint256 channel | uint256 amount, and 0x1901 | separator | struct hash
-        self._struct = bytearray(VOUCHER_TYPEHASH + bytes(64))
+        self._struct = bytearray(_TYPEHASH[_VOUCHER] + bytes(64))
         self._typed = bytearray(b"\x19\x01" + self.separator + bytes(32))
 
     def voucher_digest(self, channel_id, cumulative):

@@ -11,10 +11,10 @@ _RATE = const(136)  # bytes absorbed per permutation for a 256-bit output
 # The round constants in Keccak's compact form: bit j of byte i is bit 2^j - 1 of
 # round i's constant (no other bits are ever set). Bytes, not 64-bit integers:
 # on a 32-bit board each such integer would be a big int kept in the heap.
-_RC_BITS = b"\x01\x1a\x5e\x70\x1f\x21\x79\x55\x0e\x0c\x35\x26\x3f\x4f\x5d\x53\x52\x48\x16\x66\x79\x58\x21\x74"
+_RC_BITS = const(b"\x01\x1a\x5e\x70\x1f\x21\x79\x55\x0e\x0c\x35\x26\x3f\x4f\x5d\x53\x52\x48\x16\x66\x79\x58\x21\x74")
 
 # The rotation of each lane (x + 5 y) in rho.
-_ROTATIONS = bytes((
+_ROTATIONS = const((
     0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39,
     41, 45, 15, 21, 8, 18, 2, 61, 56, 14,
 ))
@@ -35,17 +35,22 @@ try:
     # the state in bytes 0..199, the permutation's scratch, the round constants from
     # byte 504 and rho and pi's walk from byte 696 (the layout is in _keccak_viper.py)
     _state = bytearray(792)
-    for _i in range(24):
-        _round_constant(_i, _state, 504 + 8 * _i)
-    for _i in range(1, 25):
-        _x, _n = _i % 5, _ROTATIONS[_i]
-        _at = 696 + 4 * (_i - 1)
-        # the halves swap when rotating by 32 or more
-        _state[_at] = 2 * _i + (_n >= 32)
-        _state[_at + 1] = 2 * _i + (_n < 32)
-        _state[_at + 2] = 50 + 2 * (_i // 5 + 5 * ((2 * _x + 3 * (_i // 5)) % 5))
-        _state[_at + 3] = _n & 31
-    del _i, _x, _n, _at
+
+    def _layout():
+        # in a function, so its loop variables are locals, not module names
+        for i in range(24):
+            _round_constant(i, _state, 504 + 8 * i)
+        for i in range(1, 25):
+            x, n = i % 5, _ROTATIONS[i]
+            at = 696 + 4 * (i - 1)
+            # the halves swap when rotating by 32 or more
+            _state[at] = 2 * i + (n >= 32)
+            _state[at + 1] = 2 * i + (n < 32)
+            _state[at + 2] = 50 + 2 * (i // 5 + 5 * ((2 * x + 3 * (i // 5)) % 5))
+            _state[at + 3] = n & 31
+
+    _layout()
+    del _layout
 
     def _permute():
         _permute_native(_state)

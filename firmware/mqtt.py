@@ -28,8 +28,8 @@ _HEAD_KEEP = const(300)  # bytes kept of an oversized packet (topic + packet id)
 
 
 # CONNACK return codes 1-5 of MQTT 3.1.1, as the console shows them.
-_REFUSALS = ("", "protocol version refused", "client id refused", "broker unavailable",
-             "bad user name or password", "not authorised")
+_REFUSALS = const(("", "protocol version refused", "client id refused", "broker unavailable",
+                   "bad user name or password", "not authorised"))
 
 
 class MQTTError(Exception):

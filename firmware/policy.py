@@ -15,9 +15,10 @@
 # }
 
 import json
+from micropython import const
 from errors import PolicyDenied, BudgetExhausted, PriceTooHigh
 
-_KEYS = (
+_KEYS = const((
     "deposit",
     "budget",
     "max_unit_price",
@@ -28,7 +29,7 @@ _KEYS = (
     "per_minute",
     "expiry",
     "expiry_margin",
-)
+))
 
 
 def _addr(text):

@@ -68,13 +68,13 @@ _GY = const(0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
 # positions (>= 256) form `teeth` rows of blocks * span columns; each block has
 # 2^teeth - 1 precomputed points, and k P costs span - 1 doublings and up to
 # blocks * span mixed additions.
-_RAM_COMB = (5, 2, 26)  # built in RAM on first use
-_FLASH_COMB = (8, 4, 8)  # kept in flash
+_RAM_COMB = const((5, 2, 26))  # built in RAM on first use
+_FLASH_COMB = const((8, 4, 8))  # kept in flash
 
 # A table in flash: a 16-byte magic naming the geometry, the base point (x || y,
 # big-endian), the entries (block-major, pattern 1 first; x then y, 32 bytes
 # little-endian each, as a work slot holds them) and the SHA-256 of all before.
-TABLE_MAGIC = b"nt-comb 8.4.8 v1"
+_TABLE_MAGIC = const(b"nt-comb 8.4.8 v1")
 _TABLE_ENTRIES = const(80)  # where the entries start
 TABLE_BYTES = const(65392)  # 80 + 4 * 255 * 64 + 32
 
@@ -148,8 +148,7 @@ def _put(slot, value):
 # Copies and zero checks of slots are done in Python: on a board native code is
 # copied into the heap, and these run a few times a point addition at most, so
 # viper versions would save little time for the room they take.
-_ZERO_SLOT = bytes(32)  # the two forms of zero a slot can hold, as its bytes
-_P_SLOT = P.to_bytes(32, "little")
+_ZERO_FORMS = (bytes(32), P.to_bytes(32, "little"))  # the two forms of zero a slot holds
 
 
 def _is_zero(slot):
@@ -157,7 +156,7 @@ def _is_zero(slot):
     if _work[at] not in (0, 0x2F):  # the low byte of 0 and of p: nearly every value stops here
         return False
     value = _work[at:at + 32]
-    return value == _ZERO_SLOT or value == _P_SLOT
+    return value in _ZERO_FORMS
 
 
 def _copy(dst, src):
@@ -381,7 +380,7 @@ def release():
 
 
 def _header(x, y):
-    return TABLE_MAGIC + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    return _TABLE_MAGIC + x.to_bytes(32, "big") + y.to_bytes(32, "big")
 
 
 def write_table(path, public=None):
@@ -633,8 +632,8 @@ def address(secret):
 
 _ipad = bytearray(b"\x36" * 64)
 _opad = bytearray(b"\x5c" * 64)
-_ZERO_BYTE = b"\x00"
-_ONE_BYTE = b"\x01"
+_ZERO_BYTE = const(b"\x00")
+_ONE_BYTE = const(b"\x01")
 
 
 def _hmac(key, parts):

@@ -17,7 +17,7 @@ from binascii import hexlify, unhexlify
 from hashlib import sha256
 from micropython import const
 
-_MAGIC = b"NTS1"
+_MAGIC = const(b"NTS1")
 _MAX_BODY = const(4096)
 _HISTORY = const(64)  # rate-limit entries kept: (unix time, amount)
 _HEX_CHUNK = const(32)  # pending bytes hexlified at a time

@@ -13,9 +13,9 @@ from struct import pack_into
 import eip712
 import secp256k1
 
-PACKED_LEN = const(76)
-WIRE_LEN = const(78)
-_WIRE_HEAD = b"\x58\x4c"  # CBOR byte string, one-byte length 76
+_PACKED_LEN = const(76)
+_WIRE_LEN = const(78)
+_WIRE_HEAD = const(b"\x58\x4c")  # CBOR byte string, one-byte length 76
 
 
 class VoucherError(ValueError):
@@ -32,9 +32,9 @@ def pack(channel_id, cumulative, signature):
 
 def unpack(raw):
     """(channel_id, cumulative, signature) of 76 packed or 78 wire bytes."""
-    if len(raw) == WIRE_LEN and raw[:2] == _WIRE_HEAD:
+    if len(raw) == _WIRE_LEN and raw[:2] == _WIRE_HEAD:
         raw = raw[2:]
-    if len(raw) != PACKED_LEN:
+    if len(raw) != _PACKED_LEN:
         raise VoucherError("a voucher is 76 bytes (78 as CBOR)")
     channel_id = int.from_bytes(raw[0:4], "big")
     cumulative = int.from_bytes(raw[4:12], "big")
@@ -61,7 +61,7 @@ class VoucherSigner:
         self.domain = eip712.Domain(chain_id, verifying_contract)
         self.separator = self.domain.separator
         self._address = None
-        self._wire = bytearray(WIRE_LEN)
+        self._wire = bytearray(_WIRE_LEN)
         self._wire[0:2] = _WIRE_HEAD
 
     @property
@@ -101,5 +101,3 @@ class VoucherSigner:
             raise VoucherError("voucher not signed by this key for this domain")
         return channel_id, cumulative
 
-
-Signer = VoucherSigner
