@@ -20,3 +20,7 @@ def test_agent_bench_reports_instructions_and_heap() -> None:
     # same files on littlefs (tens of KB apart; the step here is 4 KB)
     assert figures["min_heap_bytes_purchase"] + 8192 < figures[
         "min_heap_bytes_purchase_filesystem"]
+    # the board's qstr_info line was read: pools hold the names the modules brought
+    assert figures["qstr_pools_purchase"] >= 1
+    assert figures["dynamic_qstrs_purchase"] > 0
+    assert figures["dynamic_qstrs_purchase_filesystem"] > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ BOARD_DIR = ROOT / "boards" / "qemu_mps2"
 BOARD_MODULES = ("time", "select", "aiotask", "uart", "ramfs")
 RAMFS_SOURCE = BOARD_DIR / "ramfs.py"
 MANIFEST_NAME = "manifest.py"  # device.py reads its boot order from it when imported
+# micropython.qstr_info()'s first line: "qstr pool: n_pool=5, n_qstr=600, ..."
+_QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+)")
 
 
 def agent_modules() -> tuple[str, ...]:
@@ -249,6 +252,10 @@ try:
         await _buy()
         await _agent.stop()
     asyncio.run(_main())
+    # the dynamic qstrs in their pools (a line the bench reads before the JSON): each
+    # new pool is twice the last, so a few names more can cost kilobytes at once
+    import micropython
+    micropython.qstr_info()
     print(json.dumps({"ok": True, "free": _left}))
 except Exception as _exc:
     # Short of heap, a purchase fails with MemoryError, or with what a MemoryError
@@ -276,12 +283,19 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
     instructions = work[len(work) // 2] * TICK_INSTRUCTIONS
     print("bench agent: samples (ticks, waited)", samples, file=sys.stderr)
 
+    qstrs: dict[str, int] = {}
+
     def trial(free: int) -> tuple[bool, int]:
         repl._transport.enter_raw_repl(soft_reset=True)  # a fresh heap
-        result = json.loads(repl.exec(
+        lines = repl.exec(
             _BENCH_PRELUDE + _HEAP_TRIAL % {"free": free, "body": _indent(start)},
-            timeout=900).strip().splitlines()[-1])
+            timeout=900).strip().splitlines()
+        result = json.loads(lines[-1])
         print(f"bench agent: heap trial {free} B free -> {result}", file=sys.stderr)
+        for line in lines[:-1]:
+            pools = _QSTR_INFO.search(line)
+            if pools:
+                qstrs.update(pools=int(pools[1]), qstrs=int(pools[2]))
         return bool(result["ok"]), int(result["free"])
 
     repl._transport.enter_raw_repl(soft_reset=True)
@@ -290,6 +304,8 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
     ok, _ = trial(high)
     if not ok:
         raise BoardError(f"a purchase does not fit the board's whole free heap ({high} B)")
+    if not qstrs:
+        raise BoardError("the heap trial printed no qstr_info line")
     while high - low > heap_step:
         middle = (low + high) // 2
         ok, _ = trial(middle)
@@ -297,7 +313,8 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
             high = middle
         else:
             low = middle
-    return {"instructions": instructions, "min_heap": high, "total_free": int(total_free)}
+    return {"instructions": instructions, "min_heap": high, "total_free": int(total_free),
+            "qstr_pools": qstrs["pools"], "dynamic_qstrs": qstrs["qstrs"]}
 
 
 def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
@@ -385,6 +402,10 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
         "min_heap_bytes_purchase_filesystem": fs["min_heap"],
         "deployment": "romfs",
         "board_free_heap_bytes": rom["total_free"],
+        # after one purchase in the heap trial; the sixth pool (4.75 K) comes at 621
+        "dynamic_qstrs_purchase": rom["dynamic_qstrs"],
+        "qstr_pools_purchase": rom["qstr_pools"],
+        "dynamic_qstrs_purchase_filesystem": fs["dynamic_qstrs"],
         "runtime": "MicroPython 1.25 on QEMU mps2-an385 (Cortex-M3), boards/qemu_mps2 "
                    "firmware, agent as .mpy (mpy-cross -O3 armv7m) in a ROMFS image run in "
                    "place (the filesystem figures: the same .mpy on littlefs), "
