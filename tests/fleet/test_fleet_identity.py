@@ -22,14 +22,16 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_fleet_buys_from_the_provider_it_discovered(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+    # run as a user types it: no --run-dir, so under ./runs of the folder it is run from
+    # (every server is then given paths relative to a folder it does not run in)
     result = subprocess.run(
         [sys.executable, "-m", "nanotoll.cli", "fleet", "run", "--devices", "4",
-         "--rate", "0.5", "--duration", "4", "--provider", "agent",
-         "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=240, check=False, env=dict(os.environ))
+         "--rate", "0.5", "--duration", "4", "--provider", "agent"],
+        capture_output=True, text=True, timeout=240, check=False, env=dict(os.environ),
+        cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    (run_dir,) = (tmp_path / "runs").glob("fleet-*")
     summary = json.loads((run_dir / "summary.json").read_text())
     identity = summary["identity"]
     assert re.fullmatch(r"eip155:31337:0x[0-9a-fA-F]{40}/1", identity["reference"]), identity

@@ -171,7 +171,7 @@ class Fleet:
     def __init__(self, options: FleetOptions, out: TextIO = sys.stderr) -> None:
         self.options = options
         self.out = out
-        self.run_dir = options.run_dir or default_run_dir()
+        self.run_dir = (options.run_dir or default_run_dir()).resolve()
         self.work = self.run_dir / "work"
         self.events: list[dict[str, Any]] = []
         self.live = Live()

@@ -89,7 +89,8 @@ class ManagedProcess:
 
     def __init__(self, workdir: Path | None = None) -> None:
         self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"nanotoll-{self.name}-"))
+        # absolute: the child runs in it, and the paths it is given must not depend on that
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"nanotoll-{self.name}-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
