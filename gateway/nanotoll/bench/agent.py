@@ -267,6 +267,20 @@ except Exception as _exc:
 """
 
 
+# After a failed heap trial, with the whole heap: the agent starts (which re-sends the
+# request the trial left pending and takes its answer) and stops, so that the next trial
+# starts from the same state as the first, with nothing pending. Without it, a trial
+# after a failure also finished its predecessor's purchase, and the search's figure
+# depended on the order of its failures (49,107 and 50,129 from the same commit).
+_HEAP_TRIAL_CLEANUP = """
+async def _main():
+    await _agent.start(30000)
+    await _agent.stop()
+    return _agent.state.pending
+print(json.dumps({"pending": len(asyncio.run(_main()))}))
+"""
+
+
 def _indent(code: str) -> str:
     return "\n".join("    " + line if line.strip() else line for line in code.splitlines())
 
@@ -296,6 +310,13 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
             pools = _QSTR_INFO.search(line)
             if pools:
                 qstrs.update(pools=int(pools[1]), qstrs=int(pools[2]))
+        if not result["ok"]:
+            repl._transport.enter_raw_repl(soft_reset=True)
+            left = json.loads(repl.exec(setup + _HEAP_TRIAL_CLEANUP,
+                                        timeout=900).strip().splitlines()[-1])
+            if left["pending"]:
+                raise BoardError(f"after the heap trial with {free} B, a request stayed "
+                                 "pending with the whole heap")
         return bool(result["ok"]), int(result["free"])
 
     repl._transport.enter_raw_repl(soft_reset=True)
