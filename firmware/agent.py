@@ -137,6 +137,7 @@ class Agent:
         self.bad_catalogs = 0
         self.bad_messages = 0
         self.bad_responses = 0  # undecodable messages on our response topic
+        self.heap_errors = 0  # messages dropped for want of heap
         self.unverified = 0  # responses to our request whose signature did not verify
         self._unverified_why = ""
         self.receipt = None
@@ -180,7 +181,10 @@ class Agent:
         try:
             await self.client.start(timeout_ms or self.timeout_ms)
         except MQTTError as exc:
-            raise Timeout("broker not reachable: %r" % (self.client.last_error or exc,))
+            why = self.client.last_error or exc
+            if isinstance(why, MemoryError):
+                raise MemoryError("broker not reachable, the heap ran short: %r" % (why,))
+            raise Timeout("broker not reachable: %r" % (why,))
         status = b"state-corrupt" if self.store.corrupt else b"online"
         try:
             await self.client.publish(self.t_status, status, retain=True)
@@ -223,6 +227,8 @@ class Agent:
                     self._on_policy(payload)
             except Exception as exc:  # a bad message never stops the pump
                 self.bad_messages += 1
+                if isinstance(exc, MemoryError):
+                    self.heap_errors += 1
                 if topic == self.t_resp:
                     self.bad_responses += 1
                 self._log("agent: dropped a message on", topic, repr(exc))
@@ -397,33 +403,47 @@ class Agent:
                 pass
 
     async def buy(self, product, params, max_price=None, timeout_ms=None):
-        """Buy one item; return its data bytes. The verified receipt is in self.receipt."""
+        """Buy one item; return its data bytes. The verified receipt is in self.receipt.
+
+        Short of heap it raises MemoryError, also when the heap ran out in the pump or
+        the link and the purchase then failed for want of a response or a catalog."""
         deadline = ticks_add(ticks_ms(), timeout_ms or self.timeout_ms)
         async with self._lock:
-            if self.store.corrupt or self.state is None:
-                raise StateError("state record corrupt (%s): resync first" % self.store.corrupt)
-            if self.state.pending:
-                await self._finish_pending(ticks_diff(deadline, ticks_ms()))
-            min_seq = 0
-            for attempt in range(self.retries + 1):
-                cat = await self._wait_catalog(deadline, min_seq)
-                price = cat.prices.get(product)
-                if price is None:
-                    raise ProtocolError(E.UNKNOWN_PRODUCT, "%s is not in catalog %d" % (product, cat.seq))
-                request = self._prepare(product, params, price, cat.seq, max_price)
-                code, body = await self._exchange(request, deadline)
-                if code == E.OK:
-                    return self._accept(request, body)
-                self._log("agent: error", E.code_name(code), body[0] if body else "")
-                if code == E.STALE_VOUCHER:
-                    self._fast_forward(body[1])
-                elif code == E.PRICE_CHANGED:
-                    detail = body[1]
-                    min_seq = detail if _is_uint(detail) else cat.seq + 1
-                    self._want_seq = max(self._want_seq, min_seq)
-                else:
-                    self._raise(code, body)
-            raise ProtocolError(code, "still %s after %d attempts" % (E.code_name(code), attempt + 1))
+            # Counted, not compared: MicroPython may raise one preallocated MemoryError.
+            heap = self.heap_errors + self.client.heap_errors
+            try:
+                return await self._buy(product, params, max_price, deadline)
+            except (Timeout, ProviderError) as exc:  # no response, or no catalog
+                if self.heap_errors + self.client.heap_errors != heap:
+                    raise MemoryError("%s: the heap ran short meanwhile" % exc)
+                raise
+
+    async def _buy(self, product, params, max_price, deadline):
+        """buy(), under its lock."""
+        if self.store.corrupt or self.state is None:
+            raise StateError("state record corrupt (%s): resync first" % self.store.corrupt)
+        if self.state.pending:
+            await self._finish_pending(ticks_diff(deadline, ticks_ms()))
+        min_seq = 0
+        for attempt in range(self.retries + 1):
+            cat = await self._wait_catalog(deadline, min_seq)
+            price = cat.prices.get(product)
+            if price is None:
+                raise ProtocolError(E.UNKNOWN_PRODUCT, "%s is not in catalog %d" % (product, cat.seq))
+            request = self._prepare(product, params, price, cat.seq, max_price)
+            code, body = await self._exchange(request, deadline)
+            if code == E.OK:
+                return self._accept(request, body)
+            self._log("agent: error", E.code_name(code), body[0] if body else "")
+            if code == E.STALE_VOUCHER:
+                self._fast_forward(body[1])
+            elif code == E.PRICE_CHANGED:
+                detail = body[1]
+                min_seq = detail if _is_uint(detail) else cat.seq + 1
+                self._want_seq = max(self._want_seq, min_seq)
+            else:
+                self._raise(code, body)
+        raise ProtocolError(code, "still %s after %d attempts" % (E.code_name(code), attempt + 1))
 
     def _prepare(self, product, params, price, seq, max_price):
         """Check the policy, sign, and write the record: return the request bytes."""
@@ -477,6 +497,7 @@ class Agent:
         """Publish the request (again, same bytes) until its response or the deadline."""
         rid = self._expect(request)
         bad = self.bad_responses
+        heap = self.heap_errors
         unverified = self.unverified
         try:
             while True:
@@ -486,6 +507,8 @@ class Agent:
                     if self.unverified != unverified:
                         raise ProviderError("%s (request %d)" % (self._unverified_why, rid))
                     if self.bad_responses != bad:
+                        if self.heap_errors != heap:
+                            raise MemoryError("no heap to read the response to request %d" % rid)
                         raise ProtocolError(E.MALFORMED, "undecodable response to request %d" % rid)
                     raise Timeout("no response to request %d" % rid)
                 connects = self.client.connects

@@ -215,6 +215,7 @@ class MQTTClient:
         self.connects = 0
         self.retransmits = 0
         self.oversized = 0
+        self.heap_errors = 0  # MemoryErrors that took the link down or stopped a connect
         self._puback = bytearray(b"\x40\x02\x00\x00")
 
     # ---------------------------------------------------------------- public
@@ -355,6 +356,8 @@ class MQTTClient:
         self._last_tx = ticks_ms()
 
     def _fail(self, exc):
+        if isinstance(exc, MemoryError):
+            self.heap_errors += 1
         if self._running and not self._down.is_set():
             self._log("mqtt: link down:", repr(exc))
             self.last_error = exc
@@ -386,6 +389,8 @@ class MQTTClient:
                 raise
             except Exception as exc:  # OSError, EOFError, MQTTError, TimeoutError
                 self.last_error = exc
+                if isinstance(exc, MemoryError):
+                    self.heap_errors += 1
                 self._log("mqtt: connect failed:", repr(exc))
             self._teardown()
             if not self._running:
@@ -418,7 +423,7 @@ class MQTTClient:
             stream = await asyncio.wait_for_ms(self.link.open(), self.timeout_ms)
         except asyncio.TimeoutError:
             raise MQTTTimeout("link open")
-        except MQTTError:
+        except (MQTTError, MemoryError):
             raise
         except Exception as exc:  # OSError: refused, unreachable
             raise _link_error(self.link, exc)
@@ -430,7 +435,7 @@ class MQTTClient:
             )
         except asyncio.TimeoutError:
             raise MQTTTimeout("no CONNACK")
-        except MQTTError:
+        except (MQTTError, MemoryError):  # the device's heap, not the broker
             raise
         except Exception as exc:  # OSError, ValueError (certificate), EOFError
             raise _link_error(self.link, exc)

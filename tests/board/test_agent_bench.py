@@ -24,3 +24,7 @@ def test_agent_bench_reports_instructions_and_heap() -> None:
     assert figures["qstr_pools_purchase"] >= 1
     assert figures["dynamic_qstrs_purchase"] > 0
     assert figures["dynamic_qstrs_purchase_filesystem"] > 0
+    # the search's failed trials (below the least heap) each raised MemoryError: short
+    # of heap, a purchase says so, not a time-out or an undecodable response
+    assert figures["heap_trials_failed"] >= 2
+    assert figures["heap_trials_failed_not_memory"] == 0

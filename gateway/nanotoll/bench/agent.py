@@ -258,9 +258,9 @@ try:
     micropython.qstr_info()
     print(json.dumps({"ok": True, "free": _left}))
 except Exception as _exc:
-    # Short of heap, a purchase fails with MemoryError, or with what a MemoryError
-    # in a task became (a dropped catalog: "no valid signed catalog"). The ballast
-    # goes first: reporting needs a little heap too.
+    # Short of heap, a purchase fails with MemoryError, also when the heap ran out in
+    # the agent's pump or its MQTT link (the bench counts any other failure). The
+    # ballast goes first: reporting needs a little heap too.
     _ballast = None
     gc.collect()
     print(json.dumps({"ok": False, "free": _left, "error": repr(_exc)}))
@@ -298,6 +298,7 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
     print("bench agent: samples (ticks, waited)", samples, file=sys.stderr)
 
     qstrs: dict[str, int] = {}
+    failures: list[str] = []
 
     def trial(free: int) -> tuple[bool, int]:
         repl._transport.enter_raw_repl(soft_reset=True)  # a fresh heap
@@ -311,6 +312,7 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
             if pools:
                 qstrs.update(pools=int(pools[1]), qstrs=int(pools[2]))
         if not result["ok"]:
+            failures.append(str(result["error"]))
             repl._transport.enter_raw_repl(soft_reset=True)
             left = json.loads(repl.exec(setup + _HEAP_TRIAL_CLEANUP,
                                         timeout=900).strip().splitlines()[-1])
@@ -335,7 +337,9 @@ def _bench_flashed(repl: Any, setup: str, start: str, rounds: int,
         else:
             low = middle
     return {"instructions": instructions, "min_heap": high, "total_free": int(total_free),
-            "qstr_pools": qstrs["pools"], "dynamic_qstrs": qstrs["qstrs"]}
+            "qstr_pools": qstrs["pools"], "dynamic_qstrs": qstrs["qstrs"],
+            "trials_failed": len(failures),
+            "trials_failed_not_memory": sum(not f.startswith("MemoryError(") for f in failures)}
 
 
 def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
@@ -427,6 +431,11 @@ def run_agent_bench(rounds: int = 5, heap_step: int = 512) -> dict[str, Any]:
         "dynamic_qstrs_purchase": rom["dynamic_qstrs"],
         "qstr_pools_purchase": rom["qstr_pools"],
         "dynamic_qstrs_purchase_filesystem": fs["dynamic_qstrs"],
+        # heap trials that failed, and those whose error was not a MemoryError (a
+        # device short of heap should say so, not time out or blame the gateway)
+        "heap_trials_failed": rom["trials_failed"] + fs["trials_failed"],
+        "heap_trials_failed_not_memory": (rom["trials_failed_not_memory"]
+                                          + fs["trials_failed_not_memory"]),
         "runtime": "MicroPython 1.25 on QEMU mps2-an385 (Cortex-M3), boards/qemu_mps2 "
                    "firmware, agent as .mpy (mpy-cross -O3 armv7m) in a ROMFS image run in "
                    "place (the filesystem figures: the same .mpy on littlefs), "
