@@ -148,6 +148,7 @@ class Link:
         self.inbox = Inbox(16)
         self.connects = 0
         self.retransmits = 0
+        self.heap_errors = 0  # as the MQTT client counts them
         self.resp_topic = None
 
     async def subscribe(self, topic, qos=1, timeout_ms=None):
