@@ -211,10 +211,7 @@ class Agent:
 
     async def _pump(self):
         while True:
-            try:
-                topic, payload = await self.client.inbox.get(60000)
-            except MQTTTimeout:
-                continue
+            topic, payload = await self.client.inbox.get()
             try:
                 if topic == self.t_resp:
                     self._on_response(payload)

@@ -97,7 +97,14 @@ class Inbox:
     def __len__(self):
         return len(self._items)
 
-    async def get(self, timeout_ms):
+    async def get(self, timeout_ms=None):
+        """The oldest item; MQTTTimeout after timeout_ms. Without a timeout the event is
+        awaited directly: a wait_for makes a task, a closure and a runner each time."""
+        if timeout_ms is None:
+            while not self._items:
+                self._event.clear()
+                await self._event.wait()
+            return self._items.pop(0)
         deadline = ticks_add(ticks_ms(), timeout_ms)
         while not self._items:
             self._event.clear()
