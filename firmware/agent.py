@@ -31,6 +31,7 @@ from errors import (
     Timeout,
 )
 from mqtt import MQTTError, MQTTTimeout
+from store import record_purchase
 
 _MAX_REQUEST = const(512)
 _MAX_RESPONSE = const(8192)
@@ -38,7 +39,6 @@ _MAX_CATALOG = const(2048)
 _MAX_RID = const(0xFFFFFFFF)
 _MAX_AMOUNT = const(0xFFFFFFFFFFFFFFFF)
 _BUSY_WAIT_MS = const(500)
-_HISTORY = const(64)  # rate-limit entries kept, as many as store.py writes
 _CATALOG_ASK_MS = const(1000)  # first wait before asking the broker for the catalog again
 _CATALOG_ASK_MAX_MS = const(8000)
 _REFUSED_KEPT = const(16)  # forged responses to the request in flight remembered
@@ -473,19 +473,7 @@ class Agent:
         new.pending = request
         new.by_product[product] = new.by_product.get(product, 0) + increase
         if now is not None:
-            hist = [h for h in new.history if now - h[0] < 3600]
-            if len(hist) >= _HISTORY:
-                # Bounded like the state record: the oldest entries fold into the next
-                # one, so their units stay counted until that later entry leaves the
-                # hour (a rate limit counted late, never early) and a device buying
-                # hundreds of times an hour keeps a fixed-size list.
-                cut = len(hist) - _HISTORY + 1
-                folded = 0
-                for h in hist[:cut + 1]:
-                    folded += h[1]
-                hist = [[hist[cut][0], folded]] + hist[cut + 1:]
-            hist.append([now, increase])
-            new.history = hist
+            new.history = record_purchase(new.history, now, increase)
         self.store.save(new)  # durable before the voucher leaves the device
         self.last_price = price
         return request

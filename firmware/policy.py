@@ -17,6 +17,7 @@
 import json
 from micropython import const
 from errors import PolicyDenied, BudgetExhausted, PriceTooHigh
+from store import HISTORY_EPOCH
 
 _KEYS = const((
     "deposit",
@@ -113,10 +114,11 @@ class Policy:
         if (self.per_hour is not None or self.per_minute is not None) and now is not None:
             hour = 0
             minute = 0
+            at = now - HISTORY_EPOCH  # history times are since HISTORY_EPOCH: small ints
             for t, amount in state.history:
-                if now - t < 3600:
+                if at - t < 3600:
                     hour += amount
-                    if now - t < 60:
+                    if at - t < 60:
                         minute += 1
             if self.per_hour is not None and hour + increase > self.per_hour:
                 raise PolicyDenied("rate limit: %d units in the last hour" % hour)

@@ -20,6 +20,9 @@ from micropython import const
 _MAGIC = const(b"NTS1")
 _MAX_BODY = const(4096)
 _HISTORY = const(64)  # rate-limit entries kept: (unix time, amount)
+# History times are kept in RAM as seconds since this epoch (2023-11-14): a unix time is
+# past 2^30, a big int of 32 bytes on a 32-bit board, and 64 entries of them took 4 KB.
+HISTORY_EPOCH = const(1700000000)
 _HEX_CHUNK = const(32)  # pending bytes hexlified at a time
 
 
@@ -32,7 +35,8 @@ class State:
     request_id  last request id used
     pending     bytes of the last request not yet answered (b"" when none)
     by_product  spent per product name
-    history     [[unix time, amount], ...] of recent purchases, for rate limits
+    history     [(seconds since HISTORY_EPOCH, amount), ...] of recent purchases, for
+                rate limits, oldest first (unix times in the record)
     seq         record write counter
     """
 
@@ -59,7 +63,7 @@ class State:
         s.request_id = d["rid"]
         s.pending = unhexlify(d["pend"])
         s.by_product = d["by"]
-        s.history = d["hist"]
+        s.history = [(t - HISTORY_EPOCH, amount) for t, amount in d["hist"]]
         s.seq = d["seq"]
         for v in (s.channel, s.cumulative, s.acked, s.spent, s.request_id, s.seq):
             if not isinstance(v, int) or v < 0:
@@ -70,8 +74,8 @@ class State:
 
     def copy(self):
         # Field by field: a JSON round trip would make ~400-byte strings mid-purchase.
-        # History entries are never changed in place (the agent filters and appends),
-        # so the copy shares them rather than allocating each [time, amount] again.
+        # The history list is never changed in place (the agent makes a new one), so
+        # the copy shares it rather than allocating 64 entries' room again.
         s = State(self.channel)
         s.cumulative = self.cumulative
         s.acked = self.acked
@@ -79,7 +83,7 @@ class State:
         s.request_id = self.request_id
         s.pending = self.pending
         s.by_product = dict(self.by_product)
-        s.history = list(self.history)
+        s.history = self.history
         s.seq = self.seq
         return s
 
@@ -102,10 +106,40 @@ def _body_pieces(state):
         sep = ", "
     yield b'}, "hist": ['
     sep = ""
-    for entry in state.history[-_HISTORY:]:
-        yield (sep + json.dumps(entry)).encode()
+    history = state.history
+    for i in range(max(0, len(history) - _HISTORY), len(history)):  # no slice copy
+        t, amount = history[i]
+        yield ("%s[%d, %d]" % (sep, t + HISTORY_EPOCH, amount)).encode()
         sep = ", "
     yield b"]}"
+
+
+def record_purchase(history, now, amount):
+    """The history (a new list) after a purchase of amount units at unix time now.
+    Entries that left the hour go; at most _HISTORY stay, as the record keeps."""
+    at = now - HISTORY_EPOCH
+    first = 0
+    while first < len(history) and at - history[first][0] >= 3600:
+        first += 1  # appended in time order: the hour's entries are a suffix
+    n = len(history) - first
+    folded = -1
+    if n >= _HISTORY:
+        # The oldest entries fold into the next one, so their units stay counted until
+        # that later entry leaves the hour (a rate limit counted late, never early) and
+        # a device buying hundreds of times an hour keeps a fixed-size list.
+        folded = 0
+        for i in range(first, first + n - _HISTORY + 2):
+            folded += history[i][1]
+        first += n - _HISTORY + 1
+        n = _HISTORY - 1
+    # Made at its final size and filled: a list grown by append asks for twice its room
+    # (512 bytes at 64 entries), and slices would be copies.
+    out = [(at, amount)] * (n + 1)  # the new entry last; the kept ones before it
+    for i in range(n):
+        out[i] = history[first + i]
+    if folded >= 0:
+        out[0] = (history[first][0], folded)
+    return out
 
 
 def decode_record(raw):

@@ -14,7 +14,7 @@ OTHER = "cd" * 20
 SCRIPT = """
 import json, sys
 from policy import Policy
-from store import State
+from store import State, HISTORY_EPOCH
 from errors import PolicyDenied, BudgetExhausted, PriceTooHigh
 cases = json.loads(open(sys.argv[1]).read())
 for case in cases:
@@ -28,7 +28,8 @@ for case in cases:
     st.spent = s.get("spent", 0)
     st.cumulative = s.get("cumulative", st.spent)
     st.by_product = s.get("by_product", {})
-    st.history = s.get("history", [])
+    # the cases give unix times; a State keeps them since HISTORY_EPOCH
+    st.history = [(t - HISTORY_EPOCH, amount) for t, amount in s.get("history", [])]
     try:
         policy.check(case.get("provider", PROV), case.get("product", "weather"), case["price"],
                      case.get("increase", case["price"]), st, case.get("now"),

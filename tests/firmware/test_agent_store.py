@@ -14,7 +14,7 @@ s = Store(".", 7)
 st = s.load()
 print(st.cumulative, st.seq, s.corrupt)
 st.cumulative = 4500; st.acked = 3000; st.spent = 4500; st.request_id = 3
-st.pending = b"\\x87\\x01request"; st.by_product["weather"] = 4500; st.history.append([1, 1500])
+st.pending = b"\\x87\\x01request"; st.by_product["weather"] = 4500; st.history.append((1, 1500))
 s.save(st)
 """
 
@@ -43,6 +43,8 @@ def test_record_roundtrip(tmp_path: Path) -> None:
                               "hist": [[1, 1500]], "seq": 1, "corrupt": None}
     raw = (tmp_path / "state.rec").read_bytes()
     assert raw[:4] == b"NTS1" and not (tmp_path / "state.tmp").exists()
+    # in RAM a history time counts from HISTORY_EPOCH; on flash it is a unix time
+    assert json.loads(raw[6:-32])["hist"] == [[1_700_000_001, 1500]]
 
 
 def test_every_flipped_byte_is_refused(tmp_path: Path) -> None:
@@ -86,3 +88,45 @@ def test_record_of_another_channel_starts_fresh(tmp_path: Path) -> None:
     out = run_mp("from store import Store\ns = Store('.', 8)\nprint(s.load().cumulative)\n",
                  tmp_path)
     assert out.strip() == "0"
+
+
+HISTORY = """
+import json
+from store import record_purchase, HISTORY_EPOCH
+history = []
+out = []
+for now, amount in json.loads(open("purchases.json").read()):
+    history = record_purchase(history, now, amount)
+    out.append([[t + HISTORY_EPOCH, a] for t, a in history])
+print(json.dumps(out))
+"""
+
+
+def reference_history(history: list[list[int]], now: int, amount: int) -> list[list[int]]:
+    """What the agent kept before the history moved to store.record_purchase: the hour's
+    entries, the oldest folded into the next one beyond 63, then the new one."""
+    hist = [h for h in history if now - h[0] < 3600]
+    if len(hist) >= 64:
+        cut = len(hist) - 64 + 1
+        hist = [[hist[cut][0], sum(h[1] for h in hist[:cut + 1])]] + hist[cut + 1:]
+    return [*hist, [now, amount]]
+
+
+def test_history_keeps_the_hour_in_64_entries(tmp_path: Path) -> None:
+    """A burst of 150 purchases in under an hour, then more after a gap: at most 64
+    entries, no unit of the hour lost, entries that left the hour gone; the same lists
+    as the agent's earlier code made."""
+    start = 1_790_000_000
+    purchases = [[start + 7 * i, 100 + i] for i in range(150)]
+    purchases += [[start + 3000 + 30 * i, 5] for i in range(40)]
+    purchases += [[start + 9000, 7]]  # everything before has left the hour
+    (tmp_path / "purchases.json").write_text(json.dumps(purchases))
+    got = json.loads(run_mp(HISTORY, tmp_path))
+    expected: list[list[int]] = []
+    for (now, amount), history in zip(purchases, got, strict=True):
+        expected = reference_history(expected, now, amount)
+        assert history == expected
+        assert len(history) <= 64
+    assert got[149][-1] == [start + 7 * 149, 249] and len(got[149]) == 64
+    assert sum(a for _, a in got[149]) == sum(100 + i for i in range(150))
+    assert got[-1] == [[start + 9000, 7]]
