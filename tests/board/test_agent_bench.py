@@ -14,6 +14,7 @@ def test_agent_bench_reports_instructions_and_heap() -> None:
     print(figures)
     assert 1_000_000 < figures["instructions_per_purchase"] < 500_000_000
     assert figures["deployment"] == "romfs"
+    assert figures["history_entries"] == 64  # measured as a device in steady use
     assert 1_000_000 < figures["instructions_per_purchase_filesystem"] < 500_000_000
     assert 8192 < figures["min_heap_bytes_purchase"] <= figures["board_free_heap_bytes"]
     # .mpy run in place from ROMFS keep their bytecode out of the heap: well under the
