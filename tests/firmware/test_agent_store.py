@@ -69,6 +69,19 @@ print(json.dumps({"flipped": bad, "truncated": s.load() is None and bool(s.corru
     assert result == {"flipped": len(raw), "truncated": True}
 
 
+def test_checksummed_record_with_a_bad_spend_per_product_is_refused(tmp_path: Path) -> None:
+    """A record that verifies but holds what the firmware never writes: refused as
+    corrupt, never resumed (a negative spend would lift a product's cap)."""
+    import hashlib
+
+    for by in ({"weather": -5}, {"weather": "5"}, {"weather": 1.5}):
+        body = json.dumps({"v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0,
+                           "seq": 1, "pend": "", "by": by, "hist": []}).encode()
+        head = b"NTS1" + len(body).to_bytes(2, "big")
+        (tmp_path / "state.rec").write_bytes(head + body + hashlib.sha256(head + body).digest())
+        assert read(tmp_path) == {"corrupt": "record: spent per product"}, by
+
+
 def test_torn_temp_file_is_ignored(tmp_path: Path) -> None:
     run_mp(WRITE, tmp_path)
     (tmp_path / "state.tmp").write_bytes(b"NTS1\x00\x40{\"v\": 1, \"ch\"")  # cut mid-write
