@@ -31,7 +31,7 @@ from errors import (
     Timeout,
 )
 from mqtt import MQTTError, MQTTTimeout
-from store import record_purchase
+from store import forget_last_purchase, record_purchase
 
 _MAX_REQUEST = const(512)
 _MAX_RESPONSE = const(8192)
@@ -473,8 +473,13 @@ class Agent:
         new.pending = request
         new.by_product[product] = new.by_product.get(product, 0) + increase
         if now is not None:
-            new.history = record_purchase(new.history, now, increase)
-        self.store.save(new)  # durable before the voucher leaves the device
+            record_purchase(new.history, now, increase)  # in place: st shares the list
+        try:
+            self.store.save(new)  # durable before the voucher leaves the device
+        except BaseException:
+            if now is not None:
+                forget_last_purchase(new.history)  # st stays as it was
+            raise
         self.last_price = price
         return request
 

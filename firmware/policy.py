@@ -115,10 +115,11 @@ class Policy:
             hour = 0
             minute = 0
             at = now - HISTORY_EPOCH  # history times are since HISTORY_EPOCH: small ints
-            for t, amount in state.history:
-                if at - t < 3600:
-                    hour += amount
-                    if at - t < 60:
+            history = state.history  # [t, amount, t, amount, ...]
+            for i in range(0, len(history), 2):
+                if at - history[i] < 3600:
+                    hour += history[i + 1]
+                    if at - history[i] < 60:
                         minute += 1
             if self.per_hour is not None and hour + increase > self.per_hour:
                 raise PolicyDenied("rate limit: %d units in the last hour" % hour)

@@ -19,7 +19,7 @@ from micropython import const
 
 _MAGIC = const(b"NTS1")
 _MAX_BODY = const(4096)
-_HISTORY = const(64)  # rate-limit entries kept: (unix time, amount)
+_HISTORY = const(64)  # rate-limit entries kept: unix time and amount
 # History times are kept in RAM as seconds since this epoch (2023-11-14): a unix time is
 # past 2^30, a big int of 32 bytes on a 32-bit board, and 64 entries of them took 4 KB.
 HISTORY_EPOCH = const(1700000000)
@@ -35,12 +35,13 @@ class State:
     request_id  last request id used
     pending     bytes of the last request not yet answered (b"" when none)
     by_product  spent per product name
-    history     [(seconds since HISTORY_EPOCH, amount), ...] of recent purchases, for
-                rate limits, oldest first (unix times in the record)
+    history     [t, amount, t, amount, ...]: recent purchases for the rate limits, oldest
+                first, t in seconds since HISTORY_EPOCH (unix times in the record). One
+                flat list of small ints: a tuple an entry would be 0.75 K more at 64 entries
     seq         record write counter
     """
 
-    def __init__(self, channel):
+    def __init__(self, channel, history=None):
         self.channel = channel
         self.cumulative = 0
         self.acked = 0
@@ -48,7 +49,7 @@ class State:
         self.request_id = 0
         self.pending = b""
         self.by_product = {}
-        self.history = []
+        self.history = new_history() if history is None else history
         self.seq = 0
 
     @classmethod
@@ -63,7 +64,7 @@ class State:
         s.request_id = d["rid"]
         s.pending = unhexlify(d["pend"])
         s.by_product = d["by"]
-        s.history = [(t - HISTORY_EPOCH, amount) for t, amount in d["hist"]]
+        s.history = new_history(d["hist"])
         s.seq = d["seq"]
         for v in (s.channel, s.cumulative, s.acked, s.spent, s.request_id, s.seq):
             if not isinstance(v, int) or v < 0:
@@ -77,16 +78,16 @@ class State:
 
     def copy(self):
         # Field by field: a JSON round trip would make ~400-byte strings mid-purchase.
-        # The history list is never changed in place (the agent makes a new one), so
-        # the copy shares it rather than allocating 64 entries' room again.
-        s = State(self.channel)
+        # The history list is shared, not copied (64 entries' room again): only
+        # record_purchase() changes it, and the agent takes that back when the record
+        # it was for is not written.
+        s = State(self.channel, self.history)
         s.cumulative = self.cumulative
         s.acked = self.acked
         s.spent = self.spent
         s.request_id = self.request_id
         s.pending = self.pending
         s.by_product = dict(self.by_product)
-        s.history = self.history
         s.seq = self.seq
         return s
 
@@ -113,39 +114,59 @@ def _body_pieces(state):
     yield b'}, "hist": ['
     sep = b""
     history = state.history
-    for i in range(max(0, len(history) - _HISTORY), len(history)):  # no slice copy
-        t, amount = history[i]
-        yield b"%s[%d, %d]" % (sep, t + HISTORY_EPOCH, amount)
+    for i in range(max(0, len(history) - 2 * _HISTORY), len(history), 2):  # no slice copy
+        yield b"%s[%d, %d]" % (sep, history[i] + HISTORY_EPOCH, history[i + 1])
         sep = b", "
     yield b"]}"
 
 
 def record_purchase(history, now, amount):
-    """The history (a new list) after a purchase of amount units at unix time now.
-    Entries that left the hour go; at most _HISTORY stay, as the record keeps."""
+    """Add a purchase of amount units at unix time now to history, in place: entries
+    that left the hour go, and at most _HISTORY stay, as the record keeps.
+
+    In place because a new list is one block of 512 bytes: on a fragmented heap the
+    allocation a purchase failed on first. A list made by new_history() never grows
+    past its room, so this allocates nothing. Undo with forget_last_purchase()."""
     at = now - HISTORY_EPOCH
     first = 0
-    while first < len(history) and at - history[first][0] >= 3600:
-        first += 1  # appended in time order: the hour's entries are a suffix
-    n = len(history) - first
-    folded = -1
+    end = len(history)
+    while first < end and at - history[first] >= 3600:
+        first += 2  # appended in time order: the hour's entries are a suffix
+    n = (end - first) // 2
     if n >= _HISTORY:
         # The oldest entries fold into the next one, so their units stay counted until
         # that later entry leaves the hour (a rate limit counted late, never early) and
         # a device buying hundreds of times an hour keeps a fixed-size list.
+        into = first + 2 * (n - _HISTORY + 1)
         folded = 0
-        for i in range(first, first + n - _HISTORY + 2):
-            folded += history[i][1]
-        first += n - _HISTORY + 1
-        n = _HISTORY - 1
-    # Made at its final size and filled: a list grown by append asks for twice its room
-    # (512 bytes at 64 entries), and slices would be copies.
-    out = [(at, amount)] * (n + 1)  # the new entry last; the kept ones before it
-    for i in range(n):
-        out[i] = history[first + i]
-    if folded >= 0:
-        out[0] = (history[first][0], folded)
-    return out
+        for i in range(first + 1, into + 2, 2):
+            folded += history[i]
+        history[into + 1] = folded
+        first = into
+    if first:
+        del history[:first]  # a slice deleted in place: the list keeps its room
+    history.append(at)
+    history.append(amount)
+
+
+def forget_last_purchase(history):
+    """Take back the purchase record_purchase() added last (its record write failed).
+    Entries it dropped or folded stay so: they were out of the hour or still counted."""
+    del history[-2:]
+
+
+def new_history(pairs=()):
+    """A history list with room for _HISTORY entries, holding pairs [(unix time, amount),
+    ...]: it never needs to grow (a grown list is a new block twice the size)."""
+    if len(pairs) > _HISTORY:
+        raise ValueError("record: history of %d entries" % len(pairs))
+    history = [0] * (2 * _HISTORY)
+    for i in range(len(pairs)):
+        t, amount = pairs[i]
+        history[2 * i] = t - HISTORY_EPOCH
+        history[2 * i + 1] = amount
+    del history[2 * len(pairs) :]
+    return history
 
 
 def decode_record(raw):

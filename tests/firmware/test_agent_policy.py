@@ -28,8 +28,11 @@ for case in cases:
     st.spent = s.get("spent", 0)
     st.cumulative = s.get("cumulative", st.spent)
     st.by_product = s.get("by_product", {})
-    # the cases give unix times; a State keeps them since HISTORY_EPOCH
-    st.history = [(t - HISTORY_EPOCH, amount) for t, amount in s.get("history", [])]
+    # the cases give [unix time, amount] pairs; a State keeps one flat list, its times
+    # since HISTORY_EPOCH
+    st.history = []
+    for t, amount in s.get("history", []):
+        st.history.extend((t - HISTORY_EPOCH, amount))
     try:
         policy.check(case.get("provider", PROV), case.get("product", "weather"), case["price"],
                      case.get("increase", case["price"]), st, case.get("now"),

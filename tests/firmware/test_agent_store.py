@@ -14,7 +14,7 @@ s = Store(".", 7)
 st = s.load()
 print(st.cumulative, st.seq, s.corrupt)
 st.cumulative = 4500; st.acked = 3000; st.spent = 4500; st.request_id = 3
-st.pending = b"\\x87\\x01request"; st.by_product["weather"] = 4500; st.history.append((1, 1500))
+st.pending = b"\\x87\\x01request"; st.by_product["weather"] = 4500; st.history = [1, 1500]
 s.save(st)
 """
 
@@ -40,7 +40,7 @@ def test_record_roundtrip(tmp_path: Path) -> None:
     assert run_mp(WRITE, tmp_path).split() == ["0", "0", "None"]
     assert read(tmp_path) == {"cum": 4500, "ack": 3000, "spent": 4500, "rid": 3,
                               "pend": b"\x87\x01request".hex(), "by": {"weather": 4500},
-                              "hist": [[1, 1500]], "seq": 1, "corrupt": None}
+                              "hist": [1, 1500], "seq": 1, "corrupt": None}
     raw = (tmp_path / "state.rec").read_bytes()
     assert raw[:4] == b"NTS1" and not (tmp_path / "state.tmp").exists()
     # in RAM a history time counts from HISTORY_EPOCH; on flash it is a unix time
@@ -105,12 +105,12 @@ def test_record_of_another_channel_starts_fresh(tmp_path: Path) -> None:
 
 HISTORY = """
 import json
-from store import record_purchase, HISTORY_EPOCH
-history = []
+from store import record_purchase, new_history, HISTORY_EPOCH
+history = new_history()
 out = []
 for now, amount in json.loads(open("purchases.json").read()):
-    history = record_purchase(history, now, amount)
-    out.append([[t + HISTORY_EPOCH, a] for t, a in history])
+    record_purchase(history, now, amount)
+    out.append([[history[i] + HISTORY_EPOCH, history[i + 1]] for i in range(0, len(history), 2)])
 print(json.dumps(out))
 """
 
@@ -143,3 +143,73 @@ def test_history_keeps_the_hour_in_64_entries(tmp_path: Path) -> None:
     assert got[149][-1] == [start + 7 * 149, 249] and len(got[149]) == 64
     assert sum(a for _, a in got[149]) == sum(100 + i for i in range(150))
     assert got[-1] == [[start + 9000, 7]]
+
+
+def test_history_is_updated_in_place_without_a_new_block(tmp_path: Path) -> None:
+    """With 64 entries, a purchase allocates no new list: the 512-byte block a new list
+    needs was the allocation a purchase failed on first on a fragmented heap."""
+    script = """
+import gc, json
+from store import record_purchase, new_history
+history = new_history([(1790000000 + i, 5) for i in range(64)])
+record_purchase(history, 1790000100, 7)
+gc.collect()
+gc.disable()
+before = gc.mem_alloc()
+for i in range(20):
+    record_purchase(history, 1790000200 + i, 7)
+print(json.dumps({"per_purchase": (gc.mem_alloc() - before) / 20, "entries": len(history) // 2}))
+"""
+    result = json.loads(run_mp(script, tmp_path))
+    assert result["entries"] == 64
+    assert result["per_purchase"] < 64  # a slice and a range object; a list is 512 B
+
+
+def test_record_with_more_history_than_kept_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    hist = [[1_790_000_000 + i, 1] for i in range(65)]
+    body = json.dumps({"v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0,
+                       "seq": 1, "pend": "", "by": {}, "hist": hist}).encode()
+    head = b"NTS1" + len(body).to_bytes(2, "big")
+    (tmp_path / "state.rec").write_bytes(head + body + hashlib.sha256(head + body).digest())
+    assert read(tmp_path) == {"corrupt": "record: history of 65 entries"}
+
+
+def test_purchase_whose_record_is_not_written_leaves_no_history(tmp_path: Path) -> None:
+    """The history is changed in place and shared with the state in force: when the
+    record write fails, the purchase is taken back out of it (the agent's state stays
+    the one on flash), and the next purchase is counted once."""
+    script = """
+import json, os
+import wallet as W
+from agent import Agent
+from policy import Policy
+from store import Store
+os.mkdir("st")
+store = Store("st", 1)
+store.load()
+policy = Policy({"deposit": 10**9, "budget": 10**9, "per_hour": 10**9, "per_minute": 100})
+wallet = W.Wallet(bytes(31) + b"\\x07", 31337, bytes(20), None)
+agent = Agent(wallet, None, store, policy, bytes(19) + b"\\x01", 1, clock=lambda: 1790000000)
+agent._prepare("weather", {}, 1500, 1, None)
+store.state.acked = store.state.cumulative  # as its receipt would: the next adds 1500
+os.mkdir("st/state.tmp")  # the next record write fails: its temp path is a folder
+try:
+    agent._prepare("weather", {}, 1500, 1, None)
+    failed = None
+except OSError as exc:
+    failed = type(exc).__name__
+after_failure = list(agent.state.history)
+os.rmdir("st/state.tmp")
+agent._prepare("weather", {}, 1500, 1, None)
+print(json.dumps({"failed": failed, "after_failure": after_failure,
+                  "after": list(agent.state.history), "seq": store.state.seq,
+                  "on_flash": Store("st", 1).load().history}))
+"""
+    result = json.loads(run_mp(script, tmp_path))
+    t = 1_790_000_000 - 1_700_000_000
+    assert result["failed"] == "OSError"
+    assert result["after_failure"] == [t, 1500]
+    assert result["after"] == result["on_flash"] == [t, 1500, t, 1500]
+    assert result["seq"] == 2

@@ -292,9 +292,9 @@ _store = Store(board.storage(_cfg), _cfg["channel"])
 _st = _store.load()
 _now = board.now()
 for _i in range(%(entries)d):
-    _st.history = record_purchase(_st.history, _now - 640 + 10 * _i, 1500)
+    record_purchase(_st.history, _now - 640 + 10 * _i, 1500)
 _store.save(_st)
-print(len(_st.history))
+print(len(_st.history) // 2)  # [t, amount, t, amount, ...]
 """
 HISTORY_ENTRIES = 64
 
