@@ -1,6 +1,9 @@
 # nanotoll device: crash-safe channel state in ONE record with a checksum.
 #
-# Record on flash:  b"NTS1" | length (2 bytes, big-endian) | JSON body | sha256(first parts)
+# Record on flash:  b"NTS2" | JSON body | sha256(both)
+# (earlier firmware wrote b"NTS1" | body length, 2 bytes big-endian | JSON body |
+# sha256(all three); such a record still loads. The length went because the body had to
+# be formatted twice to write it first: once to size it, once to write it.)
 #
 # A write goes to a temp file (write, flush, close) and is renamed over the record:
 # on littlefs and POSIX the rename is atomic, so a power cut leaves either the old or
@@ -17,8 +20,10 @@ from binascii import hexlify, unhexlify
 from hashlib import sha256
 from micropython import const
 
-_MAGIC = const(b"NTS1")
+_MAGIC = const(b"NTS2")
+_MAGIC_V1 = const(b"NTS1")
 _MAX_BODY = const(4096)
+_MAX_RECORD = const(4096 + 6 + 32)  # the largest either version of the record can be
 _HISTORY = const(64)  # rate-limit entries kept: unix time and amount
 # History times are kept in RAM as seconds since this epoch (2023-11-14): a unix time is
 # past 2^30, a big int of 32 bytes on a 32-bit board, and 64 entries of them took 4 KB.
@@ -171,15 +176,21 @@ def new_history(pairs=()):
 
 def decode_record(raw):
     """The State in raw, or ValueError when the bytes do not verify."""
-    if len(raw) < 6 + 32 or raw[:4] != _MAGIC:
+    if len(raw) > _MAX_RECORD:
+        raise ValueError("record too large")
+    if len(raw) >= 4 + 32 and raw[:4] == _MAGIC:
+        start = 4
+    elif len(raw) >= 6 + 32 and raw[:4] == _MAGIC_V1:
+        start = 6
+        if len(raw) != 6 + (raw[4] << 8 | raw[5]) + 32:
+            raise ValueError("bad record length")
+    else:
         raise ValueError("bad record header")
-    n = raw[4] << 8 | raw[5]
-    if len(raw) != 6 + n + 32:
-        raise ValueError("bad record length")
+    end = len(raw) - 32
     view = memoryview(raw)
-    if sha256(view[: 6 + n]).digest() != raw[6 + n :]:
+    if sha256(view[:end]).digest() != raw[end:]:
         raise ValueError("bad record checksum")
-    return State.from_json(raw[6 : 6 + n].decode())
+    return State.from_json(raw[start:end].decode())
 
 
 def _exists(path):
@@ -192,7 +203,7 @@ def _exists(path):
 
 def _read(path):
     with open(path, "rb") as f:
-        return f.read()
+        return f.read(_MAX_RECORD + 1)  # a larger file is refused, not read whole
 
 
 class Store:
@@ -240,17 +251,16 @@ class Store:
     def save(self, state):
         """Write `state` durably; when this returns the record on flash is `state`."""
         state.seq += 1
+        h = sha256(_MAGIC)
         size = 0
-        for piece in _body_pieces(state):
-            size += len(piece)
-        if size > _MAX_BODY:
-            raise ValueError("state record too large")
-        head = _MAGIC + bytes((size >> 8, size & 0xFF))
-        h = sha256(head)
         f = open(self.tmp, "wb")
         try:
-            f.write(head)
+            f.write(_MAGIC)
             for piece in _body_pieces(state):
+                size += len(piece)
+                if size > _MAX_BODY:
+                    # the temp record stays without its checksum: load() ignores it
+                    raise ValueError("state record too large")
                 f.write(piece)
                 h.update(piece)
             f.write(h.digest())

@@ -3,6 +3,7 @@ atomic replacement, and refusal of a corrupt record."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -42,9 +43,48 @@ def test_record_roundtrip(tmp_path: Path) -> None:
                               "pend": b"\x87\x01request".hex(), "by": {"weather": 4500},
                               "hist": [1, 1500], "seq": 1, "corrupt": None}
     raw = (tmp_path / "state.rec").read_bytes()
-    assert raw[:4] == b"NTS1" and not (tmp_path / "state.tmp").exists()
+    assert raw[:4] == b"NTS2" and not (tmp_path / "state.tmp").exists()
+    assert raw[-32:] == hashlib.sha256(raw[:-32]).digest()
     # in RAM a history time counts from HISTORY_EPOCH; on flash it is a unix time
-    assert json.loads(raw[6:-32])["hist"] == [[1_700_000_001, 1500]]
+    assert json.loads(raw[4:-32])["hist"] == [[1_700_000_001, 1500]]
+
+
+def record(body: dict) -> bytes:
+    """A record as this firmware writes it: magic, body, sha256 of both."""
+    raw = b"NTS2" + json.dumps(body).encode()
+    return raw + hashlib.sha256(raw).digest()
+
+
+def record_v1(body: dict) -> bytes:
+    """A record as the firmware wrote it before NTS2: magic, body length, body, sha256."""
+    raw = json.dumps(body).encode()
+    head = b"NTS1" + len(raw).to_bytes(2, "big")
+    return head + raw + hashlib.sha256(head + raw).digest()
+
+
+def test_record_of_the_earlier_firmware_loads(tmp_path: Path) -> None:
+    body = {"v": 1, "ch": 7, "cum": 4500, "ack": 3000, "spent": 4500, "rid": 3, "seq": 9,
+            "pend": "8701", "by": {"weather": 4500}, "hist": [[1_790_000_000, 1500]]}
+    (tmp_path / "state.rec").write_bytes(record_v1(body))
+    assert read(tmp_path) == {"cum": 4500, "ack": 3000, "spent": 4500, "rid": 3,
+                              "pend": "8701", "by": {"weather": 4500},
+                              "hist": [90_000_000, 1500], "seq": 9, "corrupt": None}
+    raw = record_v1(body)
+    (tmp_path / "state.rec").write_bytes(raw[:4] + b"\x00\x10" + raw[6:])
+    assert read(tmp_path) == {"corrupt": "bad record length"}
+    # resumed and written again, it becomes a record of this firmware's version
+    (tmp_path / "state.rec").write_bytes(raw)
+    run_mp("from store import Store\ns = Store('.', 7)\ns.save(s.load())\n", tmp_path)
+    assert (tmp_path / "state.rec").read_bytes()[:4] == b"NTS2"
+    assert read(tmp_path)["cum"] == 4500 and read(tmp_path)["seq"] == 10
+
+
+def test_record_larger_than_any_written_is_refused(tmp_path: Path) -> None:
+    run_mp(WRITE, tmp_path)
+    raw = (tmp_path / "state.rec").read_bytes()
+    big = raw[:-32] + b" " * 5000
+    (tmp_path / "state.rec").write_bytes(big + hashlib.sha256(big).digest())
+    assert read(tmp_path) == {"corrupt": "record too large"}
 
 
 def test_every_flipped_byte_is_refused(tmp_path: Path) -> None:
@@ -72,19 +112,16 @@ print(json.dumps({"flipped": bad, "truncated": s.load() is None and bool(s.corru
 def test_checksummed_record_with_a_bad_spend_per_product_is_refused(tmp_path: Path) -> None:
     """A record that verifies but holds what the firmware never writes: refused as
     corrupt, never resumed (a negative spend would lift a product's cap)."""
-    import hashlib
-
     for by in ({"weather": -5}, {"weather": "5"}, {"weather": 1.5}):
-        body = json.dumps({"v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0,
-                           "seq": 1, "pend": "", "by": by, "hist": []}).encode()
-        head = b"NTS1" + len(body).to_bytes(2, "big")
-        (tmp_path / "state.rec").write_bytes(head + body + hashlib.sha256(head + body).digest())
+        (tmp_path / "state.rec").write_bytes(record({
+            "v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0, "seq": 1, "pend": "",
+            "by": by, "hist": []}))
         assert read(tmp_path) == {"corrupt": "record: spent per product"}, by
 
 
 def test_torn_temp_file_is_ignored(tmp_path: Path) -> None:
     run_mp(WRITE, tmp_path)
-    (tmp_path / "state.tmp").write_bytes(b"NTS1\x00\x40{\"v\": 1, \"ch\"")  # cut mid-write
+    (tmp_path / "state.tmp").write_bytes(b"NTS2{\"v\": 1, \"ch\"")  # cut mid-write
     assert read(tmp_path)["cum"] == 4500
 
 
@@ -166,13 +203,10 @@ print(json.dumps({"per_purchase": (gc.mem_alloc() - before) / 20, "entries": len
 
 
 def test_record_with_more_history_than_kept_is_refused(tmp_path: Path) -> None:
-    import hashlib
-
     hist = [[1_790_000_000 + i, 1] for i in range(65)]
-    body = json.dumps({"v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0,
-                       "seq": 1, "pend": "", "by": {}, "hist": hist}).encode()
-    head = b"NTS1" + len(body).to_bytes(2, "big")
-    (tmp_path / "state.rec").write_bytes(head + body + hashlib.sha256(head + body).digest())
+    (tmp_path / "state.rec").write_bytes(record({
+        "v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0, "seq": 1, "pend": "",
+        "by": {}, "hist": hist}))
     assert read(tmp_path) == {"corrupt": "record: history of 65 entries"}
 
 
