@@ -203,7 +203,12 @@ def _exists(path):
 
 def _read(path):
     with open(path, "rb") as f:
-        return f.read(_MAX_RECORD + 1)  # a larger file is refused, not read whole
+        # The size first: a larger file is refused, not read whole. (read(n) would
+        # allocate n bytes, whatever the file's size.)
+        if f.seek(0, 2) > _MAX_RECORD:
+            raise ValueError("record too large")
+        f.seek(0)
+        return f.read()
 
 
 class Store:
