@@ -168,6 +168,8 @@ def new_history(pairs=()):
     history = [0] * (2 * _HISTORY)
     for i in range(len(pairs)):
         t, amount = pairs[i]
+        if not isinstance(t, int) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("record: history entry")
         history[2 * i] = t - HISTORY_EPOCH
         history[2 * i + 1] = amount
     del history[2 * len(pairs) :]

@@ -202,12 +202,18 @@ print(json.dumps({"per_purchase": (gc.mem_alloc() - before) / 20, "entries": len
     assert result["per_purchase"] < 64  # a slice and a range object; a list is 512 B
 
 
-def test_record_with_more_history_than_kept_is_refused(tmp_path: Path) -> None:
+def test_record_with_a_history_the_firmware_never_writes_is_refused(tmp_path: Path) -> None:
     hist = [[1_790_000_000 + i, 1] for i in range(65)]
     (tmp_path / "state.rec").write_bytes(record({
         "v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0, "seq": 1, "pend": "",
         "by": {}, "hist": hist}))
     assert read(tmp_path) == {"corrupt": "record: history of 65 entries"}
+    for entry in ([1_790_000_000, -1], [1_790_000_000, "1"], ["1790000000", 1],
+                  [1_790_000_000.5, 1]):
+        (tmp_path / "state.rec").write_bytes(record({
+            "v": 1, "ch": 7, "cum": 0, "ack": 0, "spent": 0, "rid": 0, "seq": 1, "pend": "",
+            "by": {}, "hist": [entry]}))
+        assert read(tmp_path) == {"corrupt": "record: history entry"}, entry
 
 
 def test_purchase_whose_record_is_not_written_leaves_no_history(tmp_path: Path) -> None:
