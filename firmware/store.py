@@ -23,7 +23,7 @@ from micropython import const
 _MAGIC = const(b"NTS2")
 _MAGIC_V1 = const(b"NTS1")
 _MAX_BODY = const(4096)
-_MAX_RECORD = const(4096 + 6 + 32)  # the largest either version of the record can be
+_MAX_RECORD = const(_MAX_BODY + 6 + 32)  # the largest either version of the record can be
 _HISTORY = const(64)  # rate-limit entries kept: unix time and amount
 # History times are kept in RAM as seconds since this epoch (2023-11-14): a unix time is
 # past 2^30, a big int of 32 bytes on a 32-bit board, and 64 entries of them took 4 KB.
@@ -62,14 +62,13 @@ class State:
         d = json.loads(text)
         if d.get("v") != 1:
             raise ValueError("record version")
-        s = cls(d["ch"])
+        s = cls(d["ch"], new_history(d["hist"]))  # not a fresh list's room made first
         s.cumulative = d["cum"]
         s.acked = d["ack"]
         s.spent = d["spent"]
         s.request_id = d["rid"]
         s.pending = unhexlify(d["pend"])
         s.by_product = d["by"]
-        s.history = new_history(d["hist"])
         s.seq = d["seq"]
         for v in (s.channel, s.cumulative, s.acked, s.spent, s.request_id, s.seq):
             if not isinstance(v, int) or v < 0:

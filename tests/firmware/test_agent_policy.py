@@ -14,7 +14,7 @@ OTHER = "cd" * 20
 SCRIPT = """
 import json, sys
 from policy import Policy
-from store import State, HISTORY_EPOCH
+from store import State, new_history
 from errors import PolicyDenied, BudgetExhausted, PriceTooHigh
 cases = json.loads(open(sys.argv[1]).read())
 for case in cases:
@@ -28,11 +28,8 @@ for case in cases:
     st.spent = s.get("spent", 0)
     st.cumulative = s.get("cumulative", st.spent)
     st.by_product = s.get("by_product", {})
-    # the cases give [unix time, amount] pairs; a State keeps one flat list, its times
-    # since HISTORY_EPOCH
-    st.history = []
-    for t, amount in s.get("history", []):
-        st.history.extend((t - HISTORY_EPOCH, amount))
+    # the cases give [unix time, amount] pairs, as the record does
+    st.history = new_history(s.get("history", []))
     try:
         policy.check(case.get("provider", PROV), case.get("product", "weather"), case["price"],
                      case.get("increase", case["price"]), st, case.get("now"),
