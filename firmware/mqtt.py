@@ -6,7 +6,7 @@
 # backoff, bounded queues and a timeout on every wait.
 #
 # The transport is a "link": an object with `async open()` returning an asyncio
-# Stream (readexactly, write, drain), `close(stream)` and `describe()`. StreamLink
+# Stream (readinto, write, drain), `close(stream)` and `describe()`. StreamLink
 # wraps any pollable byte stream such as a UART; tcp_link.py's TcpLink opens a
 # socket (with TLS), kept apart so that boards on a UART do not carry it.
 
@@ -224,6 +224,8 @@ class MQTTClient:
         self.oversized = 0
         self.heap_errors = 0  # MemoryErrors that took the link down or stopped a connect
         self._puback = bytearray(b"\x40\x02\x00\x00")
+        self._byte = bytearray(1)  # a packet's first byte and its length, read one by one
+        self._byte_view = memoryview(self._byte)
 
     # ---------------------------------------------------------------- public
 
@@ -485,15 +487,31 @@ class MQTTClient:
         finally:
             self._subacks.pop(pid, None)
 
+    async def _fill(self, stream, view):
+        # view filled from the stream in place. readexactly() grows its result one read
+        # at a time (r += r2, each read first sized for all that is left): on a UART
+        # that hands over a few bytes a read, a packet's size in garbage many times over.
+        got = 0
+        size = len(view)
+        while got < size:
+            n = await stream.readinto(view[got:] if got else view)
+            if n == 0:
+                raise EOFError
+            if n:  # None: woken with nothing to read yet
+                got += n
+
     async def _read_packet(self):
         stream = self._stream
         if stream is None:
             raise MQTTError("not connected")
-        first = (await stream.readexactly(1))[0]
+        one = self._byte_view
+        await self._fill(stream, one)
+        first = self._byte[0]
         size = 0
         shift = 0
         while True:
-            b = (await stream.readexactly(1))[0]
+            await self._fill(stream, one)
+            b = self._byte[0]
             size |= (b & 0x7F) << shift
             if not b & 0x80:
                 break
@@ -501,15 +519,19 @@ class MQTTClient:
             if shift > 21:
                 raise MQTTError("bad remaining length")
         if size <= self.max_packet:
-            body = await stream.readexactly(size) if size else b""
+            body = bytearray(size)  # the packet's one block
+            if size:
+                await self._fill(stream, memoryview(body))
             return first, body
         # Oversized: keep the head (topic and packet id, for the PUBACK), skip the rest.
         self.oversized += 1
-        head = await stream.readexactly(_HEAD_KEEP)
+        head = bytearray(_HEAD_KEEP)
+        await self._fill(stream, memoryview(head))
         left = size - _HEAD_KEEP
+        skip = memoryview(bytearray(min(left, 512)))
         while left:
             n = min(left, 512)
-            await stream.readexactly(n)
+            await self._fill(stream, skip[:n])
             left -= n
         return first | 0x100, head
 
@@ -564,7 +586,8 @@ class MQTTClient:
         if oversized:
             self._log("mqtt: dropped an oversized message")
             return
-        self.inbox.put((bytes(body[2 : 2 + n]).decode(), body[pos:]))
+        view = memoryview(body)  # slices of it copy once, into the bytes kept
+        self.inbox.put((bytes(view[2 : 2 + n]).decode(), bytes(view[pos:])))
 
     async def _pinger(self):
         period = self.keepalive * 1000

@@ -27,7 +27,7 @@ _RETRY_MS = const(5)
 
 
 class TlsStream:
-    """readexactly, write and drain (the MQTT client's stream) on a TLS session ``tls``
+    """readinto, write and drain (the MQTT client's stream) on a TLS session ``tls``
     over the TCP socket ``sock``; ``s.close()`` closes it, as on asyncio's Stream."""
 
     def __init__(self, tls, sock):
@@ -61,17 +61,20 @@ class TlsStream:
             self._shaken = True
             self._in += data
 
-    async def readexactly(self, n):
-        while len(self._in) < n:
+    async def readinto(self, buf):
+        """As asyncio's Stream.readinto: at least one byte (0 at the end of the stream),
+        at most len(buf); what the session holds first."""
+        while not self._in:
             alive = self._take()
-            if len(self._in) >= n:
-                break  # what came before an end of stream is read first (a refusal)
+            if self._in:
+                break
             if not alive:
-                raise EOFError
+                return 0
             await self._readable.read(0)
-        data = self._in[:n]
+        n = min(len(buf), len(self._in))
+        buf[:n] = self._in[:n]
         self._in = self._in[n:]
-        return data
+        return n
 
     def write(self, buf):
         if not self._out:
