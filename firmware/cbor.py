@@ -153,13 +153,23 @@ class _Reader:
         self.pos = end
         return chunk
 
+    def take_byte(self):
+        pos = self.pos
+        if pos >= len(self.data):
+            raise CBORError("truncated", "need 1 bytes at offset %d" % pos)
+        self.pos = pos + 1
+        return self.data[pos]
+
     def argument(self, info):
         if info < 24:
             return info
         if info > 27:
             raise CBORError("indefinite" if info == 31 else "reserved", "additional info %d" % info)
         size = 1 << (info - 24)
-        value = int.from_bytes(self.take(size), "big")
+        if size == 1:
+            value = self.take_byte()
+        else:
+            value = int.from_bytes(self.take(size), "big")
         # shortest form: a wider head must carry what a narrower one could not
         if value < (24 if size == 1 else 1 << (4 * size)):
             raise CBORError("non-shortest", "%d in %d bytes" % (value, size))
@@ -168,7 +178,7 @@ class _Reader:
     def item(self, depth):
         if depth > _MAX_DEPTH:
             raise CBORError("too-deep", "nesting over 8")
-        initial = self.take(1)[0]
+        initial = self.take_byte()  # indexed, not take(1): no 1-byte object an item
         major = initial >> 5
         info = initial & 0x1F
         if major == 7:
