@@ -45,6 +45,11 @@ _REFUSED_KEPT = const(16)  # forged responses to the request in flight remembere
 _BLANK_VOUCHER = bytes(76)
 
 
+def decode_response(payload):
+    """A response message's bytes, decoded for Agent._on_response (CBORError if not CBOR)."""
+    return W.loads(payload, _MAX_RESPONSE)
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)  # true is no number here
 
@@ -214,7 +219,11 @@ class Agent:
             topic, payload = await self.client.inbox.get()
             try:
                 if topic == self.t_resp:
-                    self._on_response(payload)
+                    # Decoded, and the bytes let go, before the receipt is verified:
+                    # verifying it is the heap's highest point of a purchase.
+                    resp = decode_response(payload)
+                    payload = None
+                    self._on_response(resp)
                 elif topic == self.t_catalog:
                     # Collected first: verifying a catalog is the heap's highest point
                     # while the agent starts, and catalogs come seldom.
@@ -231,7 +240,7 @@ class Agent:
                 self._log("agent: dropped a message on", topic, repr(exc))
             # Not held while the next message is awaited (a purchase signs and writes
             # the state record meanwhile).
-            payload = None
+            payload = resp = None
 
     def _on_policy(self, payload):
         keeper = self.owner_policy
@@ -290,8 +299,8 @@ class Agent:
         self._log("agent: catalog seq", seq)
         self._catalog_event.set()
 
-    def _on_response(self, payload):
-        resp = W.loads(payload, _MAX_RESPONSE)
+    def _on_response(self, resp):
+        """A response, decoded (decode_response), to the request in flight or not."""
         if not isinstance(resp, list) or len(resp) != 4:
             raise ValueError("response shape")
         version, rid, code, body = resp
@@ -327,7 +336,7 @@ class Agent:
                 and isinstance(sig, bytes) and len(sig) == 64
                 and dhash == W.keccak256(data)):
             return "receipt does not match the request"
-        return self._verified(W.dumps(receipt), "receipt", self.wallet.receipt_signed_by,
+        return self._verified(W.keccak256(W.dumps(receipt)), "receipt", self.wallet.receipt_signed_by,
                               self.provider, ch, cum, rhash, dhash, sig)
 
     def _verify_error(self, code, body):
@@ -341,14 +350,14 @@ class Agent:
         if not isinstance(sig, bytes) or len(sig) != 64:
             return "error signature shape"
         detail_hash = W.keccak256(W.dumps(detail))
-        return self._verified(W.dumps([code, detail_hash, ch, sig]), "error signature",
+        return self._verified(W.keccak256(W.dumps([code, detail_hash, ch, sig])), "error signature",
                               self.wallet.error_signed_by, self.provider, ch, rhash, code,
                               detail_hash, sig)
 
-    def _verified(self, signed, what, check, *args):
-        # A flood of copies costs one verification per request: `signed` holds all that
-        # decides the check (request hash aside, fixed for the request in flight).
-        key = W.keccak256(signed)
+    def _verified(self, key, what, check, *args):
+        # A flood of copies costs one verification per request: key is the hash of all
+        # that decides the check (request hash aside, fixed for the request in flight),
+        # hashed by the caller so that those bytes are not held through the check.
         if key in self._refused:
             return what + " refused before"
         try:

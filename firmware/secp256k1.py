@@ -766,6 +766,7 @@ class PublicKey:
         w = inverse(s, N)
         u1 = z * w % N
         u2 = r * w % N
+        s = w = z = None  # not held through the multiplications: a purchase's heap peak
         comb = self.comb
         if comb is not None and comb.span == _g_comb.span:
             # both combs in one run of doublings; X / Z^2 = r checked as X = r Z^2,

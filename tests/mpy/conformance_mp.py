@@ -17,7 +17,7 @@ from binascii import unhexlify
 import cbor
 import errors as E
 import wallet as W
-from agent import Agent
+from agent import Agent, decode_response
 from policy import Policy
 from store import Store
 
@@ -41,7 +41,7 @@ def on_catalog(agent, payload):
 
 def on_response(agent, payload, request):
     agent._expect(request)
-    agent._on_response(payload)
+    agent._on_response(decode_response(payload))
     if agent._response is None:
         return "refused"
     code, body = agent._response
