@@ -336,8 +336,9 @@ class Agent:
                 and isinstance(sig, bytes) and len(sig) == 64
                 and dhash == W.keccak256(data)):
             return "receipt does not match the request"
-        return self._verified(W.keccak256(W.dumps(receipt)), "receipt", self.wallet.receipt_signed_by,
-                              self.provider, ch, cum, rhash, dhash, sig)
+        return self._verified(W.keccak256(W.dumps(receipt)), "receipt",
+                              self.wallet.receipt_signed_by, self.provider, ch, cum, rhash,
+                              dhash, sig)
 
     def _verify_error(self, code, body):
         """"" when body is [message, detail, channel, request hash, signature] signed by
