@@ -769,12 +769,16 @@ class PublicKey:
         s = w = z = None  # not held through the multiplications: a purchase's heap peak
         comb = self.comb
         if comb is not None and comb.span == _g_comb.span:
-            # both combs in one run of doublings; X / Z^2 = r checked as X = r Z^2,
-            # without an inversion
+            # both combs in one run of doublings; X / Z^2 = r checked as X - r Z^2 = 0
+            # in the field: no inversion, and no big-integer product (r Z^2 was the
+            # largest allocation of a purchase)
             if not _mul_combs(((_g_comb, u1), (comb, u2))):
                 return False
-            z = _get(_Z)
-            if (r * z * z - _get(_X)) % P:
+            _put(_T1, r)
+            _mul(_T2, _Z, _Z)
+            _mul(_T2, _T2, _T1)
+            _sub(_T2, _X, _T2)
+            if not _is_zero(_T2):
                 return False
             # y = Y / Z^3: one inversion, paid only by a signature whose x matched
             return _affine()[1] & 1 == parity
