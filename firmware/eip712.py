@@ -93,7 +93,12 @@ def domain_separator(chain_id, verifying_contract):
 
 
 def typed_digest(separator, struct_hash):
-    return keccak256(b"\x19\x01" + separator + struct_hash)
+    typed = bytearray(66)
+    typed[0] = 0x19
+    typed[1] = 0x01
+    typed[2:34] = separator
+    typed[34:] = struct_hash
+    return keccak256(typed)
 
 
 def voucher_struct_hash(channel_id, cumulative):
@@ -108,19 +113,23 @@ def voucher_digest(separator, channel_id, cumulative):
     return typed_digest(separator, voucher_struct_hash(channel_id, cumulative))
 
 
+# Receipt, ErrorReceipt and Catalog are a type hash and four 32-byte words: each is
+# filled into one buffer, not concatenated a word at a time (a copy per word, and
+# receipts and catalogs are hashed at a purchase's heap peak).
+
+
 def receipt_digest(separator, channel_id, cumulative, request_hash, data_hash):
     check_channel_id(channel_id)
     check_amount(cumulative)
     _check_hash("request hash", request_hash)
     _check_hash("data hash", data_hash)
-    struct_hash = keccak256(
-        _TYPEHASH[_RECEIPT]
-        + channel_id.to_bytes(32, "big")
-        + cumulative.to_bytes(32, "big")
-        + request_hash
-        + data_hash
-    )
-    return typed_digest(separator, struct_hash)
+    struct = bytearray(160)
+    struct[:32] = _TYPEHASH[_RECEIPT]
+    pack_into(">I", struct, 60, channel_id)
+    pack_into(">Q", struct, 88, cumulative)
+    struct[96:128] = request_hash
+    struct[128:] = data_hash
+    return typed_digest(separator, keccak256(struct))
 
 
 def error_digest(separator, channel_id, request_hash, code, detail_hash):
@@ -131,14 +140,13 @@ def error_digest(separator, channel_id, request_hash, code, detail_hash):
         raise ValueError("error code out of range")
     _check_hash("request hash", request_hash)
     _check_hash("detail hash", detail_hash)
-    struct_hash = keccak256(
-        _TYPEHASH[_ERROR]
-        + channel_id.to_bytes(32, "big")
-        + request_hash
-        + code.to_bytes(32, "big")
-        + detail_hash
-    )
-    return typed_digest(separator, struct_hash)
+    struct = bytearray(160)
+    struct[:32] = _TYPEHASH[_ERROR]
+    pack_into(">I", struct, 60, channel_id)
+    struct[64:96] = request_hash
+    pack_into(">H", struct, 126, code)
+    struct[128:] = detail_hash
+    return typed_digest(separator, keccak256(struct))
 
 
 def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
@@ -146,14 +154,13 @@ def catalog_digest(separator, seq, valid_from, valid_until, products_hash):
     _check_uint64("valid_from", valid_from)
     _check_uint64("valid_until", valid_until)
     _check_hash("products hash", products_hash)
-    struct_hash = keccak256(
-        _TYPEHASH[_CATALOG]
-        + seq.to_bytes(32, "big")
-        + valid_from.to_bytes(32, "big")
-        + valid_until.to_bytes(32, "big")
-        + products_hash
-    )
-    return typed_digest(separator, struct_hash)
+    struct = bytearray(160)
+    struct[:32] = _TYPEHASH[_CATALOG]
+    pack_into(">Q", struct, 56, seq)
+    pack_into(">Q", struct, 88, valid_from)
+    pack_into(">Q", struct, 120, valid_until)
+    struct[128:] = products_hash
+    return typed_digest(separator, keccak256(struct))
 
 
 # Policy integers in the type's order: (name, largest value)
