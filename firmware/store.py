@@ -257,9 +257,11 @@ class Store:
     def save(self, state):
         """Write `state` durably; when this returns the record on flash is `state`."""
         state.seq += 1
+        # the file first: its object is the largest allocation of a purchase's record
+        # write, and a hole that fits it is more likely before the smaller ones
+        f = open(self.tmp, "wb")
         h = sha256(_MAGIC)
         size = 0
-        f = open(self.tmp, "wb")
         try:
             f.write(_MAGIC)
             for piece in _body_pieces(state):
