@@ -151,7 +151,7 @@ class _Reader:
             raise CBORError("truncated", "need %d bytes at offset %d" % (count, self.pos))
         chunk = self.data[self.pos:end]
         self.pos = end
-        return chunk
+        return bytes(chunk)  # a memoryview's slice copied; a bytes slice as it is
 
     def take_byte(self):
         pos = self.pos
@@ -216,7 +216,7 @@ class _Reader:
         for _ in range(value):
             start = self.pos
             key = self.item(depth + 1)
-            encoded_key = self.data[start:self.pos]
+            encoded_key = bytes(self.data[start:self.pos])
             if isinstance(key, (list, dict)):
                 raise CBORError("bad-key", "map keys must be integers or strings")
             if previous is not None and encoded_key <= previous:
@@ -234,7 +234,8 @@ def loads(data, max_size=_MAX_MESSAGE):
         raise CBORError("too-large", "%d bytes, limit %d" % (len(data), max_size))
     if not data:
         raise CBORError("truncated", "empty input")
-    reader = _Reader(bytes(data))
+    # Read in place, not copied: a bytearray is what the MQTT client hands over.
+    reader = _Reader(data if isinstance(data, bytes) else memoryview(data))
     value = reader.item(1)
     if reader.pos != len(data):
         raise CBORError("trailing-bytes", "%d bytes after the item" % (len(data) - reader.pos))

@@ -24,7 +24,6 @@ _PINGREQ = const(0xC0)
 _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 _DUP = const(0x08)
-_HEAD_KEEP = const(300)  # bytes kept of an oversized packet (topic + packet id)
 
 
 # CONNACK return codes 1-5 of MQTT 3.1.1, as the console shows them.
@@ -500,54 +499,66 @@ class MQTTClient:
             if n:  # None: woken with nothing to read yet
                 got += n
 
-    async def _read_packet(self):
-        stream = self._stream
-        if stream is None:
+    async def _read_u8(self):
+        await self._fill(self._stream, self._byte_view)
+        return self._byte[0]
+
+    async def _read_head(self):
+        # (first byte, remaining length) of the next packet
+        if self._stream is None:
             raise MQTTError("not connected")
-        one = self._byte_view
-        await self._fill(stream, one)
-        first = self._byte[0]
+        first = await self._read_u8()
         size = 0
         shift = 0
         while True:
-            await self._fill(stream, one)
-            b = self._byte[0]
+            b = await self._read_u8()
             size |= (b & 0x7F) << shift
             if not b & 0x80:
-                break
+                return first, size
             shift += 7
             if shift > 21:
                 raise MQTTError("bad remaining length")
-        if size <= self.max_packet:
-            body = bytearray(size)  # the packet's one block
-            if size:
-                await self._fill(stream, memoryview(body))
-            return first, body
-        # Oversized: keep the head (topic and packet id, for the PUBACK), skip the rest.
-        self.oversized += 1
-        head = bytearray(_HEAD_KEEP)
-        await self._fill(stream, memoryview(head))
-        left = size - _HEAD_KEEP
-        skip = memoryview(bytearray(min(left, 512)))
-        while left:
-            n = min(left, 512)
-            await self._fill(stream, skip[:n])
-            left -= n
-        return first | 0x100, head
+
+    async def _read_bytes(self, size):
+        # size bytes in a block of their own
+        block = bytearray(size)
+        if size:
+            await self._fill(self._stream, memoryview(block))
+        return block
+
+    async def _skip(self, size):
+        if not size:
+            return
+        view = memoryview(bytearray(min(size, 512)))
+        while size:
+            n = min(size, 512)
+            await self._fill(self._stream, view[:n])
+            size -= n
+
+    async def _read_packet(self):
+        # (first byte, body) of the next packet, other than a PUBLISH (_on_publish)
+        first, size = await self._read_head()
+        if size > self.max_packet:
+            raise MQTTError("packet 0x%02x of %d bytes" % (first, size))
+        return first, await self._read_bytes(size)
 
     async def _reader(self):
         try:
             while True:
-                first, body = await self._read_packet()
+                first, size = await self._read_head()
                 self._last_rx = ticks_ms()
                 kind = first & 0xF0
                 if kind == _PUBLISH:
-                    await self._on_publish(first, body)
-                elif kind == _PUBACK and len(body) == 2:
+                    await self._on_publish(first, size)
+                    continue
+                if size > self.max_packet:
+                    raise MQTTError("packet 0x%02x of %d bytes" % (first, size))
+                body = await self._read_bytes(size)
+                if kind == _PUBACK and size == 2:
                     event = self._inflight.get(body[0] << 8 | body[1])
                     if event:
                         event.set()
-                elif kind == _SUBACK and len(body) >= 3:
+                elif kind == _SUBACK and size >= 3:
                     entry = self._subacks.get(body[0] << 8 | body[1])
                     if entry:
                         entry.code = body[2]
@@ -556,38 +567,48 @@ class MQTTClient:
                     pass
                 else:
                     raise MQTTError("unexpected packet 0x%02x" % first)
-                # Not held while the next packet is awaited: the agent is verifying the
-                # copy of its payload meanwhile, the heap's highest point.
-                body = None
+                body = None  # not held while the next packet is awaited
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(exc)
 
-    async def _on_publish(self, first, body):
-        oversized = first & 0x100
+    async def _on_publish(self, first, size):
+        # Read in its parts, the payload straight into a block of its own size: read
+        # whole and then copied out, a response was in the heap twice at once, while
+        # the agent was verifying the one before or a receipt arrived (its highest point).
         qos = (first >> 1) & 3
-        if len(body) < 2:
-            raise MQTTError("short PUBLISH")
-        n = body[0] << 8 | body[1]
-        pos = 2 + n
-        if qos:
-            if pos + 2 > len(body):
-                raise MQTTError("short PUBLISH")
-            pid = body[pos] << 8 | body[pos + 1]
-            pos += 2
-        if qos == 1:
-            ack = self._puback
-            ack[2] = pid >> 8
-            ack[3] = pid & 0xFF
-            await self._send(ack)
-        elif qos:
+        if qos == 2 or qos == 3:
             raise MQTTError("QoS 2 is not supported")
+        if size < (4 if qos else 2):
+            raise MQTTError("short PUBLISH")
+        n = await self._read_u8() << 8
+        n |= await self._read_u8()
+        left = size - 2 - n - (2 if qos else 0)  # the payload's bytes
+        if left < 0:
+            raise MQTTError("short PUBLISH")
+        oversized = size > self.max_packet
         if oversized:
+            self.oversized += 1
+            await self._skip(n)  # the topic is not needed to acknowledge it
+            topic = ""
+        else:
+            topic = (await self._read_bytes(n)).decode()
+        if qos:
+            ack = self._puback
+            ack[2] = await self._read_u8()
+            ack[3] = await self._read_u8()
+        if oversized:
+            await self._skip(left)
+            payload = None
+        else:
+            payload = await self._read_bytes(left)
+        if qos:
+            await self._send(self._puback)
+        if payload is None:
             self._log("mqtt: dropped an oversized message")
             return
-        view = memoryview(body)  # slices of it copy once, into the bytes kept
-        self.inbox.put((bytes(view[2 : 2 + n]).decode(), bytes(view[pos:])))
+        self.inbox.put((topic, payload))
 
     async def _pinger(self):
         period = self.keepalive * 1000

@@ -302,3 +302,88 @@ asyncio.run(main())
     assert first1 == 0x32 and first2 == 0x3A  # QoS 1, then QoS 1 with DUP
     assert pid1 == pid2 == result["pid"] and p1 == p2 == b"payload"
     assert last == 0xE0
+
+
+def _publish_packet(topic: bytes, pid: int, payload: bytes) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + pid.to_bytes(2, "big") + payload
+    size, head = len(body), bytearray([0x32])  # PUBLISH, QoS 1
+    while True:
+        head.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+        if not size:
+            return bytes(head) + body
+
+
+def test_hostile_publish_framing_from_the_broker(tmp_path: Path) -> None:
+    """A scripted broker's PUBLISHes, read in parts: an oversized one with a topic longer
+    than any kept head is skipped and still acknowledged under its own packet id, a good
+    one is delivered, and one whose topic length passes its remaining length takes the
+    link down (then the client reconnects) instead of reading into the next packet."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    port = server.getsockname()[1]
+    acks: list[bytes] = []
+
+    def read_packet(conn: socket.socket) -> tuple[int, bytes]:
+        first = conn.recv(1)[0]
+        size, shift = 0, 0
+        while True:
+            b = conn.recv(1)[0]
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = b""
+        while len(body) < size:
+            body += conn.recv(size - len(body))
+        return first, body
+
+    def scripted() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            assert read_packet(conn)[0] == 0x10  # CONNECT
+            conn.sendall(bytes([0x20, 2, 0, 0]))  # CONNACK
+            conn.sendall(_publish_packet(b"t/" + b"x" * 998, 0x1234, b"p" * 3000))
+            first, body = read_packet(conn)
+            acks.append(bytes([first]) + body)
+            conn.sendall(_publish_packet(b"t/ok", 0x0008, b"fine"))
+            first, body = read_packet(conn)
+            acks.append(bytes([first]) + body)
+            # topic length 200 in a remaining length of 8
+            conn.sendall(bytes([0x32, 8, 0, 200]) + b"abcdef")
+            # the client closes the link (a reset: it left bytes unread)
+            with contextlib.suppress(ConnectionResetError):
+                assert conn.recv(1) == b""
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            assert read_packet(conn)[0] == 0x10
+            conn.sendall(bytes([0x20, 2, 1, 0]))
+            acks.append(bytes([read_packet(conn)[0]]))  # DISCONNECT
+        server.close()
+
+    thread = threading.Thread(target=scripted, daemon=True)
+    thread.start()
+    script = CLIENT + """
+async def main():
+    c = make("dev-g", keepalive=0, max_packet=2048, backoff_min_ms=50)
+    await c.start()
+    topic, payload = await c.inbox.get(10000)
+    for _ in range(100):
+        if c.connects == 2 and c.isconnected():
+            break
+        await asyncio.sleep_ms(50)
+    out(topic=topic, payload=bytes(payload).decode(), oversized=c.oversized,
+        connects=c.connects, error=repr(c.last_error), left=len(c.inbox))
+    await c.stop()
+asyncio.run(main())
+"""
+    result = json.loads(run_mp(script, tmp_path, args=(str(port),)))
+    thread.join(10)
+    assert result == {"topic": "t/ok", "payload": "fine", "oversized": 1, "connects": 2,
+                      "error": "MQTTError('short PUBLISH',)", "left": 0}
+    assert acks == [b"\x40\x12\x34", b"\x40\x00\x08", b"\xe0"]
