@@ -223,8 +223,11 @@ class MQTTClient:
         self.oversized = 0
         self.heap_errors = 0  # MemoryErrors that took the link down or stopped a connect
         self._puback = bytearray(b"\x40\x02\x00\x00")
-        self._byte = bytearray(1)  # a packet's first byte and its length, read one by one
-        self._byte_view = memoryview(self._byte)
+        # a packet's first byte and its length, read one by one; a topic's length and
+        # a packet id, two at a time (each read is a turn of the poller)
+        self._byte = bytearray(2)
+        self._pair = memoryview(self._byte)
+        self._byte_view = self._pair[:1]
 
     # ---------------------------------------------------------------- public
 
@@ -503,6 +506,10 @@ class MQTTClient:
         await self._fill(self._stream, self._byte_view)
         return self._byte[0]
 
+    async def _read_u16(self):
+        await self._fill(self._stream, self._pair)
+        return self._byte[0] << 8 | self._byte[1]
+
     async def _read_head(self):
         # (first byte, remaining length) of the next packet
         if self._stream is None:
@@ -582,8 +589,7 @@ class MQTTClient:
             raise MQTTError("QoS 2 is not supported")
         if size < (4 if qos else 2):
             raise MQTTError("short PUBLISH")
-        n = await self._read_u8() << 8
-        n |= await self._read_u8()
+        n = await self._read_u16()
         left = size - 2 - n - (2 if qos else 0)  # the payload's bytes
         if left < 0:
             raise MQTTError("short PUBLISH")
@@ -595,9 +601,10 @@ class MQTTClient:
         else:
             topic = (await self._read_bytes(n)).decode()
         if qos:
+            pid = await self._read_u16()
             ack = self._puback
-            ack[2] = await self._read_u8()
-            ack[3] = await self._read_u8()
+            ack[2] = pid >> 8
+            ack[3] = pid & 0xFF
         if oversized:
             await self._skip(left)
             payload = None
