@@ -78,7 +78,8 @@ class StreamLink:
 
 
 class Inbox:
-    """A bounded FIFO of received (topic, payload); the oldest is dropped when full."""
+    """A bounded FIFO of received (topic, payload), a str and a bytearray; the oldest
+    is dropped when full."""
 
     def __init__(self, size):
         self._items = []
