@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -239,30 +240,36 @@ asyncio.run(main())
     assert result["got"] == [10, 20, 30]
 
 
-def test_unacked_publish_is_resent_with_dup_under_same_packet_id(tmp_path: Path) -> None:
-    """A broker that dies before PUBACK: after reconnecting the client re-sends the PUBLISH
-    with DUP set and the original packet id (a scripted broker checks the bytes)."""
-    import socket
-
+def _listen() -> socket.socket:
+    """A scripted broker's listening socket on a free loopback port."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(2)
+    return server
+
+
+def read_packet(conn: socket.socket) -> tuple[int, bytes]:
+    """(first byte, body) of the next MQTT packet a scripted broker receives."""
+    first = conn.recv(1)[0]
+    size, shift = 0, 0
+    while True:
+        b = conn.recv(1)[0]
+        size |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    body = b""
+    while len(body) < size:
+        body += conn.recv(size - len(body))
+    return first, body
+
+
+def test_unacked_publish_is_resent_with_dup_under_same_packet_id(tmp_path: Path) -> None:
+    """A broker that dies before PUBACK: after reconnecting the client re-sends the PUBLISH
+    with DUP set and the original packet id (a scripted broker checks the bytes)."""
+    server = _listen()
     port = server.getsockname()[1]
     seen: list[tuple[int, int, bytes]] = []  # (first byte, packet id, payload)
-
-    def read_packet(conn: socket.socket) -> tuple[int, bytes]:
-        first = conn.recv(1)[0]
-        size, shift = 0, 0
-        while True:
-            b = conn.recv(1)[0]
-            size |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        body = b""
-        while len(body) < size:
-            body += conn.recv(size - len(body))
-        return first, body
 
     def broker() -> None:
         for attempt in range(2):
@@ -319,27 +326,9 @@ def test_hostile_publish_framing_from_the_broker(tmp_path: Path) -> None:
     than any kept head is skipped and still acknowledged under its own packet id, a good
     one is delivered, and one whose topic length passes its remaining length takes the
     link down (then the client reconnects) instead of reading into the next packet."""
-    import socket
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(2)
+    server = _listen()
     port = server.getsockname()[1]
     acks: list[bytes] = []
-
-    def read_packet(conn: socket.socket) -> tuple[int, bytes]:
-        first = conn.recv(1)[0]
-        size, shift = 0, 0
-        while True:
-            b = conn.recv(1)[0]
-            size |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        body = b""
-        while len(body) < size:
-            body += conn.recv(size - len(body))
-        return first, body
 
     def scripted() -> None:
         conn, _ = server.accept()
